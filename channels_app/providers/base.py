@@ -1,0 +1,88 @@
+"""The transport adapter protocol and its registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from django.http import HttpRequest, HttpResponse
+
+from rooms.inbound import InboundMessage, InboundResult
+from rooms.models import Channel, Delivery
+
+
+@dataclass
+class SendResult:
+    ok: bool
+    provider_message_id: str = ""
+    error: str = ""
+    # False for errors a retry cannot fix (a 4xx other than 408/429).
+    retryable: bool = True
+    # Seconds the provider asked us to wait (Retry-After), if any.
+    retry_after: float | None = None
+
+
+@dataclass
+class StatusUpdate:
+    provider_message_id: str
+    status: str  # a rooms.enums.DeliveryStatus value
+    error: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InboundParse:
+    messages: list[InboundMessage]
+    # Optional vendor-specific reply (TwiML, a challenge); else the default JSON.
+    response: HttpResponse | None = None
+
+
+class TransportProvider(Protocol):
+    name: str
+
+    def verify_request(self, channel: Channel, request: HttpRequest) -> bool:
+        """True when the request really comes from the vendor (signature check)."""
+        ...
+
+    def parse_inbound(self, channel: Channel, request: HttpRequest) -> InboundParse:
+        """Turn a verified webhook into messages; raise InvalidInput on bad payloads."""
+        ...
+
+    def inbound_response(self, channel: Channel, results: list[InboundResult]) -> HttpResponse:
+        """What to answer the vendor once the messages are stored."""
+        ...
+
+    def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate]:
+        """Delivery-status callbacks."""
+        ...
+
+    def handshake(self, channel: Channel, request: HttpRequest) -> HttpResponse | None:
+        """GET verification handshakes (Meta's hub.challenge); None if unsupported."""
+        ...
+
+    def send(self, channel: Channel, delivery: Delivery) -> SendResult:
+        """Send one delivery; never raises for vendor errors, returns them."""
+        ...
+
+
+_registry: dict[str, Callable[[], TransportProvider]] = {}
+_instances: dict[str, TransportProvider] = {}
+
+
+def register_provider(name: str, factory: Callable[[], TransportProvider]) -> None:
+    _registry[name] = factory
+    _instances.pop(name, None)
+
+
+def get_provider(name: str) -> TransportProvider | None:
+    if name not in _instances:
+        factory = _registry.get(name)
+        if factory is None:
+            return None
+        _instances[name] = factory()
+    return _instances[name]
+
+
+def provider_names() -> list[str]:
+    return sorted(_registry)

@@ -1,0 +1,187 @@
+"""Deliveries: attempt, retry with backoff, dead-letter, status callbacks, operator retry.
+
+A delivery is a row first (planned by the inbound path) and a task second.
+Attempts claim the row with a conditional UPDATE, so two workers holding the
+same task id never send twice; a worker that dies mid-send leaves the row in
+``sending`` for the outbox sweeper to release.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from channels_app import resilience
+from channels_app.providers import SendResult, StatusUpdate, get_provider
+from rooms.enums import DeliveryStatus
+from rooms.errors import Conflict, NotFound
+from rooms.hooks import HookTrigger
+from rooms.models import Channel, Delivery
+from rooms.task_queue import enqueue
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RETRY = {"max_attempts": 5, "base_delay_seconds": 1.0, "max_delay_seconds": 300.0}
+STUCK_SENDING_AFTER = timedelta(minutes=5)
+_FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.DEAD, DeliveryStatus.FAILED)
+# How far a status callback may move a delivery: never backwards.
+_RANK = {
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.READ: 3,
+    DeliveryStatus.FAILED: 4,
+    DeliveryStatus.DEAD: 4,
+}
+
+
+def retry_policy(channel: Channel) -> dict:
+    return {**DEFAULT_RETRY, **(channel.config.get("retry") or {})}
+
+
+def backoff_seconds(attempt: int, policy: dict) -> float:
+    """Exponential backoff with full jitter, capped."""
+    ceiling = min(policy["max_delay_seconds"], policy["base_delay_seconds"] * (2 ** max(attempt - 1, 0)))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _schedule(delivery_id: int, delay: float) -> None:
+    from channels_app.tasks import deliver_event_task
+
+    enqueue(deliver_event_task, delivery_id, countdown=delay)
+
+
+def _fire_status(delivery_id: int) -> None:
+    from rooms.tasks import fire_hooks_task
+
+    enqueue(fire_hooks_task, HookTrigger.ON_DELIVERY_STATUS.value, "delivery", delivery_id)
+
+
+def delivery_attempt(*, delivery_id: int) -> str:
+    """Try to send one delivery now. Returns the status it ends in."""
+    now = timezone.now()
+    claimed = Delivery.objects.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        pk=delivery_id,
+        status=DeliveryStatus.PENDING,
+    ).update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, updated_at=now)
+    if not claimed:
+        return "skipped"
+    delivery = Delivery.objects.select_related("channel", "event").get(pk=delivery_id)
+    channel = delivery.channel
+    policy = retry_policy(channel)
+
+    wait = resilience.rate_limit_wait(channel.id, (channel.config.get("rate_limit") or {}).get("per_second"))
+    if wait > 0 or not resilience.breaker_allows(channel.id):
+        # Not an attempt: give the claim back and come back later.
+        delay = wait if wait > 0 else resilience.COOLDOWN_SECONDS
+        Delivery.objects.filter(pk=delivery_id).update(
+            status=DeliveryStatus.PENDING,
+            attempts=F("attempts") - 1,
+            next_attempt_at=now + timedelta(seconds=delay),
+            last_error="rate limited" if wait > 0 else "circuit open",
+        )
+        _schedule(delivery_id, delay)
+        return DeliveryStatus.PENDING
+
+    provider = get_provider(channel.provider)
+    if provider is None:
+        result = SendResult(False, error=f"no provider named '{channel.provider}'", retryable=False)
+    else:
+        try:
+            result = provider.send(channel, delivery)
+        except Exception as exc:  # an adapter bug must not strand the row in 'sending'
+            logger.exception("provider %s raised while sending delivery %s", channel.provider, delivery_id)
+            result = SendResult(False, error=f"{type(exc).__name__}: {exc}", retryable=True)
+    resilience.breaker_record(channel.id, result.ok)
+    return _settle(delivery, result, policy)
+
+
+def _settle(delivery: Delivery, result: SendResult, policy: dict) -> str:
+    now = timezone.now()
+    if result.ok:
+        status = DeliveryStatus.SENT
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=status,
+            sent_at=now,
+            provider_message_id=result.provider_message_id[:255],
+            last_error="",
+            next_attempt_at=None,
+            updated_at=now,
+        )
+    elif result.retryable and delivery.attempts < policy["max_attempts"]:
+        status = DeliveryStatus.PENDING
+        delay = result.retry_after or backoff_seconds(delivery.attempts, policy)
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=status,
+            last_error=result.error[:2000],
+            next_attempt_at=now + timedelta(seconds=delay),
+            updated_at=now,
+        )
+        _schedule(delivery.pk, delay)
+    else:
+        # Retries exhausted: dead letter. A non-retryable answer: failed.
+        status = DeliveryStatus.DEAD if result.retryable else DeliveryStatus.FAILED
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=status,
+            last_error=result.error[:2000],
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        logger.warning("delivery %s to %s %s: %s", delivery.pk, delivery.channel_id, status, result.error[:200])
+    _fire_status(delivery.pk)
+    return status
+
+
+def delivery_retry(*, delivery_id: int) -> Delivery:
+    """Operator action: send a failed or dead-lettered delivery again."""
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None:
+            raise NotFound(f"unknown delivery {delivery_id}")
+        if delivery.status not in (DeliveryStatus.FAILED, DeliveryStatus.DEAD):
+            raise Conflict(f"delivery is {delivery.status}; only failed or dead deliveries are retried")
+        Delivery.objects.filter(pk=delivery_id).update(
+            status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=None, updated_at=timezone.now()
+        )
+        transaction.on_commit(lambda: _schedule(delivery_id, 0))
+    delivery.refresh_from_db()
+    return delivery
+
+
+def delivery_apply_status(*, channel: Channel, update: StatusUpdate) -> int:
+    """Apply a provider's status callback; returns how many deliveries changed."""
+    rank = _RANK.get(update.status)
+    if rank is None:
+        return 0
+    changed = 0
+    for delivery in Delivery.objects.filter(channel=channel, provider_message_id=update.provider_message_id):
+        if _RANK.get(delivery.status, 0) >= rank:
+            continue
+        fields = {"status": update.status, "updated_at": timezone.now()}
+        if update.error:
+            fields["last_error"] = update.error[:2000]
+        changed += Delivery.objects.filter(pk=delivery.pk, status=delivery.status).update(**fields)
+        _fire_status(delivery.pk)
+    return changed
+
+
+def sweep_outbox(*, now=None, limit: int = 500) -> int:
+    """Re-enqueue deliveries that are due, and release ones stuck in 'sending'."""
+    now = now or timezone.now()
+    Delivery.objects.filter(status=DeliveryStatus.SENDING, updated_at__lt=now - STUCK_SENDING_AFTER).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=now, last_error="released after a stalled attempt"
+    )
+    due = list(
+        Delivery.objects.filter(status=DeliveryStatus.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    for delivery_id in due:
+        _schedule(delivery_id, 0)
+    return len(due)

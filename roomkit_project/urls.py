@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from roomkit_project.health import healthz
+from rooms.api import api
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("api/v1/", api.urls),
+    path("webhooks/", include("channels_app.urls")),
+    path("", include("rooms.urls")),
+]
+
+handler404 = "roomkit_project.errors.not_found"
+handler500 = "roomkit_project.errors.server_error"

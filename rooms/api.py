@@ -1,0 +1,269 @@
+"""REST API ``/api/v1/``: chat sessions, rooms, events, posting messages.
+
+django-ninja gives typed handlers and the OpenAPI schema at
+``/api/v1/openapi.json``. Handlers parse and authorize, then call a service
+or a selector; posting a message goes through the one inbound path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404, HttpRequest
+from ninja import NinjaAPI, Query, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer
+from pydantic import Field
+
+from rooms.chat_sessions import chat_session_start, ensure_system_channel
+from rooms.enums import ChannelType, RoomStatus
+from rooms.errors import RoomKitError, UnsupportedMediaType
+from rooms.inbound import InboundMessage, process_inbound
+from rooms.models import Room
+from rooms.selectors import get_room, room_events
+from rooms.serializers import event_to_dict, room_to_dict
+from rooms.tokens import api_token_user
+
+
+class BearerToken(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        return api_token_user(token)
+
+
+api = NinjaAPI(
+    title="RoomKit Django API",
+    version="1",
+    urls_namespace="api-v1",
+    docs_url=None,
+    openapi_url="/openapi.json",
+    auth=BearerToken(),
+)
+
+
+def _err(request: HttpRequest, status: int, code: str, message: str):
+    return api.create_response(request, {"error": {"code": code, "message": message}}, status=status)
+
+
+@api.exception_handler(RoomKitError)
+def _roomkit_error(request: HttpRequest, exc: RoomKitError):
+    return api.create_response(request, exc.as_dict(), status=exc.status)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError):
+    first = exc.errors[0] if exc.errors else {}
+    where = ".".join(str(p) for p in first.get("loc", []) if p not in ("body", "payload", "query"))
+    message = first.get("msg", "invalid request")
+    if first.get("type") == "json_invalid" or "JSON" in message:
+        return _err(request, 400, "malformed_json", "body is not valid JSON")
+    return _err(request, 400, "invalid_input", f"{where}: {message}" if where else message)
+
+
+@api.exception_handler(AuthenticationError)
+def _auth_error(request: HttpRequest, exc: AuthenticationError):
+    return _err(request, 401, "unauthorized", "missing or invalid bearer token")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError):
+    return _err(request, exc.status_code, "http_error", str(exc))
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404):
+    return _err(request, 404, "not_found", "not found")
+
+
+def _require_json(request: HttpRequest) -> None:
+    if request.body and (request.content_type or "").lower() != "application/json":
+        raise UnsupportedMediaType("expected Content-Type: application/json")
+
+
+class ErrorDetail(Schema):
+    code: str
+    message: str
+
+
+class ErrorOut(Schema):
+    error: ErrorDetail
+
+
+class ChatSessionIn(Schema):
+    display_name: str | None = Field(default=None, max_length=200)
+
+
+class ChatSessionOut(Schema):
+    room_id: str
+    participant_id: str
+    token: str
+
+
+class MessageIn(Schema):
+    text: str = Field(min_length=1, max_length=100_000)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    sender: str | None = Field(default=None, max_length=200)
+
+
+class MessageOut(Schema):
+    event_id: str | None
+    room_id: str | None
+    seq: int | None
+    duplicate: bool
+    status: str
+
+
+class SourceOut(Schema):
+    channel_id: str | None
+    participant_id: str | None
+    display_name: str
+
+
+class EventOut(Schema):
+    id: str
+    room_id: str
+    seq: int
+    type: str
+    direction: str
+    source: SourceOut
+    content: dict[str, Any]
+    status: str
+    chain_depth: int
+    created_at: str
+
+
+class EventsOut(Schema):
+    events: list[EventOut]
+    next_after_seq: int
+
+
+class ConversationStateOut(Schema):
+    phase: str | None
+    active_agent_id: str | None
+    previous_agent_id: str | None
+    handoff_count: int
+    phase_history: list[dict[str, Any]]
+    context: dict[str, Any]
+
+
+class BindingOut(Schema):
+    channel_id: str
+    category: str
+    access: str
+    muted: bool
+    visibility: str
+    address: str
+    participant_id: str | None
+
+
+class ParticipantOut(Schema):
+    id: str
+    display_name: str
+    role: str
+    status: str
+    channel_id: str | None
+    identity_id: str | None
+    identification: str
+    last_read_seq: int
+
+
+class RoomOut(Schema):
+    id: str
+    name: str
+    status: str
+    last_seq: int
+    metadata: dict[str, Any]
+    created_at: str
+    last_activity_at: str | None
+    closed_at: str | None
+    conversation_state: ConversationStateOut
+
+
+class RoomDetailOut(RoomOut):
+    bindings: list[BindingOut]
+    participants: list[ParticipantOut]
+
+
+class RoomsOut(Schema):
+    rooms: list[RoomOut]
+    count: int
+
+
+class RoomFilter(Schema):
+    status: RoomStatus | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class EventsQuery(Schema):
+    after_seq: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+_ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 415: ErrorOut}
+
+
+@api.post("/chat/sessions", auth=None, response={201: ChatSessionOut, **_ERRORS}, tags=["chat"])
+def create_chat_session(request: HttpRequest, payload: ChatSessionIn | None = None):
+    """Start a web-chat session: a new room, a participant and a signed token for ``/ws/chat/``."""
+    _require_json(request)
+    session = chat_session_start(display_name=(payload.display_name if payload else "") or "")
+    return 201, {"room_id": session.room_id, "participant_id": session.participant_id, "token": session.token}
+
+
+@api.get("/rooms", response={200: RoomsOut, **_ERRORS}, tags=["rooms"])
+def list_rooms(request: HttpRequest, filters: Query[RoomFilter]):
+    qs = Room.objects.all().order_by("-last_activity_at", "-created_at")
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    rooms = list(qs[filters.offset : filters.offset + filters.limit])
+    return {"rooms": [room_to_dict(r) for r in rooms], "count": qs.count()}
+
+
+@api.get("/rooms/{room_id}", response={200: RoomDetailOut, **_ERRORS}, tags=["rooms"])
+def room_detail(request: HttpRequest, room_id: str):
+    room = get_room(room_id)
+    room = Room.objects.prefetch_related("bindings", "participants").get(pk=room.pk)
+    return room_to_dict(room, detail=True)
+
+
+@api.get("/rooms/{room_id}/events", response={200: EventsOut, **_ERRORS}, tags=["rooms"])
+def list_events(request: HttpRequest, room_id: str, query: Query[EventsQuery]):
+    """The room's events in ``seq`` order, after ``after_seq``."""
+    get_room(room_id)
+    events = room_events(room_id, after_seq=query.after_seq, limit=query.limit)
+    return {
+        "events": [event_to_dict(e) for e in events],
+        "next_after_seq": events[-1].seq if events else query.after_seq,
+    }
+
+
+@api.post("/rooms/{room_id}/messages", response={201: MessageOut, 200: MessageOut, **_ERRORS}, tags=["rooms"])
+def post_message(request: HttpRequest, room_id: str, payload: MessageIn):
+    """Post a text message into the room through the inbound path.
+
+    ``idempotency_key`` makes a retry safe: the repeat answers 200 with the
+    first event and changes nothing.
+    """
+    _require_json(request)
+    ensure_system_channel(settings.ROOMKIT_API_CHANNEL_ID, ChannelType.API, "REST API")
+    user = request.auth
+    sender = payload.sender or user.get_username()
+    result = process_inbound(
+        InboundMessage(
+            channel_id=settings.ROOMKIT_API_CHANNEL_ID,
+            room_id=room_id,
+            sender=f"api:{user.pk}:{sender}"[:255],
+            display_name=sender,
+            text=payload.text,
+            idempotency_key=payload.idempotency_key,
+        )
+    )
+    body = {
+        "event_id": result.event_id,
+        "room_id": result.room_id,
+        "seq": result.seq,
+        "duplicate": result.duplicate,
+        "status": result.status,
+    }
+    return (200 if result.duplicate else 201), body

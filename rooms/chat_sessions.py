@@ -1,0 +1,48 @@
+"""Web-chat sessions: a visitor gets a room, a participant and a signed token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+
+from rooms.enums import ChannelCategory, ChannelType
+from rooms.hooks import HookTrigger
+from rooms.inbound import open_room_for_channel
+from rooms.models import Channel, Participant
+from rooms.services import fire_hooks_on_commit
+from rooms.tokens import chat_token_issue
+
+
+@dataclass(frozen=True)
+class ChatSession:
+    room_id: str
+    participant_id: str
+    token: str
+
+
+def ensure_system_channel(channel_id: str, channel_type: str, name: str) -> Channel:
+    """Our own entry-point channels (web chat, API, console) exist on first use."""
+    channel, _ = Channel.objects.get_or_create(
+        pk=channel_id,
+        defaults={"channel_type": channel_type, "category": ChannelCategory.TRANSPORT, "name": name},
+    )
+    return channel
+
+
+def chat_session_start(*, display_name: str = "") -> ChatSession:
+    """Open a room on the web-chat channel for a new visitor."""
+    channel = ensure_system_channel(settings.ROOMKIT_WEBCHAT_CHANNEL_ID, ChannelType.WEBSOCKET, "Web chat")
+    name = (display_name or "").strip()[:200] or "Visitor"
+    with transaction.atomic():
+        room, binding = open_room_for_channel(channel, "")
+        participant = Participant.objects.create(room=room, channel=channel, display_name=name)
+        # The participant id is the visitor's address on the web-chat channel.
+        participant.address = participant.id
+        participant.save(update_fields=["address"])
+        binding.address = participant.id
+        binding.participant = participant
+        binding.save(update_fields=["address", "participant"])
+        fire_hooks_on_commit(HookTrigger.ON_ROOM_CREATED, "room", room.id)
+    return ChatSession(room.id, participant.id, chat_token_issue(room_id=room.id, participant_id=participant.id))

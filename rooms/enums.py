@@ -1,0 +1,173 @@
+"""Vocabulary of the room model: statuses, channel and event types, capabilities."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class RoomStatus(models.TextChoices):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CLOSED = "closed"
+    ARCHIVED = "archived"
+
+
+class ChannelType(models.TextChoices):
+    SMS = "sms", "SMS"
+    RCS = "rcs", "RCS"
+    EMAIL = "email", "Email"
+    WEBSOCKET = "websocket", "WebSocket (web chat)"
+    MESSENGER = "messenger", "Messenger"
+    TEAMS = "teams", "Teams"
+    TELEGRAM = "telegram", "Telegram"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    WHATSAPP_PERSONAL = "whatsapp_personal", "WhatsApp Personal"
+    VOICE = "voice", "Voice"
+    REALTIME_VOICE = "realtime_voice", "Realtime voice"
+    WEBHOOK = "webhook", "HTTP webhook"
+    AI = "ai", "AI agent"
+    # Our own entry points: the REST API and the operator console.
+    API = "api", "API"
+    CONSOLE = "console", "Operator console"
+
+
+class ChannelCategory(models.TextChoices):
+    TRANSPORT = "transport"
+    INTELLIGENCE = "intelligence"
+
+
+class Access(models.TextChoices):
+    READ_WRITE = "read_write"
+    READ_ONLY = "read_only"
+    WRITE_ONLY = "write_only"
+    NONE = "none"
+
+
+class Visibility(models.TextChoices):
+    ALL = "all"
+    NONE = "none"
+    TRANSPORT = "transport"
+    INTELLIGENCE = "intelligence"
+    # Seen in the operator console only (notes): no channel receives it.
+    INTERNAL = "internal"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class EventType(models.TextChoices):
+    MESSAGE = "message"
+    SYSTEM = "system"
+    EDIT = "edit"
+    DELETE = "delete"
+    REACTION = "reaction"
+    NOTE = "note"
+    PARTICIPANT_JOINED = "participant_joined"
+    PARTICIPANT_LEFT = "participant_left"
+    PARTICIPANT_IDENTIFIED = "participant_identified"
+    CHANNEL_ATTACHED = "channel_attached"
+    CHANNEL_DETACHED = "channel_detached"
+    CHANNEL_MUTED = "channel_muted"
+    CHANNEL_UNMUTED = "channel_unmuted"
+    CHANNEL_UPDATED = "channel_updated"
+    ROOM_CREATED = "room_created"
+    ROOM_PAUSED = "room_paused"
+    ROOM_CLOSED = "room_closed"
+    ROOM_REOPENED = "room_reopened"
+    TASK_CREATED = "task_created"
+    OBSERVATION = "observation"
+    DELIVERY_STATUS = "delivery_status"
+    HANDOFF = "handoff"
+    PHASE_TRANSITION = "phase_transition"
+
+
+# Events that carry something a person said; the rest are room bookkeeping.
+CONVERSATIONAL_EVENT_TYPES = frozenset({EventType.MESSAGE, EventType.EDIT, EventType.DELETE, EventType.REACTION})
+
+
+class ContentType(models.TextChoices):
+    TEXT = "text"
+    RICH = "rich"
+    MEDIA = "media"
+    LOCATION = "location"
+    AUDIO = "audio"
+    VIDEO = "video"
+    TEMPLATE = "template"
+    COMPOSITE = "composite"
+    SYSTEM = "system"
+    EDIT = "edit"
+    DELETE = "delete"
+
+
+class EventStatus(models.TextChoices):
+    DELIVERED = "delivered"
+    BLOCKED = "blocked"
+
+
+class ParticipantRole(models.TextChoices):
+    OWNER = "owner"
+    MEMBER = "member"
+    AGENT = "agent"
+    OPERATOR = "operator"
+    OBSERVER = "observer"
+    SYSTEM = "system"
+
+
+class ParticipantStatus(models.TextChoices):
+    ACTIVE = "active"
+    LEFT = "left"
+
+
+class IdentificationStatus(models.TextChoices):
+    IDENTIFIED = "identified"
+    AMBIGUOUS = "ambiguous"
+    UNKNOWN = "unknown"
+    CHALLENGED = "challenged"
+    REJECTED = "rejected"
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+T = ContentType
+_ALL_MEDIA = [t.value for t in ContentType]
+# What each channel type can carry, after the seeds' channel table. Content a
+# target cannot carry is transcoded (rooms.transcoding); text longer than
+# max_length is cut.
+DEFAULT_CAPABILITIES: dict[str, dict] = {
+    ChannelType.SMS: {"media_types": [T.TEXT, T.MEDIA], "max_length": 1600},
+    ChannelType.RCS: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": 3072},
+    ChannelType.EMAIL: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": None},
+    ChannelType.WEBSOCKET: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.AUDIO, T.VIDEO], "max_length": None},
+    ChannelType.MESSENGER: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.TEMPLATE], "max_length": 2000},
+    ChannelType.TEAMS: {"media_types": [T.TEXT, T.RICH], "max_length": 28000},
+    ChannelType.TELEGRAM: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": 4096},
+    ChannelType.WHATSAPP: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.TEMPLATE], "max_length": 4096},
+    ChannelType.WHATSAPP_PERSONAL: {"media_types": [T.TEXT, T.MEDIA, T.AUDIO, T.LOCATION], "max_length": 65536},
+    ChannelType.VOICE: {"media_types": [T.AUDIO, T.TEXT], "max_length": None},
+    ChannelType.REALTIME_VOICE: {"media_types": [T.AUDIO, T.TEXT], "max_length": None},
+    ChannelType.WEBHOOK: {"media_types": [T.TEXT, T.RICH], "max_length": None},
+    ChannelType.AI: {"media_types": [T.TEXT, T.RICH], "max_length": None},
+    ChannelType.API: {"media_types": _ALL_MEDIA, "max_length": None},
+    ChannelType.CONSOLE: {"media_types": _ALL_MEDIA, "max_length": None},
+}
+
+# Channel types that are reached through the room's channel-layer group (open
+# sockets), not through an outbox delivery.
+PUSH_CHANNEL_TYPES = frozenset({ChannelType.WEBSOCKET, ChannelType.API, ChannelType.CONSOLE})

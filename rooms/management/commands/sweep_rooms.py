@@ -1,0 +1,13 @@
+from django.core.management.base import BaseCommand
+
+from rooms.services import sweep_room_timers
+
+
+class Command(BaseCommand):
+    help = "One pass of the room timers: pause idle rooms, close rooms paused too long."
+
+    def handle(self, *args, **options):
+        done = sweep_room_timers()
+        for room_id, status in done:
+            self.stdout.write(f"{room_id} -> {status}")
+        self.stdout.write(f"{len(done)} room(s) changed")

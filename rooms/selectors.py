@@ -1,0 +1,59 @@
+"""Reads. Cached where the hot path would otherwise ask the same thing often."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from rooms.errors import NotFound
+from rooms.models import Channel, ChannelBinding, Room, RoomEvent
+
+# Channels change rarely and every inbound message needs one: keep each for a
+# couple of seconds per process. A save in this process drops it at once;
+# other processes see the change within the TTL.
+CHANNEL_CACHE_TTL = 2.0
+_channel_cache: dict[str, tuple[float, Channel]] = {}
+_channel_lock = threading.Lock()
+
+
+def get_channel(channel_id: str) -> Channel:
+    now = time.monotonic()
+    hit = _channel_cache.get(channel_id)
+    if hit and hit[0] > now:
+        return hit[1]
+    channel = Channel.objects.filter(pk=channel_id).first()
+    if channel is None:
+        raise NotFound(f"unknown channel '{channel_id}'", code="unknown_channel")
+    with _channel_lock:
+        _channel_cache[channel_id] = (now + CHANNEL_CACHE_TTL, channel)
+    return channel
+
+
+@receiver(post_save, sender=Channel)
+@receiver(post_delete, sender=Channel)
+def _forget_channel(sender: type, instance: Channel, **kwargs: object) -> None:
+    _channel_cache.pop(instance.pk, None)
+
+
+def clear_channel_cache() -> None:
+    _channel_cache.clear()
+
+
+def get_room(room_id: str) -> Room:
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise NotFound(f"unknown room '{room_id}'", code="unknown_room")
+    return room
+
+
+def room_events(room_id: str, *, after_seq: int = 0, limit: int = 100) -> list[RoomEvent]:
+    return list(
+        RoomEvent.objects.filter(room_id=room_id, seq__gt=after_seq).select_related("source_participant").order_by("seq")[:limit]
+    )
+
+
+def room_bindings(room_id: str) -> list[ChannelBinding]:
+    return list(ChannelBinding.objects.filter(room_id=room_id).select_related("channel"))

@@ -1,0 +1,12 @@
+"""End users' pages."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+
+@require_GET
+def chat_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "chat.html")
