@@ -17,13 +17,17 @@ def channel_upsert(
     *,
     channel_id: str,
     channel_type: str,
-    provider: str = "",
+    provider: str | None = None,
     config: dict | None = None,
     secrets: dict[str, str] | None = None,
     name: str | None = None,
     category: str | None = None,
 ) -> tuple[Channel, bool]:
-    """Create or update a channel. ``config`` replaces; ``secrets`` are merged, encrypted."""
+    """Create or update a channel. ``config`` replaces; ``secrets`` are merged, encrypted.
+
+    ``provider``, ``config`` and ``name`` left as None keep their current values
+    on update, so rotating a secret cannot silently unhook a channel's adapter.
+    """
     if slugify(channel_id) != channel_id or not channel_id:
         raise InvalidInput(f"channel id '{channel_id}' must be a slug (letters, digits, - and _)")
     if channel_type not in ChannelType.values:
@@ -40,7 +44,8 @@ def channel_upsert(
             channel = Channel(id=channel_id)
         channel.channel_type = channel_type
         channel.category = category
-        channel.provider = provider
+        if provider is not None or created:
+            channel.provider = provider or ""
         if config is not None:
             channel.config = config
         if name is not None:

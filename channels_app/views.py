@@ -11,12 +11,11 @@ import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from channels_app.providers import get_provider
 from channels_app.services import delivery_apply_status
 from rooms.errors import NotFound
-from rooms.http import error_response, json_errors
+from rooms.http import allow_methods, error_response, json_errors
 from rooms.inbound import process_inbound
 from rooms.selectors import get_channel
 
@@ -32,7 +31,7 @@ def _channel_and_provider(channel_id: str):
 
 
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
+@allow_methods("GET", "POST")
 @json_errors
 def webhook(request: HttpRequest, channel_id: str) -> HttpResponse:
     channel, provider = _channel_and_provider(channel_id)
@@ -50,7 +49,7 @@ def webhook(request: HttpRequest, channel_id: str) -> HttpResponse:
 
 
 @csrf_exempt
-@require_http_methods(["POST"])
+@allow_methods("POST")
 @json_errors
 def webhook_status(request: HttpRequest, channel_id: str) -> HttpResponse:
     channel, provider = _channel_and_provider(channel_id)

@@ -7,6 +7,7 @@ never a half-written event.
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 from typing import Annotated, Any, Literal
 
@@ -118,7 +119,7 @@ def validate_content(raw: Any) -> dict[str, Any]:
     # The plain-text case is by far the most common; skip pydantic for it.
     if type(raw) is dict and raw.get("type") == "text" and len(raw) == 2:
         body = raw.get("body")
-        if type(body) is str and 0 < len(body) <= MAX_TEXT:
+        if type(body) is str and 0 < len(body) <= MAX_TEXT and "\x00" not in body:
             return raw
     try:
         model = _adapter.validate_python(raw)
@@ -126,7 +127,34 @@ def validate_content(raw: Any) -> dict[str, Any]:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "content"
         raise InvalidInput(f"invalid content at '{where}': {err['msg']}", code="invalid_content") from None
-    return model.model_dump(exclude_none=True)
+    content = model.model_dump(exclude_none=True)
+    _check_storable(content)
+    return content
+
+
+def _check_storable(content: dict[str, Any]) -> None:
+    """Refuse what one of our databases cannot store, so both answer the same 400.
+
+    The free-form parts (metadata, buttons, parameters) may hold NaN, infinity
+    or non-JSON objects, which SQLite's JSON check and PostgreSQL's jsonb
+    refuse with a 500; jsonb also refuses NUL characters that SQLite stores.
+    """
+    try:
+        json.dumps(content, allow_nan=False)
+    except (TypeError, ValueError):
+        raise InvalidInput("content must be plain JSON: no NaN, infinity or other objects", code="invalid_content") from None
+    if _has_nul(content):
+        raise InvalidInput("content must not contain NUL characters", code="invalid_content")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class _TextExtractor(HTMLParser):

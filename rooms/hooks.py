@@ -25,7 +25,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -270,14 +270,22 @@ def run_hook(h: Hook, *args: Any) -> HookResult | None:
     return result if isinstance(result, HookResult) else None
 
 
-def run_sync_hooks(trigger: HookTrigger, payload: Any, ctx: HookContext) -> list[tuple[Hook, HookResult]]:
-    """Run every matching hook in priority order; return the decisions made."""
-    out: list[tuple[Hook, HookResult]] = []
+def iter_sync_hooks(trigger: HookTrigger, payload: Any, ctx: HookContext) -> Iterator[tuple[Hook, HookResult]]:
+    """Run matching hooks in priority order, one per decision asked for.
+
+    Lazy on purpose: a caller that applies each decision before asking for the
+    next gives later hooks the payload as modified so far, and a caller that
+    stops (a block, a decisive identity answer) runs no further hook.
+    """
     for h in registry.for_trigger(trigger, ctx):
         result = run_hook(h, payload, ctx)
         if result is not None:
-            out.append((h, result))
-    return out
+            yield h, result
+
+
+def run_sync_hooks(trigger: HookTrigger, payload: Any, ctx: HookContext) -> list[tuple[Hook, HookResult]]:
+    """Run every matching hook in priority order on the same payload; return the decisions made."""
+    return list(iter_sync_hooks(trigger, payload, ctx))
 
 
 def fire(trigger: HookTrigger, payload: Any, ctx: HookContext) -> None:

@@ -1,15 +1,16 @@
-"""JSON error responses in the contract's shape, for every HTTP edge."""
+"""JSON requests and error responses in the contract's shape, for every HTTP edge."""
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from rooms.errors import RoomKitError
+from rooms.errors import InvalidInput, RoomKitError, UnsupportedMediaType
 
 logger = logging.getLogger(__name__)
 
@@ -29,3 +30,66 @@ def json_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
             return JsonResponse(exc.as_dict(), status=exc.status)
 
     return wrapper
+
+
+def allow_methods(*methods: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Like Django's ``require_http_methods``, but the 405 is the contract's JSON error."""
+    allowed = [m.upper() for m in methods]
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in allowed:
+                response = error_response(405, "method_not_allowed", f"use {' or '.join(allowed)}")
+                response["Allow"] = ", ".join(allowed)
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def json_object_body(request: HttpRequest) -> dict[str, Any]:
+    """The request's JSON object, or a 415/400 naming what is wrong (never a 500)."""
+    ctype = (request.content_type or "").lower()
+    if ctype != "application/json":
+        raise UnsupportedMediaType("expected Content-Type: application/json")
+    try:
+        data = json.loads(request.body)
+    except (ValueError, RecursionError):
+        # RecursionError: a deeply nested body exhausts the decoder's stack; it is
+        # still the caller's malformed input, not our failure.
+        raise InvalidInput("body is not valid JSON", code="malformed_json") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("body must be a JSON object", code="malformed_json")
+    _refuse_unstorable_text(data)
+    return data
+
+
+def _refuse_unstorable_text(data: Any) -> None:
+    """NUL and unpaired surrogates are valid JSON escapes, but PostgreSQL stores neither.
+
+    Refused here as the caller's error, on every database, instead of failing
+    as a 500 at the INSERT. Iterative: the body may be nested as deep as the
+    decoder allowed.
+    """
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value or not _is_utf8_encodable(value):
+                raise InvalidInput("body contains a NUL character or an unpaired surrogate", code="invalid_text")
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+def _is_utf8_encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

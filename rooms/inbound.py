@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from rooms import hooks, realtime, registries
+from rooms import hooks, realtime, registries, route_cache
 from rooms.content import content_text, validate_content
 from rooms.enums import (
     PUSH_CHANNEL_TYPES,
@@ -47,6 +47,8 @@ from rooms.models import (
     RoomEvent,
     Task,
 )
+from rooms.fast_insert import insert_row
+from rooms.route_cache import route_key
 from rooms.selectors import get_channel
 from rooms.serializers import event_to_dict
 from rooms.transcoding import transcode
@@ -58,6 +60,8 @@ logger = logging.getLogger(__name__)
 # own entry points and the agents; they are attached on first use.
 _SELF_ATTACHING_TYPES = frozenset({ChannelType.API, ChannelType.CONSOLE, ChannelType.AI})
 _MAX_KEY = 255
+_EVENT_TYPES = frozenset(EventType.values)
+_MAX_CHAIN_DEPTH_VALUE = 32767
 
 
 @dataclass
@@ -121,10 +125,18 @@ class _AfterCommit:
     task_ids: list[str] = field(default_factory=list)
     observation_ids: list[str] = field(default_factory=list)
     extra_events: list[RoomEvent] = field(default_factory=list)
+    # Cache entries to keep once the data they describe is committed.
+    routes: list[tuple[tuple, route_cache.Route]] = field(default_factory=list)
+    bindings: tuple[str, int, list[ChannelBinding]] | None = None
 
     def run(self) -> None:
         from rooms.task_queue import enqueue
         from rooms.tasks import fire_hooks_task
+
+        for key, route in self.routes:
+            route_cache.put_route(key, route)
+        if self.bindings is not None:
+            route_cache.store_room_bindings(*self.bindings)
 
         for ev, public in ([(self.event, self.public)] if self.event else []) + [(e, False) for e in self.extra_events]:
             realtime.publish_event(
@@ -169,22 +181,28 @@ def process_inbound(message: InboundMessage) -> InboundResult:
     if channel is None and not message.room_id:
         raise InvalidInput("a message needs a channel or a room", code="no_channel")
     has_key = bool(message.idempotency_key or message.provider_message_id)
-    for attempt in range(2):
+    use_cache = True
+    races = 0
+    while True:
         after = _AfterCommit()
         try:
             with transaction.atomic():
-                result = _process(message, channel, content, after)
+                result = _process(message, channel, content, after, use_cache=use_cache)
                 if result.status == "rejected":
                     transaction.set_rollback(True)
                 else:
                     transaction.on_commit(after.run)
             return result
+        except _StaleRoute:
+            # The cached route no longer matches the room (a binding changed,
+            # the room closed): do it again the slow way.
+            use_cache = False
         except IntegrityError:
             # Lost a race with a concurrent copy of the same message (unique
             # key per channel): the retry finds the winner and returns it.
-            if attempt or not has_key:
+            races += 1
+            if races > 1 or not has_key:
                 raise
-    raise AssertionError("unreachable")
 
 
 def _content_of(message: InboundMessage) -> dict[str, Any]:
@@ -194,7 +212,7 @@ def _content_of(message: InboundMessage) -> dict[str, Any]:
         raw = {"type": "text", "body": message.text}
     else:
         raise InvalidInput("message has no content", code="invalid_content")
-    if message.event_type not in EventType.values:
+    if message.event_type not in _EVENT_TYPES:
         raise InvalidInput(f"unknown event type '{message.event_type}'", code="invalid_event_type")
     return validate_content(raw)
 
@@ -206,53 +224,87 @@ def _check_keys(message: InboundMessage) -> None:
             raise InvalidInput(f"{name} must be a string of at most {_MAX_KEY} characters")
     if len(message.sender) > _MAX_KEY:
         raise InvalidInput(f"sender must be at most {_MAX_KEY} characters")
-    if message.chain_depth < 0:
-        raise InvalidInput("chain_depth must not be negative")
+    # The column is a PositiveSmallIntegerField: PostgreSQL would refuse a
+    # larger value with a DataError (a 500) where SQLite stores it.
+    if not isinstance(message.chain_depth, int) or not 0 <= message.chain_depth <= _MAX_CHAIN_DEPTH_VALUE:
+        raise InvalidInput(f"chain_depth must be an integer from 0 to {_MAX_CHAIN_DEPTH_VALUE}")
 
 
 def _find_duplicate(channel: Channel, message: InboundMessage) -> RoomEvent | None:
-    qs = RoomEvent.objects.filter(source_channel_id=channel.id)
-    if message.idempotency_key:
-        found = qs.filter(idempotency_key=message.idempotency_key).first()
-        if found is not None:
-            return found
-    if message.provider_message_id:
-        return qs.filter(provider_message_id=message.provider_message_id).first()
+    # Plain SQL on the unique indexes: this runs for every keyed message.
+    with connection.cursor() as cur:
+        for column, value in (
+            ("idempotency_key", message.idempotency_key),
+            ("provider_message_id", message.provider_message_id),
+        ):
+            if value:
+                cur.execute(
+                    f"SELECT id FROM rooms_roomevent WHERE source_channel_id = %s AND {column} = %s", [channel.id, value]
+                )
+                row = cur.fetchone()
+                if row is not None:
+                    return RoomEvent.objects.select_related("source_participant").get(pk=row[0])
     return None
 
 
-def _process(message: InboundMessage, channel: Channel | None, content: dict[str, Any], after: _AfterCommit) -> InboundResult:
+class _StaleRoute(Exception):
+    """A cached route failed its version check under the room lock."""
+
+
+def _process(
+    message: InboundMessage, channel: Channel | None, content: dict[str, Any], after: _AfterCommit, *, use_cache: bool
+) -> InboundResult:
     if channel is not None and (message.idempotency_key or message.provider_message_id):
         dup = _find_duplicate(channel, message)
         if dup is not None:
             return InboundResult("duplicate", dup, dup.room_id)
 
-    room, source_binding = _route(message, channel)
-    participant, identity_decision = _participant_for(message, channel, room, source_binding)
-    if identity_decision is not None and identity_decision.action == HookAction.BLOCK and not identity_decision.challenge:
-        return InboundResult("rejected", None, room.id if room else None, reason=identity_decision.reason)
-
-    if room is None:
-        room, source_binding = open_room_for_channel(channel, message.sender)
-        after.room_created = room.id
-    if participant is not None and participant._state.adding:
-        participant.room = room
-        participant.save(force_insert=True)
-        if participant.identification == IdentificationStatus.IDENTIFIED:
-            after.identified_participant = participant.id
-        if source_binding is not None and source_binding.participant_id is None and source_binding.address:
-            source_binding.participant = participant
-            source_binding.save(update_fields=["participant"])
-
-    seq = _take_seq(room.id)
+    key = route_key(message.room_id, channel.id, message.sender, message.participant_id) if channel else None
+    route = route_cache.get_route(key) if key and use_cache else None
+    identity_decision = None
+    room: Room | None = None
+    if route is not None:
+        # Fast path: a sender we have routed before. Valid only if the room's
+        # routing is unchanged, checked in the statement that locks it.
+        taken = _take_seq(route.room_id)
+        if taken is None or taken[1] != route.version:
+            route_cache.forget_route(key)
+            raise _StaleRoute
+        room_id, source_binding = route.room_id, route.binding
+        participant_id, participant_name = route.participant_id, route.participant_name
+    else:
+        room, source_binding = _route(message, channel)
+        participant, identity_decision = _participant_for(message, channel, room, source_binding)
+        if identity_decision is not None and identity_decision.action == HookAction.BLOCK and not identity_decision.challenge:
+            return InboundResult("rejected", None, room.id if room else None, reason=identity_decision.reason)
+        if room is None:
+            room, source_binding = open_room_for_channel(channel, message.sender)
+            after.room_created = room.id
+        if participant is not None and participant._state.adding:
+            participant.room = room
+            participant.save(force_insert=True)
+            if participant.identification == IdentificationStatus.IDENTIFIED:
+                after.identified_participant = participant.id
+            if source_binding is not None and source_binding.participant_id is None and source_binding.address:
+                source_binding.participant = participant
+                source_binding.save(update_fields=["participant"])
+        room_id = room.id
+        taken = _take_seq(room_id)
+        if taken is None:
+            raise Conflict(f"room '{room_id}' is closed", code="room_closed")
+        participant_id = participant.id if participant else None
+        participant_name = participant.display_name if participant else ""
+        if key and source_binding is not None and identity_decision is None:
+            after.routes.append((key, route_cache.Route(room_id, source_binding, participant_id, participant_name, taken[1])))
+    seq, version = taken
     now = timezone.now()
     event = RoomEvent(
-        room_id=room.id,
+        room_id=room_id,
         seq=seq,
         type=message.event_type,
         direction=message.direction,
         source_channel_id=channel.id if channel else None,
-        source_participant_id=participant.id if participant else None,
+        source_participant_id=participant_id,
         provider_message_id=message.provider_message_id,
         idempotency_key=message.idempotency_key,
         content=content,
@@ -263,26 +315,27 @@ def _process(message: InboundMessage, channel: Channel | None, content: dict[str
         metadata=message.metadata,
         created_at=now,
     )
-    bindings = list(ChannelBinding.objects.filter(room_id=room.id).select_related("channel"))
+    bindings = route_cache.room_bindings(room_id, version, store=False)
+    after.bindings = (room_id, version, bindings)
     block_reason = _pre_broadcast_block(event, channel, source_binding, identity_decision)
     if block_reason:
         _block(event, block_reason)
-    if event.status != EventStatus.BLOCKED:
+    if event.status != EventStatus.BLOCKED and hooks.registry.has(HookTrigger.BEFORE_BROADCAST):
         ctx = HookContext(
-            room_id=room.id,
+            room_id=room_id,
             channel_id=channel.id if channel else None,
             channel_type=channel.channel_type if channel else None,
             direction=message.direction,
-            room=room,
+            room=room or Room.objects.get(pk=room_id),
             bindings=bindings,
         )
         _run_before_broadcast(event, ctx, after)
     if event.status != EventStatus.BLOCKED and event.type in (EventType.EDIT, EventType.DELETE):
-        _apply_edit(event, room.id, participant, channel, now)
-    event.save(force_insert=True)
+        _apply_edit(event, room_id, participant_id, channel, now)
+    insert_row(event)
     if event.status == EventStatus.BLOCKED and event.blocked_by == "chain_depth_exceeded":
         obs = Observation.objects.create(
-            room_id=room.id,
+            room_id=room_id,
             event=event,
             kind="chain_depth_exceeded",
             summary=f"Event at chain depth {event.chain_depth} blocked (max {settings.ROOMKIT_MAX_CHAIN_DEPTH}).",
@@ -290,17 +343,22 @@ def _process(message: InboundMessage, channel: Channel | None, content: dict[str
         )
         after.observation_ids.append(obs.id)
     if identity_decision is not None and identity_decision.challenge:
-        after.extra_events.append(_challenge_event(room.id, seq, channel, source_binding, identity_decision, event, now))
+        prompt, prompt_delivery = _challenge_event(room_id, seq, channel, source_binding, identity_decision, event, now)
+        after.extra_events.append(prompt)
+        if prompt_delivery is not None:
+            # The sender is waiting for the question: send it on commit like any
+            # planned delivery instead of leaving it to the outbox sweeper.
+            after.delivery_ids.append(prompt_delivery.id)
 
     after.event = event
-    after.display_name = participant.display_name if participant else ""
+    after.display_name = participant_name
     n_deliveries = 0
     if event.status == EventStatus.DELIVERED:
         n_deliveries = _plan_fanout(event, bindings, source_binding, after)
     return InboundResult(
         "blocked" if event.status == EventStatus.BLOCKED else "stored",
         event,
-        room.id,
+        room_id,
         reason=event.blocked_by,
         deliveries=n_deliveries,
     )
@@ -459,18 +517,19 @@ def _identity_hooks(
         room=room,
         extra={"address": message.sender, "message": message},
     )
-    for _hook, decision in hooks.run_sync_hooks(trigger, result, ctx):
+    for _hook, decision in hooks.iter_sync_hooks(trigger, result, ctx):
         if decision.identity_id or decision.challenge or decision.action == HookAction.BLOCK:
             return decision
     return None
 
 
-def _take_seq(room_id: str) -> int:
+def _take_seq(room_id: str) -> tuple[int, int] | None:
     """Lock the room row and hand out its next seq, in one statement.
 
     ``UPDATE … RETURNING`` takes the same row lock ``select_for_update`` would,
     held to commit, so seqs are gapless and unique across processes; a paused
-    room wakes up on a new message.
+    room wakes up on a new message. Returns (seq, routing_version), or None if
+    the room is not open.
     """
     now = timezone.now()
     with connection.cursor() as cur:
@@ -478,13 +537,11 @@ def _take_seq(room_id: str) -> int:
             "UPDATE rooms_room SET last_seq = last_seq + 1, last_activity_at = %s, updated_at = %s, "
             "paused_at = CASE WHEN status = 'paused' THEN NULL ELSE paused_at END, "
             "status = CASE WHEN status = 'paused' THEN 'active' ELSE status END "
-            "WHERE id = %s AND status IN ('active', 'paused') RETURNING last_seq",
+            "WHERE id = %s AND status IN ('active', 'paused') RETURNING last_seq, routing_version",
             [now, now, room_id],
         )
         row = cur.fetchone()
-    if row is None:
-        raise Conflict(f"room '{room_id}' is closed", code="room_closed")
-    return row[0]
+    return (row[0], row[1]) if row is not None else None
 
 
 def _visibility_of(message: InboundMessage, binding: ChannelBinding | None) -> str:
@@ -519,7 +576,9 @@ def _pre_broadcast_block(
 def _run_before_broadcast(event: RoomEvent, ctx: HookContext, after: _AfterCommit) -> None:
     if not hooks.registry.has(HookTrigger.BEFORE_BROADCAST):
         return
-    for h, result in hooks.run_sync_hooks(HookTrigger.BEFORE_BROADCAST, event, ctx):
+    # Each decision is applied before the next hook runs: it sees the event as
+    # modified so far, and nothing runs after a block.
+    for h, result in hooks.iter_sync_hooks(HookTrigger.BEFORE_BROADCAST, event, ctx):
         for t in result.tasks:
             task = Task.objects.create(
                 room_id=event.room_id,
@@ -549,7 +608,7 @@ def _run_before_broadcast(event: RoomEvent, ctx: HookContext, after: _AfterCommi
                 event.metadata = {**event.metadata, **result.metadata}
 
 
-def _apply_edit(event: RoomEvent, room_id: str, participant: Participant | None, channel: Channel | None, now) -> None:
+def _apply_edit(event: RoomEvent, room_id: str, participant_id: str | None, channel: Channel | None, now) -> None:
     target_id = event.content.get("target_event_id")
     if event.content.get("type") not in ("edit", "delete") or not target_id:
         raise InvalidInput(f"a {event.type} event needs edit/delete content with target_event_id")
@@ -559,7 +618,7 @@ def _apply_edit(event: RoomEvent, room_id: str, participant: Participant | None,
     if target.type != EventType.MESSAGE or target.deleted_at is not None:
         raise Conflict("only a live message can be edited or deleted", code="not_editable")
     privileged = channel is not None and channel.channel_type in (ChannelType.CONSOLE, ChannelType.API)
-    if not privileged and (participant is None or target.source_participant_id != participant.id):
+    if not privileged and (participant_id is None or target.source_participant_id != participant_id):
         raise Forbidden("only the author can edit or delete a message", code="not_author")
     if event.type == EventType.EDIT:
         RoomEvent.objects.filter(pk=target.pk).update(edited_at=now)
@@ -575,11 +634,11 @@ def _challenge_event(
     decision: hooks.HookResult,
     parent: RoomEvent,
     now,
-) -> RoomEvent:
-    """The question put to a sender we could not identify, sent to them only."""
+) -> tuple[RoomEvent, Delivery | None]:
+    """The question put to a sender we could not identify, and its delivery to them only."""
     ev = RoomEvent.objects.create(
         room_id=room_id,
-        seq=_take_seq(room_id),
+        seq=_take_seq(room_id)[0],
         type=EventType.SYSTEM,
         direction=Direction.OUTBOUND,
         content={"type": "text", "body": decision.challenge},
@@ -589,15 +648,16 @@ def _challenge_event(
         metadata={"identity_challenge": True},
         created_at=now,
     )
+    delivery = None
     if binding is not None and channel is not None and channel.channel_type not in PUSH_CHANNEL_TYPES:
-        Delivery.objects.create(
+        delivery = Delivery.objects.create(
             event=ev,
             binding=binding,
             channel=channel,
             recipient=binding.address,
             content=transcode(ev.content, channel.effective_capabilities()),
         )
-    return ev
+    return ev, delivery
 
 
 def _plan_fanout(event: RoomEvent, bindings: list[ChannelBinding], source: ChannelBinding | None, after: _AfterCommit) -> int:
@@ -607,7 +667,9 @@ def _plan_fanout(event: RoomEvent, bindings: list[ChannelBinding], source: Chann
     deliveries: list[Delivery] = []
     public = False
     for b in bindings:
-        ch = b.channel
+        # The channel's current settings (short TTL cache), not the copy that
+        # came with a cached binding.
+        ch = get_channel(b.channel_id)
         if not ch.enabled or not should_receive(b, visibility=event.visibility, source_binding_id=source_id):
             continue
         if b.category == ChannelCategory.INTELLIGENCE:
@@ -626,7 +688,7 @@ def _plan_fanout(event: RoomEvent, bindings: list[ChannelBinding], source: Chann
     after.public = public or visible_to(event.visibility, channel_id="", category=ChannelCategory.TRANSPORT)
     if deliveries:
         created = Delivery.objects.bulk_create(deliveries)
-        after.delivery_ids = [d.id for d in created]
+        after.delivery_ids.extend(d.id for d in created)
     return len(deliveries)
 
 

@@ -33,6 +33,9 @@ class Room(models.Model):
     ai_config = models.JSONField(default=dict, blank=True)
     # Highest seq handed out; the next event takes last_seq + 1 under a row lock.
     last_seq = models.PositiveBigIntegerField(default=0)
+    # Bumped whenever a binding or participant of the room changes, so a
+    # process may cache the room's routing and check it under the seq lock.
+    routing_version = models.PositiveBigIntegerField(default=0)
     inactive_after_seconds = models.PositiveIntegerField(null=True, blank=True)
     closed_after_seconds = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +122,9 @@ def enqueue(task: Any, *args: Any, countdown: float | None = None) -> None:
 
 def start_embedded_beat(schedule: dict[str, dict] | None = None) -> None:
     """Run the Celery beat schedule in-process (embedded mode only)."""
-    from celery import current_app
-
     schedule = schedule if schedule is not None else settings.CELERY_BEAT_SCHEDULE
     worker = embedded_worker()
     for entry in schedule.values():
-        task = current_app.tasks[entry["task"]]
+        # Our task names are their dotted import paths.
+        task = import_string(entry["task"])
         worker.every(float(entry["schedule"]), task.run)

@@ -30,6 +30,10 @@ def transcode(content: dict[str, Any], capabilities: dict[str, Any]) -> dict[str
             return {**content, "body": truncate(content["body"], max_length)}
         if kind == "media" and content.get("caption") and max_length is not None:
             return {**content, "caption": truncate(content["caption"], max_length)}
+        if kind == "rich" and max_length is not None and len(content["body"]) > max_length:
+            # The vendor would refuse it, and markup cannot be cut safely: send
+            # the text rendering, cut, instead.
+            return {"type": "text", "body": truncate(content_text(content), max_length)}
         return content
     if kind == "edit" and "edit" in media_types:
         return content

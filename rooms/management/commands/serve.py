@@ -36,7 +36,7 @@ class Command(BaseCommand):
             mode = "in-process worker threads"
         self.stdout.write(
             f"\nRoomKit Django on {base}\n"
-            f"  chat      {base}/\n  voice     {base}/voice/\n  admin     {base}/admin/\n"
+            f"  chat      {base}/\n  admin     {base}/admin/\n"
             f"  API       {base}/api/v1/  (schema: {base}/api/v1/openapi.json)\n"
             f"  webhooks  {base}/webhooks/<channel_id>/\n  health    {base}/healthz\n"
             f"  background work: {mode}\n"
