@@ -54,11 +54,11 @@ async def _run_variant(variant: str, messages: int, warmup: int) -> dict:
     from asgiref.sync import sync_to_async
     from channels.testing import WebsocketCommunicator
 
+    from roomkit_project.asgi import application
     from rooms.chat_sessions import chat_session_start
     from rooms.inbound import InboundMessage, process_inbound
     from rooms.models import Channel, Delivery
     from rooms.services import channel_attach
-    from roomkit_project.asgi import application
 
     @sync_to_async
     def setup() -> tuple[str, str]:

@@ -34,6 +34,7 @@ from rooms.enums import (
     Visibility,
 )
 from rooms.errors import Conflict, Forbidden, InvalidInput, NotFound
+from rooms.fast_insert import insert_row
 from rooms.hooks import HookAction, HookContext, HookTrigger
 from rooms.identity import IdentityResult, resolve_identity
 from rooms.models import (
@@ -47,7 +48,6 @@ from rooms.models import (
     RoomEvent,
     Task,
 )
-from rooms.fast_insert import insert_row
 from rooms.route_cache import route_key
 from rooms.selectors import get_channel
 from rooms.serializers import event_to_dict
