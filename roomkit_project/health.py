@@ -10,7 +10,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+
+from rooms.http import allow_methods
 
 
 def _check_db() -> str:
@@ -50,7 +51,7 @@ def _check_broker() -> str:
         return f"down: {type(exc).__name__}"
 
 
-@require_GET
+@allow_methods("GET")
 def healthz(request: HttpRequest) -> JsonResponse:
     report = {"db": _check_db(), "channel_layer": _check_layer(), "broker": _check_broker()}
     healthy = all(v in ("ok", "in-process") for v in report.values())

@@ -7,21 +7,24 @@ or a selector; posting a message goes through the one inbound path.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from django.conf import settings
 from django.http import Http404, HttpRequest
 from ninja import NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 from ninja.security import HttpBearer
 from pydantic import Field
 
 from rooms.chat_sessions import chat_session_start, ensure_system_channel
 from rooms.enums import ChannelType, RoomStatus
 from rooms.errors import RoomKitError, UnsupportedMediaType
+from rooms.http import json_object_body
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import Room
-from rooms.selectors import get_room, room_events
+from rooms.selectors import get_room, get_room_detail, room_events
 from rooms.serializers import event_to_dict, room_to_dict
 from rooms.tokens import api_token_user
 
@@ -31,6 +34,15 @@ class BearerToken(HttpBearer):
         return api_token_user(token)
 
 
+class JSONObjectParser(Parser):
+    """The webhooks' body rules for the API too: 415 for another content type,
+    400 ``malformed_json`` for anything but a JSON object (ninja would answer a
+    generic 400 and accept an array)."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        return json_object_body(request)
+
+
 api = NinjaAPI(
     title="RoomKit Django API",
     version="1",
@@ -38,6 +50,7 @@ api = NinjaAPI(
     docs_url=None,
     openapi_url="/openapi.json",
     auth=BearerToken(),
+    parser=JSONObjectParser(),
 )
 
 
@@ -67,6 +80,9 @@ def _auth_error(request: HttpRequest, exc: AuthenticationError):
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError):
+    # ninja wraps whatever the body parser raised in a generic 400; keep our own code and status.
+    if isinstance(exc.__cause__, RoomKitError):
+        return _roomkit_error(request, exc.__cause__)
     return _err(request, exc.status_code, "http_error", str(exc))
 
 
@@ -222,9 +238,7 @@ def list_rooms(request: HttpRequest, filters: Query[RoomFilter]):
 
 @api.get("/rooms/{room_id}", response={200: RoomDetailOut, **_ERRORS}, tags=["rooms"])
 def room_detail(request: HttpRequest, room_id: str):
-    room = get_room(room_id)
-    room = Room.objects.prefetch_related("bindings", "participants").get(pk=room.pk)
-    return room_to_dict(room, detail=True)
+    return room_to_dict(get_room_detail(room_id), detail=True)
 
 
 @api.get("/rooms/{room_id}/events", response={200: EventsOut, **_ERRORS}, tags=["rooms"])
@@ -256,7 +270,7 @@ def post_message(request: HttpRequest, room_id: str, payload: MessageIn):
             sender=f"api:{user.pk}:{sender}"[:255],
             display_name=sender,
             text=payload.text,
-            idempotency_key=payload.idempotency_key,
+            idempotency_key=_caller_key(user.pk, payload.idempotency_key),
         )
     )
     body = {
@@ -267,3 +281,18 @@ def post_message(request: HttpRequest, room_id: str, payload: MessageIn):
         "status": result.status,
     }
     return (200 if result.duplicate else 201), body
+
+
+def _caller_key(user_pk: Any, key: str | None) -> str | None:
+    """The idempotency key as stored: scoped to the token's user.
+
+    Every integrator posts through the one API channel, where keys are unique;
+    unscoped, one integrator's key "1" would swallow another's message as a
+    duplicate. An empty key is no key. Long keys are hashed to fit the column.
+    """
+    if not key:
+        return None
+    scoped = f"{user_pk}:{key}"
+    if len(scoped) > 255:
+        scoped = f"{user_pk}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+    return scoped

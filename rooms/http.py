@@ -8,9 +8,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from rooms.errors import InvalidInput, RoomKitError, UnsupportedMediaType
+from rooms.errors import InvalidInput, PayloadTooLarge, RoomKitError, UnsupportedMediaType
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,12 @@ def json_object_body(request: HttpRequest) -> dict[str, Any]:
     ctype = (request.content_type or "").lower()
     if ctype != "application/json":
         raise UnsupportedMediaType("expected Content-Type: application/json")
+    body = request.body
+    if len(body) > settings.ROOMKIT_MAX_BODY_BYTES:
+        # A chunked upload carries no Content-Length for the middleware to check.
+        raise PayloadTooLarge(f"request body exceeds {settings.ROOMKIT_MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(request.body)
+        data = json.loads(body)
     except (ValueError, RecursionError):
         # RecursionError: a deeply nested body exhausts the decoder's stack; it is
         # still the caller's malformed input, not our failure.

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
+from django.db.models import Prefetch
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from rooms.errors import NotFound
-from rooms.models import Channel, ChannelBinding, Room, RoomEvent
+from rooms.models import Channel, ChannelBinding, Participant, Room, RoomEvent
 
 # Channels change rarely and every inbound message needs one: keep each for a
 # couple of seconds per process. A save in this process drops it at once;
@@ -44,6 +45,24 @@ def clear_channel_cache() -> None:
 
 def get_room(room_id: str) -> Room:
     room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise NotFound(f"unknown room '{room_id}'", code="unknown_room")
+    return room
+
+
+def get_room_detail(room_id: str) -> Room:
+    """A room with its bindings and participants: three queries whatever their number.
+
+    Ordered, so the API lists them the same way on every database.
+    """
+    room = (
+        Room.objects.prefetch_related(
+            Prefetch("bindings", queryset=ChannelBinding.objects.order_by("id")),
+            Prefetch("participants", queryset=Participant.objects.order_by("joined_at", "id")),
+        )
+        .filter(pk=room_id)
+        .first()
+    )
     if room is None:
         raise NotFound(f"unknown room '{room_id}'", code="unknown_room")
     return room

@@ -26,7 +26,11 @@ def _hash(raw: str) -> str:
 
 def api_token_create(*, username: str, name: str = "") -> tuple[APIToken, str]:
     """Create (the user if needed and) a token; the raw value is returned once."""
-    user, _ = get_user_model().objects.get_or_create(username=username)
+    user, created = get_user_model().objects.get_or_create(username=username)
+    if created:
+        # An integrator, not a person: no password login at all.
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
     raw = "rk_" + secrets.token_urlsafe(32)
     token = APIToken.objects.create(user=user, name=name, key_hash=_hash(raw), prefix=raw[:10])
     return token, raw

@@ -12,7 +12,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("channel_id")
         parser.add_argument("--type", required=True, dest="channel_type")
-        parser.add_argument("--provider", default="")
+        parser.add_argument("--provider", default=None, help="adapter name (kept on update when omitted)")
         parser.add_argument("--config", default=None, help="JSON object (replaces the current config)")
         parser.add_argument("--secret", action="append", default=[], metavar="NAME=VALUE")
         parser.add_argument("--name", default=None)

@@ -23,7 +23,7 @@ class Command(BaseCommand):
                     channel_id=channel,
                     sender=sender,
                     text=text,
-                    provider_message_id=id,
+                    provider_message_id=id or None,  # --id "" means no dedup key
                     display_name=name,
                 )
             )

@@ -1,0 +1,265 @@
+"""Management commands of the channels side: add_channel, simulate_inbound, seed_demo.
+
+Run with call_command and their stdout captured, then checked against the rows
+and against the HTTP edge they configure.
+"""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+from django.core.management import CommandError, call_command
+from django.test import TestCase
+
+from rooms.models import Channel, RoomEvent
+from tests.channels_app.helpers import row_counts
+from tests.support import make_channel, post_signed
+
+PLAINTEXT = "TopSecret-0451-plaintext"
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+class AddChannelTests(TestCase):
+    def test_create_stores_type_provider_config_and_an_encrypted_secret(self) -> None:
+        out = run(
+            "add_channel",
+            "crm",
+            "--type",
+            "webhook",
+            "--provider",
+            "http",
+            "--config",
+            '{"url": "http://127.0.0.1:9/hook", "retry": {"max_attempts": 2}}',
+            "--secret",
+            f"signing_secret={PLAINTEXT}",
+            "--name",
+            "CRM",
+        )
+
+        self.assertIn("channel crm created", out)
+        self.assertIn("signing_secret", out)
+        self.assertNotIn(PLAINTEXT, out)
+        channel = Channel.objects.get(pk="crm")
+        self.assertEqual((channel.channel_type, channel.provider, channel.name), ("webhook", "http", "CRM"))
+        self.assertEqual(channel.category, "transport")
+        self.assertEqual(channel.config, {"url": "http://127.0.0.1:9/hook", "retry": {"max_attempts": 2}})
+        self.assertEqual(channel.get_secret("signing_secret"), PLAINTEXT)
+        self.assertTrue(channel.secrets_encrypted)
+        self.assertNotIn(PLAINTEXT, channel.secrets_encrypted)
+        self.assertNotIn("signing_secret", channel.secrets_encrypted, "names are encrypted too")
+        self.assertNotIn(PLAINTEXT, repr(channel))
+
+    def test_the_stored_secret_verifies_real_webhooks(self) -> None:
+        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--secret", f"signing_secret={PLAINTEXT}")
+        payload = {"id": "m-1", "sender": "alice", "text": "hi"}
+
+        with self.captureOnCommitCallbacks(execute=True):
+            good = post_signed(self.client, "/webhooks/crm/", payload, PLAINTEXT)
+        bad = post_signed(self.client, "/webhooks/crm/", {**payload, "id": "m-2"}, "guess")
+
+        self.assertEqual(good.status_code, 200, good.content)
+        self.assertEqual(bad.status_code, 403)
+
+    def test_update_replaces_config_and_merges_secrets(self) -> None:
+        run(
+            "add_channel",
+            "crm",
+            "--type",
+            "webhook",
+            "--provider",
+            "http",
+            "--config",
+            '{"url": "http://a"}',
+            "--secret",
+            "signing_secret=one",
+        )
+
+        out = run(
+            "add_channel",
+            "crm",
+            "--type",
+            "webhook",
+            "--provider",
+            "http",
+            "--config",
+            '{"timeout_seconds": 3}',
+            "--secret",
+            "api_key=k=v",
+        )
+
+        self.assertIn("channel crm updated", out)
+        self.assertEqual(Channel.objects.filter(pk="crm").count(), 1)
+        channel = Channel.objects.get(pk="crm")
+        self.assertEqual(channel.config, {"timeout_seconds": 3})
+        self.assertEqual(channel.get_secret("signing_secret"), "one")
+        self.assertEqual(channel.get_secret("api_key"), "k=v", "only the first '=' separates name and value")
+        self.assertEqual(channel.secret_names, ["api_key", "signing_secret"])
+
+    def test_update_of_a_secret_keeps_the_rest(self) -> None:
+        run(
+            "add_channel",
+            "crm",
+            "--type",
+            "webhook",
+            "--provider",
+            "http",
+            "--config",
+            '{"url": "http://a"}',
+            "--secret",
+            "signing_secret=one",
+        )
+
+        run("add_channel", "crm", "--type", "webhook", "--secret", "signing_secret=two")
+
+        channel = Channel.objects.get(pk="crm")
+        self.assertEqual(channel.get_secret("signing_secret"), "two")
+        self.assertEqual(channel.config, {"url": "http://a"}, "no --config keeps the config")
+        self.assertEqual(channel.provider, "http", "no --provider keeps the provider (the webhook must keep working)")
+
+    def test_a_webhook_keeps_working_after_its_secret_is_rotated(self) -> None:
+        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--secret", "signing_secret=one")
+        run("add_channel", "crm", "--type", "webhook", "--secret", "signing_secret=two")
+
+        with self.captureOnCommitCallbacks(execute=True):
+            new = post_signed(self.client, "/webhooks/crm/", {"id": "m-1", "sender": "a", "text": "hi"}, "two")
+        old = post_signed(self.client, "/webhooks/crm/", {"id": "m-2", "sender": "a", "text": "hi"}, "one")
+
+        self.assertEqual((new.status_code, old.status_code), (200, 403), new.content)
+
+    def test_ai_type_defaults_to_the_intelligence_category(self) -> None:
+        run("add_channel", "agent-1", "--type", "ai")
+
+        self.assertEqual(Channel.objects.get(pk="agent-1").category, "intelligence")
+
+    def test_bad_input_is_a_command_error_and_writes_nothing(self) -> None:
+        cases = {
+            "config not JSON": ["crm", "--type", "webhook", "--config", "{url: nope}"],
+            "config not an object": ["crm", "--type", "webhook", "--config", "[1, 2]"],
+            "unknown type": ["crm", "--type", "pigeon"],
+            "unknown provider": ["crm", "--type", "webhook", "--provider", "no-such-vendor"],
+            "secret without =": ["crm", "--type", "webhook", "--secret", "signing_secret"],
+            "secret without a name": ["crm", "--type", "webhook", "--secret", "=value"],
+            "id not a slug": ["not a slug!", "--type", "webhook"],
+        }
+        for label, args in cases.items():
+            with self.subTest(label):
+                with self.assertRaises(CommandError):
+                    run("add_channel", *args)
+                self.assertFalse(Channel.objects.exists())
+
+    def test_a_refused_update_leaves_the_channel_as_it_was(self) -> None:
+        run(
+            "add_channel",
+            "crm",
+            "--type",
+            "webhook",
+            "--provider",
+            "http",
+            "--config",
+            '{"url": "http://a"}',
+            "--secret",
+            "signing_secret=one",
+        )
+
+        with self.assertRaises(CommandError):
+            run("add_channel", "crm", "--type", "webhook", "--provider", "nope", "--secret", "signing_secret=two")
+
+        channel = Channel.objects.get(pk="crm")
+        self.assertEqual((channel.provider, channel.get_secret("signing_secret")), ("http", "one"))
+
+
+class SimulateInboundTests(TestCase):
+    def setUp(self) -> None:
+        make_channel("sms-demo", channel_type="sms", provider="")
+
+    def simulate(self, *args: str) -> dict:
+        with self.captureOnCommitCallbacks(execute=True):
+            return json.loads(run("simulate_inbound", "--channel", "sms-demo", *args))
+
+    def test_prints_the_stored_event_as_json(self) -> None:
+        result = self.simulate("--sender", "+15550001", "--text", "hello", "--name", "Ann")
+
+        self.assertEqual(result["seq"], 1)
+        self.assertIs(result["duplicate"], False)
+        self.assertEqual(result["status"], "stored")
+        event = RoomEvent.objects.get(pk=result["event_id"])
+        self.assertEqual((event.room_id, event.content), (result["room_id"], {"type": "text", "body": "hello"}))
+        self.assertEqual(event.source_participant.display_name, "Ann")
+
+    def test_next_message_from_the_sender_takes_the_next_seq(self) -> None:
+        first = self.simulate("--sender", "+15550001", "--text", "one")
+        second = self.simulate("--sender", "+15550001", "--text", "two")
+
+        self.assertEqual((second["room_id"], second["seq"]), (first["room_id"], 2))
+
+    def test_repeat_with_the_same_id_is_a_duplicate(self) -> None:
+        first = self.simulate("--sender", "+15550001", "--text", "hello", "--id", "sim-1")
+        before = row_counts()
+
+        again = self.simulate("--sender", "+15550001", "--text", "hello", "--id", "sim-1")
+
+        self.assertIs(again["duplicate"], True)
+        self.assertEqual((again["event_id"], again["seq"]), (first["event_id"], first["seq"]))
+        self.assertEqual(row_counts(), before)
+
+    def test_empty_id_is_no_id(self) -> None:
+        self.simulate("--sender", "+15550001", "--text", "one", "--id", "")
+        second = self.simulate("--sender", "+15550001", "--text", "two", "--id", "")
+
+        self.assertIs(second["duplicate"], False)
+        self.assertEqual(second["seq"], 2)
+
+    def test_unknown_channel_is_a_command_error(self) -> None:
+        with self.assertRaisesMessage(CommandError, "unknown_channel"):
+            run("simulate_inbound", "--channel", "nope", "--sender", "a", "--text", "hi")
+        self.assertFalse(RoomEvent.objects.exists())
+
+    def test_empty_text_is_a_command_error(self) -> None:
+        with self.assertRaises(CommandError):
+            run("simulate_inbound", "--channel", "sms-demo", "--sender", "a", "--text", "")
+        self.assertFalse(RoomEvent.objects.exists())
+
+
+class SeedDemoTests(TestCase):
+    def test_seeds_the_demo_channels(self) -> None:
+        run("seed_demo")
+
+        self.assertTrue({"webchat", "api", "demo-http"} <= set(Channel.objects.values_list("id", flat=True)))
+        demo = Channel.objects.get(pk="demo-http")
+        self.assertEqual((demo.channel_type, demo.provider), ("webhook", "http"))
+        self.assertTrue(demo.get_secret("signing_secret"))
+
+    def test_second_run_changes_nothing(self) -> None:
+        run("seed_demo")
+        snapshot = {c.id: (c.channel_type, c.provider, c.config, c.secrets_encrypted) for c in Channel.objects.all()}
+
+        out = run("seed_demo")
+
+        self.assertEqual(
+            {c.id: (c.channel_type, c.provider, c.config, c.secrets_encrypted) for c in Channel.objects.all()}, snapshot
+        )
+        self.assertNotIn("created", out)
+
+    def test_the_demo_webhook_accepts_messages_signed_with_its_secret(self) -> None:
+        run("seed_demo")
+        secret = Channel.objects.get(pk="demo-http").get_secret("signing_secret")
+
+        with self.captureOnCommitCallbacks(execute=True):
+            r = post_signed(self.client, "/webhooks/demo-http/", {"id": "m-1", "sender": "alice", "text": "hi"}, secret)
+
+        self.assertEqual(r.status_code, 200, r.content)
+
+    def test_each_install_generates_its_own_demo_secret(self) -> None:
+        run("seed_demo")
+        first = Channel.objects.get(pk="demo-http").get_secret("signing_secret")
+        Channel.objects.filter(pk="demo-http").delete()
+
+        run("seed_demo")
+
+        self.assertNotEqual(Channel.objects.get(pk="demo-http").get_secret("signing_secret"), first)
