@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RETRY = {"max_attempts": 5, "base_delay_seconds": 1.0, "max_delay_seconds": 300.0}
 STUCK_SENDING_AFTER = timedelta(minutes=5)
+CHANNEL_DISABLED_RECHECK_SECONDS = 60.0
 _FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.DEAD, DeliveryStatus.FAILED)
 # How far a status callback may move a delivery: never backwards.
 _RANK = {
@@ -75,18 +76,14 @@ def delivery_attempt(*, delivery_id: int) -> str:
     channel = delivery.channel
     policy = retry_policy(channel)
 
+    if not channel.enabled:
+        # An operator switched the channel off: hold its outbox, lose nothing.
+        return _defer(delivery_id, now, CHANNEL_DISABLED_RECHECK_SECONDS, "channel disabled")
     wait = resilience.rate_limit_wait(channel.id, (channel.config.get("rate_limit") or {}).get("per_second"))
-    if wait > 0 or not resilience.breaker_allows(channel.id):
-        # Not an attempt: give the claim back and come back later.
-        delay = wait if wait > 0 else resilience.COOLDOWN_SECONDS
-        Delivery.objects.filter(pk=delivery_id).update(
-            status=DeliveryStatus.PENDING,
-            attempts=F("attempts") - 1,
-            next_attempt_at=now + timedelta(seconds=delay),
-            last_error="rate limited" if wait > 0 else "circuit open",
-        )
-        _schedule(delivery_id, delay)
-        return DeliveryStatus.PENDING
+    if wait > 0:
+        return _defer(delivery_id, now, wait, "rate limited")
+    if not resilience.breaker_allows(channel.id):
+        return _defer(delivery_id, now, resilience.COOLDOWN_SECONDS, "circuit open")
 
     provider = get_provider(channel.provider)
     if provider is None:
@@ -99,6 +96,18 @@ def delivery_attempt(*, delivery_id: int) -> str:
             result = SendResult(False, error=f"{type(exc).__name__}: {exc}", retryable=True)
     resilience.breaker_record(channel.id, result.ok)
     return _settle(delivery, result, policy)
+
+
+def _defer(delivery_id: int, now, delay: float, reason: str) -> str:
+    """Not an attempt: give the claim back and come back after ``delay`` seconds."""
+    Delivery.objects.filter(pk=delivery_id).update(
+        status=DeliveryStatus.PENDING,
+        attempts=F("attempts") - 1,
+        next_attempt_at=now + timedelta(seconds=delay),
+        last_error=reason,
+    )
+    _schedule(delivery_id, delay)
+    return DeliveryStatus.PENDING
 
 
 def _settle(delivery: Delivery, result: SendResult, policy: dict) -> str:

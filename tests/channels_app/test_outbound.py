@@ -21,7 +21,8 @@ from channels_app import resilience
 from channels_app.services import delivery_attempt, delivery_retry, sweep_outbox
 from channels_app.signing import sign
 from rooms.errors import Conflict, NotFound
-from rooms.models import Delivery
+from rooms.models import Channel, Delivery
+from rooms.selectors import clear_channel_cache
 from rooms.services import channel_attach
 from tests.channels_app.helpers import run_until_settled
 from tests.support import FakeHTTPServer, make_channel, post_signed
@@ -393,3 +394,22 @@ class RateLimitTests(OutboundTestCase):
         self.assertEqual(waits[:3], [0.0, 0.0, 0.0])
         self.assertGreater(waits[3], 0)
         self.assertLessEqual(waits[3], 0.5)
+
+
+class DisabledChannelTests(OutboundTestCase):
+    def test_a_disabled_channel_holds_its_outbox(self) -> None:
+        self.open_room()
+        sent = self.send("held")
+        delivery = self.delivery_for(sent["event_id"])
+        self.assertEqual(delivery.status, "sent")
+        Channel.objects.filter(pk="hook-out").update(enabled=False)
+        clear_channel_cache()
+        self.server.requests.clear()
+        Delivery.objects.filter(pk=delivery.pk).update(status="pending", attempts=0, next_attempt_at=None)
+
+        self.assertEqual(delivery_attempt(delivery_id=delivery.pk), "pending")
+
+        delivery.refresh_from_db()
+        self.assertEqual((delivery.status, delivery.attempts, delivery.last_error), ("pending", 0, "channel disabled"))
+        self.assertGreater(delivery.next_attempt_at, timezone.now())
+        self.assertEqual(self.server.requests, [])
