@@ -4,8 +4,10 @@
 Each message is a signed-webhook-like inbound from one sender, stored durably
 (committed) with its seq, planned deliveries and fan-out. Two variants:
 
-- ``ws``: one WebSocket recipient bound and connected (an in-process
-  ChatConsumer); a message counts when its event frame reached the socket.
+- ``ws``: one WebSocket recipient bound and connected (a real ChatConsumer on
+  an event loop in another thread, as Daphne runs sockets beside the sync
+  threads that handle webhooks); latency is from the call to the moment the
+  event frame reached the socket, and the run ends when the last one has.
 - ``transport``: the same, plus two HTTP transport recipients, so each message
   also writes two Delivery rows (the outbox; sending is the workers' job and
   is not timed here).
@@ -50,67 +52,96 @@ def _prepare_database(db: str) -> str:
     return PG_BENCH_URL
 
 
-async def _run_variant(variant: str, messages: int, warmup: int) -> dict:
-    from asgiref.sync import sync_to_async
-    from channels.testing import WebsocketCommunicator
+class _SocketWatcher:
+    """A real ChatConsumer served on an event loop in its own thread (as Daphne
+    serves sockets while sync views run on worker threads); records when each
+    event frame reaches the socket."""
 
-    from roomkit_project.asgi import application
+    def __init__(self, token: str) -> None:
+        import threading
+
+        self.token = token
+        self.arrived: dict[int, float] = {}
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), self.loop).result(10)
+
+    async def _open(self) -> None:
+        from channels.testing import WebsocketCommunicator
+
+        from roomkit_project.asgi import application
+
+        self.comm = WebsocketCommunicator(application, f"/ws/chat/?token={self.token}",
+                                          headers=[(b"origin", b"http://127.0.0.1:8000")])
+        connected, _ = await self.comm.connect()
+        assert connected, "socket did not connect"
+        self.task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            frame = await self.comm.receive_json_from(timeout=60)
+            if frame.get("type") == "event":
+                self.arrived[frame["event"]["seq"]] = time.perf_counter()
+
+    def wait_for(self, seq: int, timeout: float = 30) -> None:
+        deadline = time.perf_counter() + timeout
+        while seq not in self.arrived:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"seq {seq} never reached the socket")
+            time.sleep(0.0005)
+
+    def close(self) -> None:
+        async def _close() -> None:
+            self.task.cancel()
+            await self.comm.disconnect()
+
+        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def _run_variant(variant: str, messages: int, warmup: int) -> dict:
     from rooms.chat_sessions import chat_session_start
     from rooms.inbound import InboundMessage, process_inbound
     from rooms.models import Channel, Delivery
     from rooms.services import channel_attach
 
-    @sync_to_async
-    def setup() -> tuple[str, str]:
-        src = Channel(id=f"bench-src-{variant}", channel_type="webhook", provider="http")
-        src.set_secrets({"signing_secret": "bench"})
-        src.save()
-        session = chat_session_start(display_name="Bench viewer")
-        channel_attach(room_id=session.room_id, channel_id=src.id, address="bench-user")
-        if variant == "transport":
-            for n in (1, 2):
-                out = Channel(id=f"bench-out-{n}", channel_type="sms", provider="http",
-                              config={"url": "http://127.0.0.1:9/unused"})
-                out.save()
-                channel_attach(room_id=session.room_id, channel_id=out.id, address=f"+1555000000{n}")
-        return session.room_id, session.token
+    src = Channel(id=f"bench-src-{variant}", channel_type="webhook", provider="http")
+    src.set_secrets({"signing_secret": "bench"})
+    src.save()
+    session = chat_session_start(display_name="Bench viewer")
+    channel_attach(room_id=session.room_id, channel_id=src.id, address="bench-user")
+    if variant == "transport":
+        for n in (1, 2):
+            Channel.objects.create(id=f"bench-out-{n}", channel_type="sms", provider="http",
+                                   config={"url": "http://127.0.0.1:9/unused"})
+            channel_attach(room_id=session.room_id, channel_id=f"bench-out-{n}", address=f"+1555000000{n}")
+    socket = _SocketWatcher(session.token)
 
-    room_id, token = await setup()
-    comm = WebsocketCommunicator(application, f"/ws/chat/?token={token}",
-                                 headers=[(b"origin", b"http://127.0.0.1:8000")])
-    connected, _ = await comm.connect()
-    assert connected, "socket did not connect"
-
-    inbound = sync_to_async(process_inbound)
-    latencies: list[float] = []
-    first_seq = None
-    started = 0.0
+    sent: dict[int, float] = {}
+    last_seq = 0
     for i in range(warmup + messages):
         if i == warmup:
+            socket.wait_for(last_seq)
             started = time.perf_counter()
         t0 = time.perf_counter()
-        result = await inbound(InboundMessage(channel_id=f"bench-src-{variant}", sender="bench-user",
-                                              text=f"message {i}", provider_message_id=f"{variant}-{i}"))
-        frame = await comm.receive_json_from(timeout=5)
-        t1 = time.perf_counter()
-        assert frame["type"] == "event" and frame["event"]["seq"] == result.seq, frame
+        result = process_inbound(InboundMessage(channel_id=src.id, sender="bench-user", text=f"message {i}",
+                                                provider_message_id=f"{variant}-{i}"))
+        last_seq = result.seq
         if i >= warmup:
-            latencies.append(t1 - t0)
-            first_seq = first_seq or result.seq
-    elapsed = time.perf_counter() - started
-    await comm.disconnect()
-
-    @sync_to_async
-    def deliveries() -> int:
-        return Delivery.objects.filter(event__room_id=room_id).count()
-
+            sent[result.seq] = t0
+    socket.wait_for(last_seq)
+    elapsed = socket.arrived[last_seq] - started
+    socket.close()
+    latencies = [socket.arrived[seq] - t0 for seq, t0 in sent.items()]
     return {
         "variant": variant,
         "messages": messages,
         "events_per_s": messages / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": _percentile(latencies, 99) * 1000,
-        "deliveries_written": await deliveries(),
+        "deliveries_written": Delivery.objects.filter(event__room_id=session.room_id).count(),
     }
 
 
@@ -128,7 +159,7 @@ def child(db: str, messages: int, warmup: int, variants: list[str]) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    results = [asyncio.run(_run_variant(v, messages, warmup)) for v in variants]
+    results = [_run_variant(v, messages, warmup) for v in variants]
     print(json.dumps({"db": db, "results": results}))
 
 

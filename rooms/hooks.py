@@ -3,19 +3,22 @@
 Register with the decorator, in any installed app's ``hooks.py`` (imported by
 ``RoomsConfig.ready``)::
 
+    from rooms.content import content_text
     from rooms.hooks import HookResult, HookTrigger, hook
 
     @hook(HookTrigger.BEFORE_BROADCAST, channel_types={"sms"}, priority=10)
     def no_shouting(event, ctx):
-        if event.text.isupper():
-            return HookResult.modify(content={"type": "text", "body": event.text.lower()})
+        text = content_text(event.content)
+        if text.isupper():
+            return HookResult.modify(content={"type": "text", "body": text.lower()})
         return HookResult.allow()
 
-``BEFORE_BROADCAST`` hooks run synchronously inside the inbound transaction and
-may allow, block or modify. Every other trigger is fired after the fact; its
-results are ignored except for the identity triggers, whose first decisive
-result wins. A hook that raises or overruns its timeout is logged and skipped:
-the pipeline always continues.
+``BEFORE_BROADCAST`` hooks run synchronously inside the inbound transaction, in
+priority order, and may allow, block or modify: each sees the event as modified
+by the ones before it, and a block stops the chain. Every other trigger is
+fired after the fact; its results are ignored except for the identity triggers,
+whose first decisive result wins. A hook that raises or overruns its timeout is
+logged and skipped: the pipeline always continues.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ only after the commit.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -62,6 +62,7 @@ _SELF_ATTACHING_TYPES = frozenset({ChannelType.API, ChannelType.CONSOLE, Channel
 _MAX_KEY = 255
 _EVENT_TYPES = frozenset(EventType.values)
 _MAX_CHAIN_DEPTH_VALUE = 32767
+_CHANGE_TYPES = frozenset({EventType.EDIT, EventType.DELETE})
 
 
 @dataclass
@@ -175,6 +176,12 @@ def process_inbound(message: InboundMessage) -> InboundResult:
     """
     content = _content_of(message)
     _check_keys(message)
+    if message.idempotency_key == "" or message.provider_message_id == "":
+        # An empty key is no key: stored as "", it would collide on the unique
+        # index with the channel's next message that has an empty key too.
+        message = replace(
+            message, idempotency_key=message.idempotency_key or None, provider_message_id=message.provider_message_id or None
+        )
     channel = get_channel(message.channel_id) if message.channel_id else None
     if channel is not None and not channel.enabled:
         raise Forbidden(f"channel '{channel.id}' is disabled", code="channel_disabled")
@@ -214,7 +221,12 @@ def _content_of(message: InboundMessage) -> dict[str, Any]:
         raise InvalidInput("message has no content", code="invalid_content")
     if message.event_type not in _EVENT_TYPES:
         raise InvalidInput(f"unknown event type '{message.event_type}'", code="invalid_event_type")
-    return validate_content(raw)
+    content = validate_content(raw)
+    # Edit and delete content belongs to edit and delete events only: anywhere
+    # else it would claim a change that never happens.
+    if (content["type"] in _CHANGE_TYPES or message.event_type in _CHANGE_TYPES) and content["type"] != message.event_type:
+        raise InvalidInput(f"a {message.event_type} event cannot carry {content['type']} content", code="invalid_content")
+    return content
 
 
 def _check_keys(message: InboundMessage) -> None:
@@ -374,7 +386,7 @@ def _route(message: InboundMessage, channel: Channel | None) -> tuple[Room | Non
             raise Conflict(f"room '{room.id}' is {room.status}", code="room_closed")
         if channel is None:
             return room, None
-        binding = _binding_in_room(room, channel, message.sender)
+        binding = _binding_in_room(room, channel, message.sender, message.participant_id)
         if binding is None:
             if channel.channel_type not in _SELF_ATTACHING_TYPES and channel.category != ChannelCategory.INTELLIGENCE:
                 raise Forbidden(f"channel '{channel.id}' is not attached to room '{room.id}'", code="not_attached")
@@ -419,12 +431,17 @@ def _route(message: InboundMessage, channel: Channel | None) -> tuple[Room | Non
     return None, None
 
 
-def _binding_in_room(room: Room, channel: Channel, sender: str) -> ChannelBinding | None:
+def _binding_in_room(room: Room, channel: Channel, sender: str, participant_id: str | None) -> ChannelBinding | None:
     qs = ChannelBinding.objects.filter(room_id=room.id, channel_id=channel.id)
     if sender:
         exact = qs.filter(address=sender).first()
         if exact is not None:
             return exact
+        if not participant_id:
+            # A binding at another address belongs to that sender and carries
+            # their participant: unless the edge names the participant, only
+            # the channel bound as a whole (no address) may carry this sender.
+            qs = qs.filter(address="")
     return qs.order_by("id").first()
 
 
@@ -610,7 +627,7 @@ def _run_before_broadcast(event: RoomEvent, ctx: HookContext, after: _AfterCommi
 
 def _apply_edit(event: RoomEvent, room_id: str, participant_id: str | None, channel: Channel | None, now) -> None:
     target_id = event.content.get("target_event_id")
-    if event.content.get("type") not in ("edit", "delete") or not target_id:
+    if event.content.get("type") != event.type or not target_id:
         raise InvalidInput(f"a {event.type} event needs edit/delete content with target_event_id")
     target = RoomEvent.objects.filter(pk=target_id, room_id=room_id).first()
     if target is None:

@@ -78,24 +78,26 @@ def _locked_room(room_id: str) -> Room:
     return room
 
 
-def room_pause(*, room_id: str, reason: str = "") -> Room:
+def room_pause(*, room_id: str, reason: str = "", now: datetime | None = None) -> Room:
+    """Pause an active room; ``now`` stamps ``paused_at`` (the sweeper passes its own clock)."""
     with transaction.atomic():
         room = _locked_room(room_id)
         if room.status != RoomStatus.ACTIVE:
             raise Conflict(f"room is {room.status}, not active", code="invalid_transition")
         _record(room.id, EventType.ROOM_PAUSED, "Room paused" + (f": {reason}" if reason else ""), reason=reason)
-        Room.objects.filter(pk=room.id).update(status=RoomStatus.PAUSED, paused_at=timezone.now())
+        Room.objects.filter(pk=room.id).update(status=RoomStatus.PAUSED, paused_at=now or timezone.now())
         fire_hooks_on_commit(HookTrigger.ON_ROOM_PAUSED, "room", room.id)
     return get_room(room_id)
 
 
-def room_close(*, room_id: str, reason: str = "") -> Room:
+def room_close(*, room_id: str, reason: str = "", now: datetime | None = None) -> Room:
+    """Close a room that is not closed yet; ``now`` stamps ``closed_at``."""
     with transaction.atomic():
         room = _locked_room(room_id)
         if room.status in (RoomStatus.CLOSED, RoomStatus.ARCHIVED):
             raise Conflict(f"room is already {room.status}", code="invalid_transition")
         _record(room.id, EventType.ROOM_CLOSED, "Room closed" + (f": {reason}" if reason else ""), reason=reason)
-        Room.objects.filter(pk=room.id).update(status=RoomStatus.CLOSED, closed_at=timezone.now())
+        Room.objects.filter(pk=room.id).update(status=RoomStatus.CLOSED, closed_at=now or timezone.now())
         fire_hooks_on_commit(HookTrigger.ON_ROOM_CLOSED, "room", room.id)
     return get_room(room_id)
 
@@ -236,7 +238,9 @@ def sweep_room_timers(*, now: datetime | None = None) -> list[tuple[str, str]]:
                     room = _locked_room(room_id)
                     fresh = room.last_activity_at
                     if room.status == RoomStatus.ACTIVE and fresh and fresh + timedelta(seconds=seconds) <= now:
-                        room_pause(room_id=room_id, reason="inactive")
+                        # Stamped with the sweep's clock, so the closed timer
+                        # counts from the same time the pause was decided at.
+                        room_pause(room_id=room_id, reason="inactive", now=now)
                         done.append((room_id, RoomStatus.PAUSED))
             except Conflict:
                 continue
@@ -247,8 +251,13 @@ def sweep_room_timers(*, now: datetime | None = None) -> list[tuple[str, str]]:
         since = paused_at or last
         if since is not None and since + timedelta(seconds=seconds) <= now:
             try:
-                room_close(room_id=room_id, reason="timeout")
-                done.append((room_id, RoomStatus.CLOSED))
+                with transaction.atomic():
+                    # A message may have woken the room since the query.
+                    room = _locked_room(room_id)
+                    since = room.paused_at or room.last_activity_at
+                    if room.status == RoomStatus.PAUSED and since and since + timedelta(seconds=seconds) <= now:
+                        room_close(room_id=room_id, reason="timeout", now=now)
+                        done.append((room_id, RoomStatus.CLOSED))
             except Conflict:
                 continue
     if done:
