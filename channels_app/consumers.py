@@ -11,6 +11,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -27,6 +28,7 @@ from rooms.tokens import ChatClaims, chat_token_verify
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
+_RELAY_TYPES = frozenset({"room.event", "room.ephemeral"})
 REPLAY_PAGE = 500
 
 
@@ -47,7 +49,9 @@ def _send_message(claims: ChatClaims, text: str, client_msg_id: str | None):
             participant_id=claims.participant_id,
             sender=claims.participant_id,
             text=text,
-            idempotency_key=client_msg_id,
+            # Keys are unique per channel and every visitor shares the web-chat
+            # channel: scope each visitor's ids to them.
+            idempotency_key=f"{claims.participant_id}:{client_msg_id}" if client_msg_id else None,
         )
     )
 
@@ -74,6 +78,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         claims = chat_token_verify((query.get("token") or [""])[0])
         participant = await _participant_in_room(claims) if claims else None
         if participant is None:
+            # Accept first: a close before the handshake completes becomes an
+            # HTTP 403 and the client sees 1006, never the 4401 it acts on.
+            await self.accept()
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.claims = claims
@@ -87,6 +94,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.claims is None:  # refused at connect; frames that raced the close
+            return
         if not isinstance(content, dict):
             await self._error("bad_frame", "frames are JSON objects")
             return
@@ -153,6 +162,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "error", "code": code, "message": message})
 
     # Group message handlers ------------------------------------------------
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Relaying a group message touches no database, so skip the
+        # close_old_connections thread hop Channels makes before every handler:
+        # it was most of the cost of each delivered frame. Frames from the
+        # client reach the database only through database_sync_to_async,
+        # which closes stale connections itself.
+        if message["type"] in _RELAY_TYPES:
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
+
     async def room_event(self, message: dict[str, Any]) -> None:
         await self.send_json({"type": "event", "event": message["event"]})
 

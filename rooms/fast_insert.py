@@ -1,34 +1,63 @@
-"""INSERT for the hot path, with the SQL built once per model and database.
+"""INSERTs for the hot path, with the SQL built once per model, database and row count.
 
-``Model.save()`` recompiles its INSERT on every call; for the one insert every
-message pays (its RoomEvent) that was 40% of the inbound path. The statement
-here comes from the model's own field definitions and each value still goes
-through the field's ``pre_save`` and ``get_db_prep_save``, so what lands in
-the database is what ``save()`` would write. Model signals are not sent: the
-models inserted this way have no receivers.
+``Model.save()`` and ``bulk_create()`` recompile their INSERT on every call
+(``bulk_create`` also wraps it in a savepoint); for the rows every message
+writes (its RoomEvent and its Delivery rows) that was most of the inbound
+path's time. The statements here come from the model's own field definitions
+and every value still goes through the field's ``pre_save`` and
+``get_db_prep_save``, so what lands in the database is what ``save()`` would
+write. Model signals are not sent: the models inserted this way have no
+receivers. An auto-increment primary key is read back with ``RETURNING``
+(PostgreSQL, and SQLite since 3.35).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.db import connections, models, router
 
-_plans: dict[tuple[type, str], tuple[str, list[models.Field]]] = {}
+_plans: dict[tuple[type, str, int], tuple[str, list[models.Field], models.Field | None]] = {}
+
+
+def _plan(model: type[models.Model], alias: str, rows: int) -> tuple[str, list[models.Field], models.Field | None]:
+    key = (model, alias, rows)
+    plan = _plans.get(key)
+    if plan is None:
+        connection = connections[alias]
+        quote = connection.ops.quote_name
+        pk = model._meta.pk
+        auto_pk = pk if isinstance(pk, models.AutoField) else None  # BigAutoField is an AutoField
+        fields = [f for f in model._meta.concrete_fields if f is not auto_pk]
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql = "INSERT INTO {} ({}) VALUES {}".format(
+            quote(model._meta.db_table), ", ".join(quote(f.column) for f in fields), ", ".join([row] * rows)
+        )
+        if auto_pk is not None:
+            sql += f" RETURNING {quote(auto_pk.column)}"
+        plan = _plans[key] = (sql, fields, auto_pk)
+    return plan
+
+
+def insert_rows(objs: Sequence[models.Model]) -> None:
+    """Insert unsaved instances of one model in one statement; set their auto keys."""
+    if not objs:
+        return
+    model = type(objs[0])
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    sql, fields, auto_pk = _plan(model, alias, len(objs))
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for obj in objs for f in fields]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        if auto_pk is not None:
+            # RETURNING order follows VALUES order on both databases for a
+            # single multi-row INSERT (Django's bulk_create relies on it too).
+            for obj, (pk,) in zip(objs, cur.fetchall(), strict=True):
+                setattr(obj, auto_pk.attname, pk)
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = alias
 
 
 def insert_row(obj: models.Model) -> None:
-    model = type(obj)
-    alias = router.db_for_write(model)
-    connection = connections[alias]
-    plan = _plans.get((model, alias))
-    if plan is None:
-        fields = list(model._meta.concrete_fields)
-        quote = connection.ops.quote_name
-        sql = "INSERT INTO {} ({}) VALUES ({})".format(
-            quote(model._meta.db_table), ", ".join(quote(f.column) for f in fields), ", ".join(["%s"] * len(fields))
-        )
-        plan = _plans[(model, alias)] = (sql, fields)
-    sql, fields = plan
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for f in fields]
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-    obj._state.adding = False
-    obj._state.db = alias
+    insert_rows([obj])

@@ -34,7 +34,7 @@ from rooms.enums import (
     Visibility,
 )
 from rooms.errors import Conflict, Forbidden, InvalidInput, NotFound
-from rooms.fast_insert import insert_row
+from rooms.fast_insert import insert_row, insert_rows
 from rooms.hooks import HookAction, HookContext, HookTrigger
 from rooms.identity import IdentityResult, resolve_identity
 from rooms.models import (
@@ -286,6 +286,14 @@ def _process(
         participant_id, participant_name = route.participant_id, route.participant_name
     else:
         room, source_binding = _route(message, channel)
+        if room is not None and connection.vendor == "postgresql":
+            # Two first messages from one sender must not make two
+            # participants: take the room's row lock (held for the seq below
+            # anyway) before resolving the sender, then re-read what the
+            # winner may have committed. SQLite already serialises writers.
+            list(Room.objects.select_for_update().filter(pk=room.id).values_list("pk", flat=True))
+            if source_binding is not None and source_binding.pk is not None:
+                source_binding.refresh_from_db(fields=["participant"])
         participant, identity_decision = _participant_for(message, channel, room, source_binding)
         if identity_decision is not None and identity_decision.action == HookAction.BLOCK and not identity_decision.challenge:
             return InboundResult("rejected", None, room.id if room else None, reason=identity_decision.reason)
@@ -704,8 +712,8 @@ def _plan_fanout(event: RoomEvent, bindings: list[ChannelBinding], source: Chann
     # even when no socket binding happens to be attached yet (operators, API).
     after.public = public or visible_to(event.visibility, channel_id="", category=ChannelCategory.TRANSPORT)
     if deliveries:
-        created = Delivery.objects.bulk_create(deliveries)
-        after.delivery_ids.extend(d.id for d in created)
+        insert_rows(deliveries)
+        after.delivery_ids.extend(d.id for d in deliveries)
     return len(deliveries)
 
 

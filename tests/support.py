@@ -3,6 +3,7 @@
 The fake server is a real HTTP server on 127.0.0.1 (a thread), so outbound
 adapters and vendor SDKs run their own code against it.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ def make_channel(
     category: str = ChannelCategory.TRANSPORT,
     **fields: Any,
 ) -> Channel:
-    channel = Channel(id=channel_id, channel_type=channel_type, provider=provider, config=config or {},
-                      category=category, **fields)
+    channel = Channel(
+        id=channel_id, channel_type=channel_type, provider=provider, config=config or {}, category=category, **fields
+    )
     if secrets:
         channel.set_secrets(secrets)
     channel.save()
@@ -77,8 +79,7 @@ class FakeHTTPServer:
         class _Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                req = RecordedRequest(self.command, self.path, {k: v for k, v in self.headers.items()},
-                                      self.rfile.read(length))
+                req = RecordedRequest(self.command, self.path, {k: v for k, v in self.headers.items()}, self.rfile.read(length))
                 outer.requests.append(req)
                 if outer.handler is not None:
                     status, body, headers = outer.handler(req)
