@@ -16,6 +16,7 @@ Run: ``.venv/bin/python bench/inbound.py [--messages N] [--db sqlite,postgres]``
 Each database runs in a child process with its own settings; PostgreSQL uses
 a scratch database ``roomkit_bench`` on 127.0.0.1:5432.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,37 +54,50 @@ def _prepare_database(db: str) -> str:
 
 
 class _SocketWatcher:
-    """A real ChatConsumer served on an event loop in its own thread (as Daphne
-    serves sockets while sync views run on worker threads); records when each
-    event frame reaches the socket."""
+    """A real ChatConsumer served on an event loop in its own thread, as Daphne
+    serves sockets while sync views run on worker threads. It is driven the way
+    a server drives an ASGI app (plain receive/send callables; Channels' test
+    communicator patches on every receive and would cost more than the consumer)
+    and records when each event frame is handed to the socket."""
 
     def __init__(self, token: str) -> None:
         import threading
 
-        self.token = token
         self.arrived: dict[int, float] = {}
         self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._open(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._open(token), self.loop).result(10)
 
-    async def _open(self) -> None:
-        from channels.testing import WebsocketCommunicator
-
+    async def _open(self, token: str) -> None:
         from roomkit_project.asgi import application
 
-        self.comm = WebsocketCommunicator(application, f"/ws/chat/?token={self.token}",
-                                          headers=[(b"origin", b"http://127.0.0.1:8000")])
-        connected, _ = await self.comm.connect()
-        assert connected, "socket did not connect"
-        self.task = asyncio.ensure_future(self._read())
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        accepted = asyncio.get_running_loop().create_future()
 
-    async def _read(self) -> None:
-        while True:
-            frame = await self.comm.receive_json_from(timeout=60)
-            if frame.get("type") == "event":
-                self.arrived[frame["event"]["seq"]] = time.perf_counter()
+        async def send(message: dict) -> None:
+            if message["type"] == "websocket.accept":
+                accepted.set_result(True)
+            elif message["type"] == "websocket.close" and not accepted.done():
+                accepted.set_exception(RuntimeError(f"socket refused: {message}"))
+            elif message["type"] == "websocket.send":
+                frame = json.loads(message["text"])
+                if frame.get("type") == "event":
+                    self.arrived[frame["event"]["seq"]] = time.perf_counter()
+
+        scope = {
+            "type": "websocket",
+            "path": "/ws/chat/",
+            "raw_path": b"/ws/chat/",
+            "query_string": f"token={token}".encode(),
+            "headers": [(b"origin", b"http://127.0.0.1:8000")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "subprotocols": [],
+        }
+        self.app = asyncio.ensure_future(application(scope, self.inbox.get, send))
+        await self.inbox.put({"type": "websocket.connect"})
+        await asyncio.wait_for(accepted, 10)
 
     def wait_for(self, seq: int, timeout: float = 30) -> None:
         deadline = time.perf_counter() + timeout
@@ -94,10 +108,10 @@ class _SocketWatcher:
 
     def close(self) -> None:
         async def _close() -> None:
-            self.task.cancel()
-            await self.comm.disconnect()
+            await self.inbox.put({"type": "websocket.disconnect", "code": 1000})
+            await asyncio.wait_for(self.app, 10)
 
-        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(15)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
@@ -114,8 +128,9 @@ def _run_variant(variant: str, messages: int, warmup: int) -> dict:
     channel_attach(room_id=session.room_id, channel_id=src.id, address="bench-user")
     if variant == "transport":
         for n in (1, 2):
-            Channel.objects.create(id=f"bench-out-{n}", channel_type="sms", provider="http",
-                                   config={"url": "http://127.0.0.1:9/unused"})
+            Channel.objects.create(
+                id=f"bench-out-{n}", channel_type="sms", provider="http", config={"url": "http://127.0.0.1:9/unused"}
+            )
             channel_attach(room_id=session.room_id, channel_id=f"bench-out-{n}", address=f"+1555000000{n}")
     socket = _SocketWatcher(session.token)
 
@@ -126,8 +141,9 @@ def _run_variant(variant: str, messages: int, warmup: int) -> dict:
             socket.wait_for(last_seq)
             started = time.perf_counter()
         t0 = time.perf_counter()
-        result = process_inbound(InboundMessage(channel_id=src.id, sender="bench-user", text=f"message {i}",
-                                                provider_message_id=f"{variant}-{i}"))
+        result = process_inbound(
+            InboundMessage(channel_id=src.id, sender="bench-user", text=f"message {i}", provider_message_id=f"{variant}-{i}")
+        )
         last_seq = result.seq
         if i >= warmup:
             sent[result.seq] = t0
@@ -145,6 +161,64 @@ def _run_variant(variant: str, messages: int, warmup: int) -> dict:
     }
 
 
+def _writer(room_id: str, channel_id: str, first: int, count: int, go_at: float) -> None:
+    """One of K concurrent writer processes (as K webhook workers would be)."""
+    from rooms.inbound import InboundMessage, process_inbound
+
+    process_inbound(
+        InboundMessage(channel_id=channel_id, sender="bench-user", text="warm-up", provider_message_id=f"w-warm-{first}")
+    )
+    while time.time() < go_at:
+        time.sleep(0.001)
+    latencies = []
+    started = time.time()
+    for i in range(first, first + count):
+        t0 = time.perf_counter()
+        process_inbound(
+            InboundMessage(channel_id=channel_id, sender="bench-user", text=f"message {i}", provider_message_id=f"w-{i}")
+        )
+        latencies.append(time.perf_counter() - t0)
+    print(json.dumps({"started": started, "finished": time.time(), "latencies": latencies}))
+
+
+def _run_writers(writers: int, messages: int) -> dict:
+    """K processes send ``messages`` in all into one room at once; durable events/s and call latency."""
+    from rooms.chat_sessions import chat_session_start
+    from rooms.models import Channel, Room, RoomEvent
+    from rooms.services import channel_attach
+
+    src = Channel.objects.create(id="bench-src-writers", channel_type="webhook", provider="http")
+    session = chat_session_start(display_name="Bench viewer")
+    channel_attach(room_id=session.room_id, channel_id=src.id, address="bench-user")
+    per = messages // writers
+    go_at = time.time() + 3.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--writer", session.room_id, src.id, str(k * per), str(per), str(go_at)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=os.environ.copy(),
+        )
+        for k in range(writers)
+    ]
+    reports = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
+    elapsed = max(r["finished"] for r in reports) - min(r["started"] for r in reports)
+    latencies = [x for r in reports for x in r["latencies"]]
+    seqs = list(RoomEvent.objects.filter(room_id=session.room_id).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1)), "seq must stay gapless under concurrent writers"
+    assert Room.objects.get(pk=session.room_id).last_seq == len(seqs)
+    assert RoomEvent.objects.filter(room_id=session.room_id, provider_message_id__startswith="w-").count() == writers * (per + 1)
+    return {
+        "variant": f"writers-{writers}",
+        "messages": writers * per,
+        "events_per_s": writers * per / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": _percentile(latencies, 99) * 1000,
+        "deliveries_written": 0,
+    }
+
+
 def child(db: str, messages: int, warmup: int, variants: list[str]) -> None:
     os.environ["DATABASE_URL"] = _prepare_database(db)
     os.environ.pop("REDIS_URL", None)
@@ -159,7 +233,10 @@ def child(db: str, messages: int, warmup: int, variants: list[str]) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    results = [_run_variant(v, messages, warmup) for v in variants]
+    results = [
+        _run_writers(int(v.split("-")[1]), messages) if v.startswith("writers-") else _run_variant(v, messages, warmup)
+        for v in variants
+    ]
     print(json.dumps({"db": db, "results": results}))
 
 
@@ -168,9 +245,19 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--db", default="sqlite,postgres")
-    parser.add_argument("--variants", default="ws,transport")
+    parser.add_argument("--variants", default="ws,transport,writers-4")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--writer", nargs=5, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.writer:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "roomkit_project.settings")
+        sys.path.insert(0, str(ROOT))
+        import django
+
+        django.setup()
+        room_id, channel_id, first, count, go_at = args.writer
+        _writer(room_id, channel_id, int(first), int(count), float(go_at))
+        return
     variants = args.variants.split(",")
     if args.child:
         child(args.child, args.messages, args.warmup, variants)
@@ -179,16 +266,30 @@ def main() -> None:
     print(f"{'database':<10} {'variant':<28} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for db in args.db.split(","):
         out = subprocess.run(
-            [sys.executable, __file__, "--child", db, "--messages", str(args.messages),
-             "--warmup", str(args.warmup), "--variants", ",".join(variants)],
-            capture_output=True, text=True, cwd=ROOT,
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                db,
+                "--messages",
+                str(args.messages),
+                "--warmup",
+                str(args.warmup),
+                "--variants",
+                ",".join(variants),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
         )
         if out.returncode != 0:
             print(f"{db}: failed\n{out.stderr[-3000:]}")
             continue
         report = json.loads(out.stdout.strip().splitlines()[-1])
         for r in report["results"]:
-            label = "1 WebSocket recipient" if r["variant"] == "ws" else "+ 2 transport recipients"
+            label = {"ws": "1 WebSocket recipient", "transport": "+ 2 transport recipients"}.get(
+                r["variant"], f"{r['variant'].split('-')[1]} writer processes, no socket"
+            )
             print(f"{db:<10} {label:<28} {r['events_per_s']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
 
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from rooms.enums import ChannelCategory, ChannelType
+from rooms.enums import ChannelCategory, ChannelType, RoomStatus
+from rooms.errors import Conflict, NotFound
 from rooms.hooks import HookTrigger
-from rooms.inbound import open_room_for_channel
-from rooms.models import Channel, Participant
+from rooms.routing import open_room_for_channel
+from rooms.models import Channel, ChannelBinding, Participant, Room
 from rooms.services import fire_hooks_on_commit
 from rooms.tokens import chat_token_issue
 
@@ -45,4 +46,28 @@ def chat_session_start(*, display_name: str = "") -> ChatSession:
         binding.participant = participant
         binding.save(update_fields=["address", "participant"])
         fire_hooks_on_commit(HookTrigger.ON_ROOM_CREATED, "room", room.id)
+    return ChatSession(room.id, participant.id, chat_token_issue(room_id=room.id, participant_id=participant.id))
+
+
+def chat_session_join(room_id: str, *, display_name: str = "") -> ChatSession:
+    """Add another web-chat visitor to an existing room (an invitation, a second device).
+
+    The new participant gets their own web-chat binding and token, exactly as
+    the visitor who opened the room did. Not exposed over HTTP: whoever calls
+    it decides who may join.
+    """
+    channel = ensure_system_channel(settings.ROOMKIT_WEBCHAT_CHANNEL_ID, ChannelType.WEBSOCKET, "Web chat")
+    name = (display_name or "").strip()[:200] or "Visitor"
+    with transaction.atomic():
+        room = Room.objects.select_for_update().filter(pk=room_id).first()
+        if room is None:
+            raise NotFound(f"unknown room '{room_id}'", code="unknown_room")
+        if room.status not in (RoomStatus.ACTIVE, RoomStatus.PAUSED):
+            raise Conflict(f"room '{room_id}' is {room.status}", code="room_closed")
+        participant = Participant.objects.create(room=room, channel=channel, display_name=name)
+        participant.address = participant.id
+        participant.save(update_fields=["address"])
+        ChannelBinding.objects.create(
+            room=room, channel=channel, category=channel.category, address=participant.id, participant=participant
+        )
     return ChatSession(room.id, participant.id, chat_token_issue(room_id=room.id, participant_id=participant.id))

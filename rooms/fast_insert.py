@@ -12,7 +12,7 @@ receivers. An auto-increment primary key is read back with ``RETURNING``
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.db import connections, models, router
 
@@ -38,25 +38,36 @@ def _plan(model: type[models.Model], alias: str, rows: int) -> tuple[str, list[m
     return plan
 
 
-def insert_rows(objs: Sequence[models.Model]) -> None:
-    """Insert unsaved instances of one model in one statement; set their auto keys."""
-    if not objs:
-        return
+def insert_plan(objs: Sequence[models.Model]) -> tuple[str, list, Callable[[list], None]]:
+    """SQL and parameters to insert ``objs`` (one model), and what to do with the returned rows."""
     model = type(objs[0])
     alias = router.db_for_write(model)
     connection = connections[alias]
     sql, fields, auto_pk = _plan(model, alias, len(objs))
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for obj in objs for f in fields]
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
+
+    def assign(rows: list) -> None:
         if auto_pk is not None:
             # RETURNING order follows VALUES order on both databases for a
             # single multi-row INSERT (Django's bulk_create relies on it too).
-            for obj, (pk,) in zip(objs, cur.fetchall(), strict=True):
+            for obj, (pk,) in zip(objs, rows, strict=True):
                 setattr(obj, auto_pk.attname, pk)
-    for obj in objs:
-        obj._state.adding = False
-        obj._state.db = alias
+        for obj in objs:
+            obj._state.adding = False
+            obj._state.db = alias
+
+    return sql, params, assign
+
+
+def insert_rows(objs: Sequence[models.Model]) -> None:
+    """Insert unsaved instances of one model in one statement; set their auto keys."""
+    if not objs:
+        return
+    sql, params, assign = insert_plan(objs)
+    connection = connections[router.db_for_write(type(objs[0]))]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        assign(cur.fetchall() if cur.description else [])
 
 
 def insert_row(obj: models.Model) -> None:
