@@ -116,3 +116,10 @@ def _bump_on_change(sender: type, instance: ChannelBinding | Participant, **kwar
     if kwargs.get("raw"):
         return
     bump_routing_version(instance.room_id)
+    if sender is ChannelBinding and kwargs.get("created") and instance.address:
+        # The same address bound in another room changes where that sender's
+        # messages go (the newest room wins): routes cached for the older
+        # rooms must fail their check too.
+        Room.objects.filter(bindings__channel_id=instance.channel_id, bindings__address=instance.address).exclude(
+            pk=instance.room_id
+        ).update(routing_version=F("routing_version") + 1)
