@@ -1,82 +1,76 @@
 """The web-chat socket ``/ws/chat/?token=…``.
 
 It authenticates the token (one participant, one room), joins the room's
-group and relays: client messages go through the inbound path, group events
-go out to the client. No business rule lives here.
+frames (``rooms.realtime.room_hub_join``) and relays: client frames go to
+services (messages through the inbound path, read receipts, typing), room
+frames go out to the client as the pre-encoded text they were published as.
+No business rule lives here.
+
+Loss-free resume. ``resume`` replays every event after ``after_seq`` from the
+database while live event frames that arrive meanwhile are held; then the held
+frames with a ``seq`` above what the replay covered go out in ``seq`` order and
+the socket is live again. Live frames at or below that ``seq`` were in the
+replay and are dropped, and the replay skips events this socket already got
+live before the resume (a burst racing the client's resume frame), so the
+client sees each event once, with no gap. (Why no gap: the room's ``seq`` is
+taken under its row lock, so when the replay's last query sees ``seq`` N every
+event up to N is committed, and every later event is published after this
+socket joined the room.)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 
-from rooms.enums import RoomStatus
+from rooms import realtime
 from rooms.errors import RoomKitError
-from rooms.inbound import InboundMessage, process_inbound
-from rooms.models import Participant
-from rooms.realtime import room_group
-from rooms.selectors import room_events
-from rooms.serializers import event_to_dict
+from rooms.presence import presence_join, presence_leave
+from rooms.services import participant_mark_read
 from rooms.tokens import ChatClaims, chat_token_verify
+from rooms.webchat import webchat_events_after, webchat_message_send, webchat_participant
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
-_RELAY_TYPES = frozenset({"room.event", "room.ephemeral"})
 REPLAY_PAGE = 500
-
-
-@database_sync_to_async
-def _participant_in_room(claims: ChatClaims) -> Participant | None:
-    p = Participant.objects.filter(pk=claims.participant_id, room_id=claims.room_id).select_related("room").first()
-    if p is None or p.room.status not in (RoomStatus.ACTIVE, RoomStatus.PAUSED):
-        return None
-    return p
-
-
-@database_sync_to_async
-def _send_message(claims: ChatClaims, text: str, client_msg_id: str | None):
-    return process_inbound(
-        InboundMessage(
-            channel_id=settings.ROOMKIT_WEBCHAT_CHANNEL_ID,
-            room_id=claims.room_id,
-            participant_id=claims.participant_id,
-            sender=claims.participant_id,
-            text=text,
-            # Keys are unique per channel and every visitor shares the web-chat
-            # channel: scope each visitor's ids to them.
-            idempotency_key=f"{claims.participant_id}:{client_msg_id}" if client_msg_id else None,
-        )
-    )
-
-
-@database_sync_to_async
-def _events_after(room_id: str, after_seq: int) -> list[dict[str, Any]]:
-    return [
-        event_to_dict(e)
-        for e in room_events(room_id, after_seq=after_seq, limit=REPLAY_PAGE)
-        if e.status == "delivered" and e.visibility not in ("internal", "none")
-    ]
-
-
-@database_sync_to_async
-def _mark_read(claims: ChatClaims, seq: int) -> None:
-    Participant.objects.filter(pk=claims.participant_id, last_read_seq__lt=seq).update(last_read_seq=seq)
+# Seqs of live event frames remembered until the first resume, so that its
+# replay skips them; a client resumes right after connecting, if at all.
+MAX_REMEMBERED_LIVE = 1000
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     claims: ChatClaims | None = None
 
+    async def __call__(self, scope, receive, send) -> None:
+        self._left = False
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Also when the server cancels the connection without a disconnect.
+            await self._leave()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections (a thread hop) before
+        # every handler. Our handlers reach the database only through
+        # database_sync_to_async, which does that itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
+    # Connection ----------------------------------------------------------------
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode())
         claims = chat_token_verify((query.get("token") or [""])[0])
-        participant = await _participant_in_room(claims) if claims else None
+        participant = await database_sync_to_async(webchat_participant)(claims) if claims else None
         if participant is None:
             # Accept first: a close before the handshake completes becomes an
             # HTTP 403 and the client sees 1006, never the 4401 it acts on.
@@ -85,17 +79,105 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         self.claims = claims
         self.display_name = participant.display_name
-        self.group = room_group(claims.room_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self._floor = 0  # live event frames at or below this seq were sent by a replay
+        # Event frames are held while the socket opens and during a replay.
+        self._pending: list[tuple[int, dict[str, Any]]] | None = []
+        self._live_sent: set[int] | None = set()  # until the first resume
+        self._accepted = False
+        self._typing = False
+        self._present = False
+        self._hub = None
+        # Join the room before accepting, so that a client's first frame (its
+        # resume) finds the socket ready: what arrives from now on is held.
+        self._hub = await realtime.room_hub_join(claims.room_id, self)
+        try:
+            online = await sync_to_async(presence_join, thread_sensitive=False)(
+                room_id=claims.room_id,
+                participant_id=claims.participant_id,
+                socket_id=self.channel_name,
+                display_name=self.display_name,
+            )
+            self._present = True
+        except Exception:  # presence is a nicety; the chat works without it
+            logger.exception("presence registration failed")
+            online = []
         await self.accept()
+        self._accepted = True
+        await self._send_held()
+        for other in online:
+            await self._send_frame({"type": "ephemeral", "kind": "presence", "status": "online", **other})
 
     async def disconnect(self, code: int) -> None:
-        if self.claims is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._leave()
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+    async def _leave(self) -> None:
+        if self._left or self.claims is None:
+            return
+        self._left = True
+        if self._hub is not None:
+            await realtime.room_hub_leave(self._hub, self)
+        if self._typing:
+            realtime.publish_typing(self.claims.room_id, self.claims.participant_id, typing=False, display_name=self.display_name)
+        if self._present:
+            try:
+                await sync_to_async(presence_leave, thread_sensitive=False)(
+                    room_id=self.claims.room_id,
+                    participant_id=self.claims.participant_id,
+                    socket_id=self.channel_name,
+                    display_name=self.display_name,
+                )
+            except Exception:
+                logger.exception("presence removal failed")
+
+    # Room frames -------------------------------------------------------------------
+    async def relay(self, message: dict[str, Any], out: dict[str, Any]) -> None:
+        """A frame of this socket's room (called by the room hub): send, hold or drop it."""
+        if message.get("exclude") == self.channel_name:
+            return
+        seq = message.get("seq")
+        if seq is None and not self._accepted:
+            return  # an ephemeral frame from before this socket was open
+        if seq is not None:
+            if self._pending is not None:
+                self._pending.append((seq, out))
+                return
+            if seq <= self._floor:
+                return
+            if self._live_sent is not None:
+                self._remember_live(seq)
+        await self.base_send(out)
+
+    def _remember_live(self, seq: int) -> None:
+        self._live_sent.add(seq)
+        if len(self._live_sent) > MAX_REMEMBERED_LIVE:
+            self._live_sent = None
+
+    async def _send_held(self) -> None:
+        """Send the event frames held meanwhile, above the floor and in seq order; then go live."""
+        while self._pending:
+            batch, self._pending = sorted(self._pending, key=lambda held: held[0]), []
+            for seq, out in batch:
+                if seq > self._floor:
+                    if self._live_sent is not None:
+                        self._remember_live(seq)
+                    await self.base_send(out)
+        self._pending = None
+
+    # Client frames -----------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if self.claims is None:  # refused at connect; frames that raced the close
             return
+        if text_data is None:
+            await self._error("bad_frame", "frames are JSON text")
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self._error("bad_frame", "frames are JSON objects")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
             await self._error("bad_frame", "frames are JSON objects")
             return
@@ -105,77 +187,77 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         elif kind == "resume":
             await self._resume(content.get("after_seq", 0))
         elif kind == "typing":
-            state = "typing_start" if content.get("state") == "start" else "typing_stop"
-            await self.channel_layer.group_send(
-                self.group,
-                {
-                    "type": "room.ephemeral",
-                    "kind": state,
-                    "participant_id": self.claims.participant_id,
-                    "display_name": self.display_name,
-                },
-            )
+            await self._typing_frame(content.get("state"))
         elif kind == "read":
-            seq = content.get("seq")
-            if isinstance(seq, int) and seq > 0:
-                await _mark_read(self.claims, seq)
-                await self.channel_layer.group_send(
-                    self.group,
-                    {
-                        "type": "room.ephemeral",
-                        "kind": "read_receipt",
-                        "participant_id": self.claims.participant_id,
-                        "seq": seq,
-                    },
-                )
+            await self._read(content.get("seq"))
         else:
             await self._error("unknown_type", f"unknown frame type {kind!r}")
 
     async def _message(self, content: dict[str, Any]) -> None:
-        text, client_msg_id = content.get("text"), content.get("client_msg_id")
-        if not isinstance(text, str) or not text.strip():
-            await self._error("invalid_input", "text is required")
-            return
-        if client_msg_id is not None and not isinstance(client_msg_id, str):
-            await self._error("invalid_input", "client_msg_id must be a string")
-            return
+        client_msg_id = content.get("client_msg_id")
+        # The sender gets the ack before the message's own event frame: hold
+        # event frames while the message is stored.
+        self._pending = []
         try:
-            result = await _send_message(self.claims, text, client_msg_id)
+            result = await database_sync_to_async(webchat_message_send)(
+                self.claims, client_msg_id=client_msg_id, text=content.get("text"), media=content.get("media")
+            )
+            if self._typing:
+                # Sending ends typing, for everyone else's indicator too.
+                await self._typing_frame("stop")
+            await self._send_frame({"type": "ack", "client_msg_id": client_msg_id, "seq": result.seq, "status": result.status})
+        except RoomKitError as exc:
+            extra = {"client_msg_id": client_msg_id} if isinstance(client_msg_id, str) else {}
+            await self._error(exc.code, exc.message, **extra)
+        finally:
+            await self._send_held()
+
+    async def _typing_frame(self, state: Any) -> None:
+        if state not in ("start", "stop"):
+            await self._error("invalid_input", "typing state must be 'start' or 'stop'")
+            return
+        self._typing = state == "start"
+        realtime.publish_typing(
+            self.claims.room_id,
+            self.claims.participant_id,
+            typing=self._typing,
+            display_name=self.display_name,
+            exclude_socket=self.channel_name,
+        )
+
+    async def _read(self, seq: Any) -> None:
+        try:
+            await database_sync_to_async(participant_mark_read)(participant_id=self.claims.participant_id, seq=seq)
         except RoomKitError as exc:
             await self._error(exc.code, exc.message)
-            return
-        await self.send_json({"type": "ack", "client_msg_id": client_msg_id, "seq": result.seq, "status": result.status})
 
     async def _resume(self, after_seq: Any) -> None:
-        if not isinstance(after_seq, int) or after_seq < 0:
+        if type(after_seq) is not int or after_seq < 0:
             await self._error("invalid_input", "after_seq must be a non-negative integer")
             return
-        while True:
-            events = await _events_after(self.claims.room_id, after_seq)
-            for ev in events:
-                await self.send_json({"type": "event", "event": ev})
-            if len(events) < REPLAY_PAGE:
-                break
-            after_seq = events[-1]["seq"]
+        # Hold live event frames from now on, while the replay reads the database.
+        # (Client frames are handled one at a time: no other resume runs now.)
+        self._pending = []
+        already_sent, self._live_sent = self._live_sent or set(), None
+        covered = after_seq
+        try:
+            while True:
+                events, last_seen = await database_sync_to_async(webchat_events_after)(
+                    self.claims.room_id, covered, limit=REPLAY_PAGE
+                )
+                for event in events:
+                    if event["seq"] not in already_sent:
+                        await self._send_frame({"type": "event", "event": event})
+                if last_seen == covered:
+                    break
+                covered = last_seen
+        finally:
+            # Even after a failed page, go live from what was replayed.
+            self._floor = covered
+            await self._send_held()
 
-    async def _error(self, code: str, message: str) -> None:
-        await self.send_json({"type": "error", "code": code, "message": message})
+    async def _send_frame(self, frame: dict[str, Any]) -> None:
+        await self.base_send({"type": "websocket.send", "text": realtime.encode_frame(frame)})
 
-    # Group message handlers ------------------------------------------------
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Relaying a group message touches no database, so skip the
-        # close_old_connections thread hop Channels makes before every handler:
-        # it was most of the cost of each delivered frame. Frames from the
-        # client reach the database only through database_sync_to_async,
-        # which closes stale connections itself.
-        if message["type"] in _RELAY_TYPES:
-            await getattr(self, get_handler_name(message))(message)
-        else:
-            await super().dispatch(message)
-
-    async def room_event(self, message: dict[str, Any]) -> None:
-        await self.send_json({"type": "event", "event": message["event"]})
-
-    async def room_ephemeral(self, message: dict[str, Any]) -> None:
-        payload = {k: v for k, v in message.items() if k != "type"}
-        await self.send_json({"type": "ephemeral", **payload})
+    async def _error(self, code: str, message: str, **extra: Any) -> None:
+        await self._send_frame({"type": "error", "code": code, "message": message, **extra})

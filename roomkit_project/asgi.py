@@ -9,11 +9,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "roomkit_project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from channels_app.consumers import ChatConsumer  # noqa: E402
+from roomkit_project.daphne_tuning import skip_autobahn_debug_formatting  # noqa: E402
+from roomkit_project.ws_origin import WebSocketOriginMiddleware  # noqa: E402
 from rooms.realtime import bind_server_loop  # noqa: E402
+
+skip_autobahn_debug_formatting()
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),
@@ -22,9 +25,9 @@ websocket_urlpatterns = [
 _router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Origin check against ALLOWED_HOSTS: a page on another site cannot
-        # open a socket with the visitor's token (cross-site WS hijacking).
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        # Only pages this site serves may open its sockets (cross-site
+        # WebSocket hijacking); the allowed origins are read per handshake.
+        "websocket": WebSocketOriginMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )
 

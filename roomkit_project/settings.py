@@ -11,6 +11,7 @@ import os
 import secrets
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -54,6 +55,12 @@ DEBUG = _env_bool("DEBUG", False)
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h] or ["*"]
 CSRF_TRUSTED_ORIGINS = [PUBLIC_BASE_URL] + [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# Pages that may open this site's WebSockets (cross-site WebSocket hijacking):
+# PUBLIC_BASE_URL's origin, any listed here, and the socket's own host
+# (roomkit_project.ws_origin). "*" allows every origin.
+ROOMKIT_WS_ALLOWED_ORIGINS = ["{0.scheme}://{0.netloc}".format(urlsplit(PUBLIC_BASE_URL))] + [
+    o.strip() for o in os.environ.get("ROOMKIT_WS_ALLOWED_ORIGINS", "").split(",") if o.strip()
+]
 
 INSTALLED_APPS = [
     "daphne",
@@ -134,7 +141,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis with a fix for receives cancelled across event loops.
+            "BACKEND": "rooms.channel_layer.RoomKitRedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 defaults socket_timeout to 5 s; channels-redis
                 # blocks on BZPOPMIN for longer than that, so an idle socket
@@ -184,11 +192,17 @@ WHITENOISE_USE_FINDERS = True
 # STATIC_ROOT only exists after collectstatic; the finders serve without it.
 warnings.filterwarnings("ignore", message="No directory at", module="django.core.handlers.base")
 MEDIA_URL = "media/"
-MEDIA_ROOT = BASE_DIR / "media"
+# Uploaded chat attachments (served by rooms.views.media_file, not a web server).
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
 
 # --- RoomKit -----------------------------------------------------------------
 ROOMKIT_MAX_BODY_BYTES = _env_int("ROOMKIT_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ROOMKIT_MAX_BODY_BYTES
+# Chat image attachments: the largest file accepted by POST /api/v1/chat/uploads.
+ROOMKIT_MAX_UPLOAD_BYTES = _env_int("ROOMKIT_MAX_UPLOAD_BYTES", 5 * 1024 * 1024)
+# Upload endpoints: their body may be as large as ROOMKIT_MAX_UPLOAD_BYTES plus
+# multipart framing instead of ROOMKIT_MAX_BODY_BYTES (roomkit_project.middleware).
+ROOMKIT_UPLOAD_PATHS = ("/api/v1/chat/uploads",)
 ROOMKIT_MAX_CHAIN_DEPTH = _env_int("ROOMKIT_MAX_CHAIN_DEPTH", 5)
 ROOMKIT_HOOK_TIMEOUT_SECONDS = float(os.environ.get("ROOMKIT_HOOK_TIMEOUT_SECONDS", "5"))
 ROOMKIT_IDENTITY_RESOLVERS = ["rooms.identity.AddressBookResolver"]

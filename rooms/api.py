@@ -11,7 +11,9 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import Http404, HttpRequest
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
@@ -20,18 +22,26 @@ from pydantic import Field
 
 from rooms.chat_sessions import chat_session_start, ensure_system_channel
 from rooms.enums import ChannelType, RoomStatus
-from rooms.errors import RoomKitError, UnsupportedMediaType
-from rooms.http import json_object_body
+from rooms.errors import InvalidInput, PayloadTooLarge, RoomKitError, UnsupportedMediaType
+from rooms.http import json_object_body, limit_uploads
 from rooms.inbound import InboundMessage, process_inbound
+from rooms.media import store_chat_upload
 from rooms.models import Room
 from rooms.selectors import get_room, get_room_detail, room_events
 from rooms.serializers import event_to_dict, room_to_dict
-from rooms.tokens import api_token_user
+from rooms.tokens import api_token_user, chat_token_verify
 
 
 class BearerToken(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Any:
         return api_token_user(token)
+
+
+class ChatBearer(HttpBearer):
+    """A web-chat session token (the one ``/ws/chat/`` takes): its claims, or None."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        return chat_token_verify(token)
 
 
 class JSONObjectParser(Parser):
@@ -216,7 +226,28 @@ class EventsQuery(Schema):
     limit: int = Field(default=100, ge=1, le=1000)
 
 
+class UploadOut(Schema):
+    url: str
+    mime_type: str
+    filename: str
+    size: int
+
+
 _ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 415: ErrorOut}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
 
 
 @api.post("/chat/sessions", auth=None, response={201: ChatSessionOut, **_ERRORS}, tags=["chat"])
@@ -225,6 +256,34 @@ def create_chat_session(request: HttpRequest, payload: ChatSessionIn | None = No
     _require_json(request)
     session = chat_session_start(display_name=(payload.display_name if payload else "") or "")
     return 201, {"room_id": session.room_id, "participant_id": session.participant_id, "token": session.token}
+
+
+@api.post(
+    "/chat/uploads",
+    auth=ChatBearer(),
+    response={201: UploadOut, 413: ErrorOut, **_ERRORS},
+    tags=["chat"],
+    openapi_extra=_UPLOAD_BODY,
+)
+def upload_chat_media(request: HttpRequest):
+    """Upload an image for a web-chat message (PNG, JPEG, GIF or WebP; ``ROOMKIT_MAX_UPLOAD_BYTES``).
+
+    Authorized by the chat session's token (``Authorization: Bearer <token>``).
+    The answer is the ``media`` object the page sends in its next message.
+    """
+    if (request.content_type or "").lower() != "multipart/form-data":
+        raise UnsupportedMediaType("expected Content-Type: multipart/form-data with the image in the field 'file'")
+    limiter = limit_uploads(request, settings.ROOMKIT_MAX_UPLOAD_BYTES)
+    try:
+        upload = request.FILES.get("file")
+    except RequestDataTooBig:
+        raise PayloadTooLarge(f"form fields exceed {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes") from None
+    except (MultiPartParserError, TooManyFilesSent) as exc:
+        raise InvalidInput(f"malformed multipart body: {exc}", code="malformed_multipart") from None
+    if upload is None and limiter.exceeded:
+        raise PayloadTooLarge(f"the file exceeds {settings.ROOMKIT_MAX_UPLOAD_BYTES} bytes", code="file_too_large")
+    stored = store_chat_upload(request.auth, upload)
+    return 201, stored.as_content_fields()
 
 
 @api.get("/rooms", response={200: RoomsOut, **_ERRORS}, tags=["rooms"])

@@ -10,8 +10,8 @@ from django.db import transaction
 from rooms.enums import ChannelCategory, ChannelType, RoomStatus
 from rooms.errors import Conflict, NotFound
 from rooms.hooks import HookTrigger
-from rooms.routing import open_room_for_channel
 from rooms.models import Channel, ChannelBinding, Participant, Room
+from rooms.routing import open_room_for_channel
 from rooms.services import fire_hooks_on_commit
 from rooms.tokens import chat_token_issue
 

@@ -22,6 +22,11 @@ class InvalidInput(RoomKitError):
     code = "invalid_input"
 
 
+class Unauthorized(RoomKitError):
+    status = 401
+    code = "unauthorized"
+
+
 class NotFound(RoomKitError):
     status = 404
     code = "not_found"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from rooms.errors import InvalidInput, PayloadTooLarge, RoomKitError, UnsupportedMediaType
@@ -98,3 +99,34 @@ def _is_utf8_encodable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+class SizeLimitedUploadHandler(FileUploadHandler):
+    """Skip any uploaded file larger than ``limit`` bytes while it is parsed.
+
+    Placed first in ``request.upload_handlers`` it drops an oversize file
+    before the next handlers keep it (in memory or a temporary file), also when
+    the request carried no Content-Length for the middleware to check;
+    ``exceeded`` tells the view to answer 413 instead of "missing file".
+    """
+
+    def __init__(self, limit: int, request: HttpRequest | None = None) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.exceeded = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        if start + len(raw_data) > self.limit:
+            self.exceeded = True
+            raise SkipFile
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+
+def limit_uploads(request: HttpRequest, limit: int) -> SizeLimitedUploadHandler:
+    """Install a ``SizeLimitedUploadHandler`` before ``request.FILES`` is first read."""
+    handler = SizeLimitedUploadHandler(limit, request)
+    request.upload_handlers.insert(0, handler)
+    return handler

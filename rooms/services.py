@@ -14,6 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from rooms import realtime
 from rooms.enums import Access, ChannelCategory, EventType, RoomStatus, Visibility
 from rooms.errors import Conflict, InvalidInput, NotFound
 from rooms.hooks import HookTrigger
@@ -263,3 +264,26 @@ def sweep_room_timers(*, now: datetime | None = None) -> list[tuple[str, str]]:
     if done:
         logger.info("room timers: %d transitions", len(done))
     return done
+
+
+def participant_mark_read(*, participant_id: str, seq: int) -> bool:
+    """Move the participant's read marker forward to ``seq`` and tell the room (a read receipt).
+
+    The marker never moves backwards: an older or equal ``seq`` changes nothing
+    and publishes nothing (returns False). A ``seq`` beyond the room's last
+    event is refused. The conditional UPDATE makes concurrent receipts from
+    several sockets safe: the highest wins.
+    """
+    if type(seq) is not int or seq < 1:
+        raise InvalidInput("seq must be a positive integer", code="invalid_seq")
+    row = Participant.objects.filter(pk=participant_id).values("room_id", "room__last_seq").first()
+    if row is None:
+        raise NotFound(f"unknown participant '{participant_id}'", code="unknown_participant")
+    if seq > row["room__last_seq"]:
+        raise InvalidInput(f"seq {seq} is beyond the room's last event", code="invalid_seq")
+    with transaction.atomic():
+        moved = Participant.objects.filter(pk=participant_id, last_read_seq__lt=seq).update(last_read_seq=seq)
+        if moved:
+            room_id = row["room_id"]
+            transaction.on_commit(lambda: realtime.publish_read_receipt(room_id, participant_id, seq))
+    return bool(moved)

@@ -98,3 +98,11 @@ def join_room(room_id: str, display_name: str) -> tuple[str, str]:
     p.address = p.id
     p.save(update_fields=["address"])
     return p.id, chat_token_issue(room_id=room_id, participant_id=p.id)
+
+
+def is_ephemeral(kind: str, **fields: Any):
+    return lambda f: f.get("type") == "ephemeral" and f.get("kind") == kind and all(f.get(k) == v for k, v in fields.items())
+
+
+def event_seqs(frames: list[dict]) -> list[int]:
+    return [f["event"]["seq"] for f in frames if f.get("type") == "event"]

@@ -1,0 +1,1 @@
+"""Browser end-to-end tests (``ROOMKIT_E2E=1``)."""
