@@ -171,6 +171,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "sweep-rooms": {"task": "rooms.tasks.sweep_rooms_task", "schedule": 30.0},
     "sweep-outbox": {"task": "channels_app.tasks.sweep_outbox_task", "schedule": 15.0},
+    "sweep-generations": {"task": "agents.tasks.sweep_generations_task", "schedule": 30.0},
 }
 CELERY_TIMEZONE = "UTC"
 # "celery" with REDIS_URL, else "thread" (an in-process worker pool). The test

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -140,17 +140,43 @@ class HookResult:
         return cls(HookAction.BLOCK, reason=reason)
 
 
-@dataclass
 class HookContext:
-    """What a hook sees besides its payload: the room and the event's origin."""
+    """What a hook sees besides its payload: the room and the event's origin.
 
-    room_id: str | None
-    channel_id: str | None = None
-    channel_type: str | None = None
-    direction: str | None = None
-    room: Any = None
-    bindings: list[Any] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    ``room`` is loaded on first access when the caller did not pass it: most
+    hooks never look at it, and the inbound path should not pay a query per
+    message for them. A hook running inline reads it in the inbound
+    transaction (it sees the room as locked there).
+    """
+
+    def __init__(
+        self,
+        room_id: str | None,
+        channel_id: str | None = None,
+        channel_type: str | None = None,
+        direction: str | None = None,
+        room: Any = None,
+        bindings: list[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.room_id = room_id
+        self.channel_id = channel_id
+        self.channel_type = channel_type
+        self.direction = direction
+        self._room = room
+        self.bindings = bindings if bindings is not None else []
+        self.extra = extra if extra is not None else {}
+
+    @property
+    def room(self) -> Any:
+        if self._room is None and self.room_id:
+            from rooms.models import Room
+
+            self._room = Room.objects.filter(pk=self.room_id).first()
+        return self._room
+
+    def __repr__(self) -> str:
+        return f"<HookContext room={self.room_id} channel={self.channel_id} direction={self.direction}>"
 
 
 @dataclass(frozen=True)
@@ -194,6 +220,10 @@ class HookRegistry:
 
     def for_trigger(self, trigger: HookTrigger, ctx: HookContext) -> list[Hook]:
         return [h for h in self._hooks[trigger] if h.matches(ctx)]
+
+    def names(self, trigger: HookTrigger) -> list[str]:
+        """Registered hooks of ``trigger``, in the order they run."""
+        return [h.name for h in self._hooks[trigger]]
 
     def has(self, trigger: HookTrigger) -> bool:
         return bool(self._hooks[trigger])

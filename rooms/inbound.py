@@ -240,7 +240,7 @@ def _process(
             channel_id=channel.id if channel else None,
             channel_type=channel.channel_type if channel else None,
             direction=message.direction,
-            room=room or Room.objects.get(pk=room_id),
+            room=room,
             bindings=bindings,
         )
         _run_before_broadcast(event, ctx, after)

@@ -39,3 +39,57 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write("channel demo-http: kept")
+
+        self._seed_agents(webchat)
+
+    def _seed_agents(self, webchat: Channel) -> None:
+        """Triage and specialist agents in a two-stage pipeline, bound into every new web-chat room."""
+        import os
+
+        from agents.models import Agent, Pipeline, PipelineStage
+        from agents.services import agent_save
+
+        provider = "openai" if os.environ.get("OPENAI_API_KEY") else "scripted"
+        model = os.environ.get("ROOMKIT_DEMO_MODEL", "gpt-4o-mini") if provider == "openai" else ""
+        specs = {
+            "triage": dict(
+                name="Triage",
+                role="Triage receptionist",
+                description="Greets visitors and finds out what they need.",
+                system_prompt="You are the first contact of a small online shop. Find out what the visitor needs in one or "
+                "two short questions, then hand the conversation to the specialist for orders, billing or technical "
+                "problems, or to a human when the visitor asks for a person.",
+                greeting="Greet the visitor warmly and ask how you can help.",
+            ),
+            "specialist": dict(
+                name="Specialist",
+                role="Support specialist",
+                description="Answers questions about orders, deliveries, billing and technical problems.",
+                system_prompt="You are the shop's support specialist. Use your tools to look up orders. Be concise.",
+                greeting="Introduce yourself as the support specialist and say you have read the conversation so far.",
+                tools=["lookup_order", "get_current_time"],
+                skills=["order_support"],
+            ),
+        }
+        for agent_id, fields in specs.items():
+            agent = Agent.objects.filter(pk=agent_id).first()
+            if agent is None:
+                agent_save(Agent(id=agent_id, provider=provider, model=model, **fields))
+                self.stdout.write(f"agent {agent_id}: created ({provider})")
+            else:
+                self.stdout.write(f"agent {agent_id}: kept ({agent.provider})")
+        pipeline, created = Pipeline.objects.get_or_create(
+            pk="support", defaults={"name": "Support: triage → specialist", "allow_human_handoff": True}
+        )
+        if created:
+            PipelineStage.objects.create(pipeline=pipeline, order=0, phase="triage", agent_id="triage", next_phase="handling")
+            PipelineStage.objects.create(
+                pipeline=pipeline, order=1, phase="handling", agent_id="specialist", can_handoff_to=["triage"]
+            )
+        self.stdout.write(f"pipeline support: {'created' if created else 'kept'}")
+        attach = list(webchat.config.get("attach_on_create", []))
+        missing = [a for a in ("triage", "specialist") if a not in attach]
+        if missing:
+            webchat.config = {**webchat.config, "attach_on_create": attach + missing}
+            webchat.save(update_fields=["config", "updated_at"])
+        self.stdout.write(f"channel {webchat.id}: agents {', '.join(attach + missing)} join every new chat")

@@ -1,0 +1,57 @@
+"""Shared plumbing of the adapters that speak a vendor's REST API over httpx (no SDK)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from agents.providers.base import ProviderError, ProviderTimeout, retryable_status
+
+_clients: dict[float, httpx.Client] = {}
+_lock = threading.Lock()
+
+
+def http_client(timeout: float) -> httpx.Client:
+    client = _clients.get(timeout)
+    if client is None:
+        with _lock:
+            client = _clients.get(timeout)
+            if client is None:
+                client = _clients[timeout] = httpx.Client(timeout=timeout)
+    return client
+
+
+def mapped_http_error(exc: Exception) -> ProviderError:
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeout(str(exc) or "timed out")
+    if isinstance(exc, httpx.TransportError):
+        return ProviderError(f"connection failed: {exc}", retryable=True)
+    return ProviderError(f"{type(exc).__name__}: {exc}", retryable=False)
+
+
+def check_status(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        response.read()
+        raise ProviderError(
+            f"{response.status_code}: {response.text[:500]}",
+            retryable=retryable_status(response.status_code),
+            status=response.status_code,
+        )
+
+
+def sse_data(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent event stream's ``data:`` lines (until ``[DONE]``)."""
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        if data:
+            yield json.loads(data)

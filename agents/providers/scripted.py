@@ -1,0 +1,128 @@
+"""The offline scripted provider: the demo's agent when no model is configured.
+
+It is honest about what it is (every reply says it is scripted), streams its
+replies word by word, and calls tools on keywords so the demo shows tool calls
+and orchestration: ``rules`` in the agent's ``provider_config`` map keywords to
+a tool call, and without rules a few built-in ones apply (a person → hand off
+to a human, "specialist"/"billing"/… → hand off to the next stage, "order" →
+``lookup_order``, "time" → ``get_current_time``). After tool results it reports
+what the tools answered.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from agents.providers.base import GREETING_PREFIX, AIRequest, AIResponse, ChatMessage, DeltaCallback, ToolCall, ToolSpec, Usage
+
+HANDOFF_TOOL = "handoff_conversation"
+_HUMAN_WORDS = ("human", "operator", "real person", "a person", "agent please")
+_HANDOFF_WORDS = ("specialist", "billing", "refund", "invoice", "technical", "broken", "problem", "complaint")
+
+
+def _last_user(messages: list[ChatMessage]) -> tuple[int, str]:
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "user":
+            return i, messages[i].content
+    return -1, ""
+
+
+def _has_any(text: str, words: tuple[str, ...] | list[str]) -> bool:
+    return any(w.lower() in text for w in words)
+
+
+def _handoff_target(spec: ToolSpec) -> str | None:
+    targets = spec.parameters.get("properties", {}).get("target", {}).get("enum") or []
+    agents = [t for t in targets if t != "human"]
+    return agents[0] if agents else None
+
+
+class ScriptedProvider:
+    supports_vision = False
+
+    def __init__(self, *, agent_name: str = "assistant", config: dict[str, Any] | None = None, name: str = "scripted"):
+        self.name = name
+        self.agent_name = agent_name
+        self.config = config or {}
+        self.calls = 0
+
+    # --- decisions ---------------------------------------------------------------
+    def _tool_call(self, request: AIRequest) -> ToolCall | None:
+        index, text = _last_user(request.messages)
+        if index < 0 or text.startswith(GREETING_PREFIX) or any(m.role == "tool" for m in request.messages[index + 1 :]):
+            return None  # tools already answered this turn: now speak
+        lowered = text.lower()
+        tools = {t.name: t for t in request.tools}
+        self.calls += 1
+        call_id = f"scripted_{self.calls}"
+        for rule in self.config.get("rules", []):
+            if rule.get("tool") in tools and _has_any(lowered, rule.get("keywords", [])):
+                args = {k: (v.replace("{text}", text) if isinstance(v, str) else v) for k, v in rule.get("arguments", {}).items()}
+                return ToolCall(call_id, rule["tool"], args)
+        if self.config.get("rules_only"):
+            return None
+        if HANDOFF_TOOL in tools:
+            targets = tools[HANDOFF_TOOL].parameters.get("properties", {}).get("target", {}).get("enum") or []
+            if "human" in targets and _has_any(lowered, _HUMAN_WORDS):
+                return ToolCall(
+                    call_id, HANDOFF_TOOL, {"target": "human", "reason": "The user asked for a person", "summary": text[:300]}
+                )
+            target = _handoff_target(tools[HANDOFF_TOOL])
+            if target and _has_any(lowered, _HANDOFF_WORDS):
+                return ToolCall(
+                    call_id,
+                    HANDOFF_TOOL,
+                    {"target": target, "reason": "Needs a specialist", "summary": f"The user wrote: {text[:300]}"},
+                )
+        if "lookup_order" in tools and "order" in lowered:
+            number = re.search(r"\d{3,}", text)
+            return ToolCall(call_id, "lookup_order", {"order_id": number.group(0) if number else "1001"})
+        if "get_current_time" in tools and re.search(r"\btime\b", lowered):
+            return ToolCall(call_id, "get_current_time", {})
+        return None
+
+    def _text(self, request: AIRequest, call: ToolCall | None) -> str:
+        label = f"[Scripted demo agent “{self.agent_name}” — no AI model is configured]"
+        if call is not None:
+            if call.name == HANDOFF_TOOL:
+                who = "a human operator" if call.arguments.get("target") == "human" else "a specialist"
+                return f"{label} Let me transfer you to {who}."
+            return ""
+        results = []
+        for m in reversed(request.messages):
+            if m.role != "tool":
+                break
+            results.append(f"{m.tool_name or 'tool'} answered: {m.content[:300]}")
+        if results:
+            return f"{label} " + " ".join(reversed(results))
+        _, text = _last_user(request.messages)
+        if not text or text.startswith(GREETING_PREFIX):
+            return f"{label} Hello! I'm {self.agent_name}. How can I help you?"
+        return f"{label} You said: “{text[:200]}”. Real answers need OPENAI_API_KEY (or another provider) to be set."
+
+    # --- protocol ----------------------------------------------------------------
+    def generate(self, request: AIRequest) -> AIResponse:
+        return self.stream(request, lambda _delta: None)
+
+    def stream(self, request: AIRequest, on_delta: DeltaCallback) -> AIResponse:
+        call = self._tool_call(request)
+        text = self._text(request, call)
+        first_delay = float(self.config.get("first_token_delay_ms", 0)) / 1000
+        word_delay = float(self.config.get("word_delay_ms", 0)) / 1000
+        if first_delay:
+            time.sleep(first_delay)
+        pieces = re.findall(r"\S+\s*", text)
+        for i, piece in enumerate(pieces):
+            if i and word_delay:
+                time.sleep(word_delay)
+            on_delta(piece)
+        words_in = sum(len(m.content.split()) for m in request.messages) + len(request.system.split())
+        return AIResponse(
+            text,
+            [call] if call else [],
+            Usage(words_in, len(pieces)),
+            "tool_calls" if call else "stop",
+            self.name,
+        )

@@ -1,0 +1,241 @@
+#!/usr/bin/env python
+"""AI overhead: from the user's message to the first streamed token at the socket, minus the model's own time.
+
+A web-chat room with one agent on an OpenAI-compatible fake server (real HTTP,
+the real ``openai`` SDK) that waits a fixed time before its first token. Each
+message goes through ``process_inbound``; the router marks the agent; after
+commit the generation is enqueued on the in-process worker pool (the embedded
+default) and streams; a real ChatConsumer on an event loop in another thread
+(as Daphne serves sockets) records when the first ``stream_chunk`` arrives.
+Overhead = that time − the fake's time to first token. Messages are sent one
+after another, each after the previous reply's ``stream_end``. Also shown: how
+long the ``process_inbound`` call took (it includes the on-commit work: the
+router's mark, the generation row, the enqueue) and when the request reached
+the provider.
+
+Run: ``.venv/bin/python bench/ai_overhead.py [--messages N] [--ttft-ms T] [--db sqlite,postgres]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+PG_BENCH_URL = "postgres://postgres@127.0.0.1:5432/roomkit_ai_bench"
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))]
+
+
+def _prepare_database(db: str) -> str:
+    if db == "sqlite":
+        return f"sqlite:///{Path(tempfile.mkdtemp()) / 'ai_bench.sqlite3'}"
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS roomkit_ai_bench")
+        conn.execute("CREATE DATABASE roomkit_ai_bench")
+    return PG_BENCH_URL
+
+
+class _StreamWatcher:
+    """A real ChatConsumer driven as a server drives an ASGI app; records stream frames' arrival times."""
+
+    def __init__(self, token: str) -> None:
+        self.first_chunk: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.order: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._open(token), self.loop).result(10)
+
+    async def _open(self, token: str) -> None:
+        from roomkit_project.asgi import application
+
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        accepted = asyncio.get_running_loop().create_future()
+
+        async def send(message: dict) -> None:
+            now = time.perf_counter()
+            if message["type"] == "websocket.accept":
+                accepted.set_result(True)
+            elif message["type"] == "websocket.close" and not accepted.done():
+                accepted.set_exception(RuntimeError(f"socket refused: {message}"))
+            elif message["type"] == "websocket.send":
+                frame = json.loads(message["text"])
+                if frame.get("type") == "stream_chunk" and frame["stream_id"] not in self.first_chunk:
+                    self.first_chunk[frame["stream_id"]] = now
+                    self.order.append(frame["stream_id"])
+                elif frame.get("type") == "stream_end":
+                    self.ended[frame["stream_id"]] = now
+
+        scope = {
+            "type": "websocket",
+            "path": "/ws/chat/",
+            "raw_path": b"/ws/chat/",
+            "query_string": f"token={token}".encode(),
+            "headers": [(b"origin", b"http://127.0.0.1:8000")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "subprotocols": [],
+        }
+        self.app = asyncio.ensure_future(application(scope, self.inbox.get, send))
+        await self.inbox.put({"type": "websocket.connect"})
+        await asyncio.wait_for(accepted, 10)
+
+    def wait_stream(self, index: int, timeout: float = 30) -> str:
+        deadline = time.perf_counter() + timeout
+        while len(self.order) <= index or self.order[index] not in self.ended:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"reply {index} never finished streaming")
+            time.sleep(0.0005)
+        return self.order[index]
+
+    def close(self) -> None:
+        async def _close() -> None:
+            await self.inbox.put({"type": "websocket.disconnect", "code": 1000})
+            await asyncio.wait_for(self.app, 10)
+
+        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(15)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def child(db: str, messages: int, warmup: int, ttft_ms: float) -> None:
+    os.environ["DATABASE_URL"] = _prepare_database(db)
+    os.environ.pop("REDIS_URL", None)
+    os.environ["ROOMKIT_TASK_MODE"] = "thread"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "roomkit_project.settings"
+    os.environ.setdefault("LOG_LEVEL", "ERROR")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    import logging
+
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from agents.models import Agent
+    from agents.services import agent_save
+    from rooms.chat_sessions import chat_session_start
+    from rooms.enums import ChannelCategory, ChannelType
+    from rooms.inbound import InboundMessage, process_inbound
+    from rooms.models import Channel
+    from tests.agents.fakes import FakeOpenAIServer, Turn
+
+    with FakeOpenAIServer(
+        default=Turn(text="A short streamed answer from the fake model.", ttft=ttft_ms / 1000, chunk=8)
+    ) as server:
+        agent_save(
+            Agent(id="bench-agent", name="Bench", provider="openai", model="fake", base_url=server.base_url, memory_window=20)
+        )
+        Channel.objects.update_or_create(
+            pk=settings.ROOMKIT_WEBCHAT_CHANNEL_ID,
+            defaults={
+                "channel_type": ChannelType.WEBSOCKET,
+                "category": ChannelCategory.TRANSPORT,
+                "config": {"attach_on_create": ["bench-agent"]},
+            },
+        )
+        session = chat_session_start(display_name="Bench")
+        socket = _StreamWatcher(session.token)
+        overheads: list[float] = []
+        calls: list[float] = []
+        to_provider: list[float] = []
+        for i in range(warmup + messages):
+            t0 = time.perf_counter()
+            process_inbound(
+                InboundMessage(
+                    channel_id=settings.ROOMKIT_WEBCHAT_CHANNEL_ID,
+                    room_id=session.room_id,
+                    participant_id=session.participant_id,
+                    sender=session.participant_id,
+                    text=f"question {i}",
+                )
+            )
+            t1 = time.perf_counter()
+            stream_id = socket.wait_stream(i)
+            if i >= warmup:
+                overheads.append((socket.first_chunk[stream_id] - t0) * 1000 - ttft_ms)
+                calls.append((t1 - t0) * 1000)
+                to_provider.append((server.arrivals[i] - t0) * 1000)
+        socket.close()
+    print(
+        json.dumps(
+            {
+                "db": db,
+                "messages": messages,
+                "p50": statistics.median(overheads),
+                "p90": _percentile(overheads, 90),
+                "p99": _percentile(overheads, 99),
+                "min": min(overheads),
+                "call_p50": statistics.median(calls),
+                "provider_p50": statistics.median(to_provider),
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--ttft-ms", type=float, default=100.0)
+    parser.add_argument("--db", default="sqlite,postgres")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.messages, args.warmup, args.ttft_ms)
+        return
+    print(f"AI overhead: user message → first streamed token at the socket, minus the fake model's {args.ttft_ms:.0f} ms")
+    print(f"{args.messages} messages after {args.warmup} warm-up, one room, sequential, in-process workers (goal p50 < 20 ms)\n")
+    print(
+        f"{'database':<10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'min ms':>8}"
+        f" {'inbound call p50':>17} {'to provider p50':>16}"
+    )
+    for db in args.db.split(","):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                db,
+                "--messages",
+                str(args.messages),
+                "--warmup",
+                str(args.warmup),
+                "--ttft-ms",
+                str(args.ttft_ms),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        if out.returncode != 0:
+            print(f"{db}: failed\n{out.stderr[-3000:]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"{db:<10} {r['p50']:>8.2f} {r['p90']:>8.2f} {r['p99']:>8.2f} {r['min']:>8.2f}"
+            f" {r['call_p50']:>17.2f} {r['provider_p50']:>16.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

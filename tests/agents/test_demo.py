@@ -1,0 +1,100 @@
+"""The demo: seed_demo's triage and specialist on the scripted provider, through a web-chat session; the admin."""
+
+from __future__ import annotations
+
+import io
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import TransactionTestCase, override_settings
+
+from agents.models import Agent, Pipeline
+from rooms.chat_sessions import chat_session_start
+from rooms.models import Channel
+from rooms.tokens import chat_token_verify
+from rooms.webchat import webchat_message_send
+from tests.agents.helpers import agent_replies, state_of
+
+
+@override_settings(ROOMKIT_WEBCHAT_CHANNEL_ID="webchat")
+class DemoTests(TransactionTestCase):
+    def setUp(self) -> None:
+        call_command("seed_demo", stdout=io.StringIO())
+
+    def test_seed_demo_is_idempotent(self) -> None:
+        out = io.StringIO()
+        call_command("seed_demo", stdout=out)
+        self.assertIn("agent triage: kept", out.getvalue())
+        self.assertEqual(Agent.objects.count(), 2)
+        self.assertEqual([s.phase for s in Pipeline.objects.get(pk="support").stages.all()], ["triage", "handling"])
+        self.assertEqual(Channel.objects.get(pk="webchat").config["attach_on_create"], ["triage", "specialist"])
+        self.assertEqual(Channel.objects.get(pk="triage").category, "intelligence")
+
+    def test_scripted_triage_hands_off_and_the_specialist_uses_tools(self) -> None:
+        session = chat_session_start(display_name="Ann")
+        claims = chat_token_verify(session.token)
+        webchat_message_send(claims, client_msg_id="1", text="hello")
+        webchat_message_send(claims, client_msg_id="2", text="I have a billing problem")
+        webchat_message_send(claims, client_msg_id="3", text="where is my order 1001?")
+        replies = [(r.source_channel_id, r.content["body"]) for r in agent_replies(session.room_id)]
+        self.assertEqual([who for who, _ in replies], ["triage", "triage", "specialist", "specialist"])
+        self.assertTrue(all("Scripted demo agent" in body for _, body in replies))
+        self.assertIn("Let me transfer you to a specialist", replies[1][1])
+        self.assertIn("Hello! I'm Specialist", replies[2][1])
+        self.assertIn('"status": "shipped"', replies[3][1])
+        state = state_of(session.room_id)
+        self.assertEqual((state["active_agent_id"], state["phase"], state["handoff_count"]), ("specialist", "handling", 1))
+
+    def test_admin_pages_work_and_keys_are_write_only(self) -> None:
+        user = get_user_model().objects.create_superuser("admin", "a@example.com", "pw-not-used")
+        self.client.force_login(user)
+        for url in (
+            "/admin/agents/agent/",
+            "/admin/agents/agent/triage/change/",
+            "/admin/agents/pipeline/",
+            "/admin/agents/pipeline/support/change/",
+            "/admin/agents/generation/",
+            "/admin/agents/agent/add/",
+        ):
+            self.assertEqual(self.client.get(url).status_code, 200, url)
+        page = self.client.get("/admin/agents/pipeline/").content.decode()
+        self.assertIn("triage (triage) → handling (specialist)", page)
+        data = {
+            "id": "newbie",
+            "name": "Newbie",
+            "provider": "openai",
+            "model": "gpt-x",
+            "temperature": "0.5",
+            "max_tokens": "100",
+            "tools": '["lookup_order"]',
+            "skills": "[]",
+            "memory_window": "10",
+            "timeout_seconds": "30",
+            "max_retries": "1",
+            "retry_base_delay_seconds": "0.5",
+            "max_tool_rounds": "4",
+            "tool_loop_timeout_seconds": "60",
+            "tool_result_max_chars": "5000",
+            "provider_config": "{}",
+            "enabled": "on",
+            "api_key": "sk-secret-value",
+            "role": "",
+            "description": "",
+            "scope": "",
+            "system_prompt": "",
+            "base_url": "",
+            "language": "",
+            "voice": "",
+            "greeting": "",
+            "fallback_provider": "",
+            "fallback_model": "",
+            "fallback_base_url": "",
+        }
+        response = self.client.post("/admin/agents/agent/add/", data)
+        self.assertEqual(response.status_code, 302, response.content.decode()[:2000])
+        channel = Channel.objects.get(pk="newbie")
+        self.assertEqual((channel.channel_type, channel.category), ("ai", "intelligence"))
+        self.assertEqual(channel.get_secret("api_key"), "sk-secret-value")
+        self.assertNotIn("sk-secret-value", self.client.get("/admin/agents/agent/newbie/change/").content.decode())
+        bad = self.client.post("/admin/agents/agent/add/", {**data, "id": "other", "tools": '["rm_rf"]'})
+        self.assertContains(bad, "unknown tools: rm_rf")
