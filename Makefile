@@ -20,6 +20,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py ensure_console_groups
 	$(BIN)/python manage.py ensure_admin
 	$(BIN)/python manage.py serve --host 127.0.0.1 --port 8000
 

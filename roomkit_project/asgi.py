@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from channels_app.consumers import ChatConsumer  # noqa: E402
+from channels_app.staff_consumer import staff_rooms_app  # noqa: E402
 from roomkit_project.daphne_tuning import skip_autobahn_debug_formatting  # noqa: E402
 from roomkit_project.ws_origin import WebSocketOriginMiddleware  # noqa: E402
 from rooms.realtime import bind_server_loop  # noqa: E402
@@ -20,6 +21,9 @@ skip_autobahn_debug_formatting()
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),
+    # Operators' live console (Django session auth, staff only).
+    path("ws/staff/rooms/", staff_rooms_app),
+    path("ws/staff/rooms/<str:room_id>/", staff_rooms_app),
 ]
 
 _router = ProtocolTypeRouter(

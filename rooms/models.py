@@ -294,3 +294,41 @@ class APIToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class RoomReadMarker(models.Model):
+    """The operators' read marker of a room: events after ``seq`` are unread in the console.
+
+    One marker per room, shared by the operator team (a team inbox): when any
+    operator opens the room page, the room's events up to then are read.
+    """
+
+    room = models.OneToOneField(Room, on_delete=models.CASCADE, primary_key=True, related_name="operator_read_marker")
+    seq = models.PositiveBigIntegerField(default=0)
+    read_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.room_id} read to #{self.seq}"
+
+
+class AuditEntry(models.Model):
+    """Who did which console action when: written by ``rooms.console`` only, never edited."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Kept beside the foreign key: the record outlives the account.
+    username = models.CharField(max_length=150)
+    action = models.CharField(max_length=64, db_index=True)
+    room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries")
+    target = models.CharField(max_length=255, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+        permissions = [("operate_console", "Can reply and act in rooms from the operator console")]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.action} {self.target or self.room_id or ''}".strip()

@@ -40,6 +40,10 @@ def room_group(room_id: str) -> str:
     return f"room.{room_id}"
 
 
+# The operators' room-list sockets (room-level changes).
+STAFF_ROOMS_GROUP = "staff.rooms"
+
+
 def staff_group(room_id: str) -> str:
     return f"staff.room.{room_id}"
 

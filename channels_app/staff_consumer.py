@@ -1,0 +1,99 @@
+"""The operators' live socket: ``/ws/staff/rooms/`` (the room list) and ``/ws/staff/rooms/<room_id>/`` (a room page).
+
+It authenticates the Django session (``staff_rooms_app`` wraps the consumer in
+Channels' ``AuthMiddlewareStack``), admits active staff who may read rooms
+(``rooms.view_room``) and relays: no business rule lives here.
+
+- A room page's socket joins ``staff_group(room_id)``, where
+  ``rooms.realtime.publish_event`` sends every stored event of the room
+  (internal notes included), and gets each as ``{"type": "event", "event": …}``.
+- The list's socket joins ``staff.rooms`` (room-level changes, when the
+  publisher sends there) and, for the rooms the page shows, their staff
+  groups: the page sends ``{"type": "watch", "room_ids": [...]}``. Each event
+  is relayed as it was published; the page reads ``event.room_id``.
+
+A refused socket is accepted and closed with 4403, so the page can tell
+"not allowed" from a network failure and stop reconnecting.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from rooms.models import Room
+from rooms.realtime import STAFF_ROOMS_GROUP, staff_group
+
+logger = logging.getLogger(__name__)
+
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+MAX_WATCHED_ROOMS = 200
+
+
+def _allowed(user: Any) -> bool:
+    return bool(
+        user is not None and user.is_authenticated and user.is_active and user.is_staff and user.has_perm("rooms.view_room")
+    )
+
+
+class StaffRoomsConsumer(AsyncJsonWebsocketConsumer):
+    """Relays room events to operators' pages; joins groups, checks permission, nothing else."""
+
+    groups_joined: set[str]
+
+    async def connect(self) -> None:
+        self.groups_joined = set()
+        await self.accept()
+        user = self.scope.get("user")
+        if not await database_sync_to_async(_allowed)(user):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        room_id = self.scope.get("url_route", {}).get("kwargs", {}).get("room_id")
+        if room_id:
+            if not await database_sync_to_async(Room.objects.filter(pk=room_id).exists)():
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
+            await self._join(staff_group(room_id))
+            self.room_id = room_id
+        else:
+            self.room_id = None
+            await self._join(STAFF_ROOMS_GROUP)
+        await self.send_json({"type": "ready", "room_id": self.room_id})
+
+    async def _join(self, group: str) -> None:
+        if group not in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.add(group)
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", set()):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = set()
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.room_id is not None or not isinstance(content, dict) or content.get("type") != "watch":
+            return
+        room_ids = content.get("room_ids")
+        if not isinstance(room_ids, list):
+            return
+        wanted = [r for r in room_ids if isinstance(r, str) and r][:MAX_WATCHED_ROOMS]
+        existing = await database_sync_to_async(lambda: list(Room.objects.filter(pk__in=wanted).values_list("pk", flat=True)))()
+        for room_id in existing:
+            if len(self.groups_joined) > MAX_WATCHED_ROOMS:
+                break
+            await self._join(staff_group(room_id))
+
+    async def room_frame(self, message: dict[str, Any]) -> None:
+        """A frame published by ``rooms.realtime``: already encoded, sent as is."""
+        text = message.get("text")
+        if isinstance(text, str):
+            await self.send(text_data=text)
+
+
+# What the lead routes in roomkit_project/asgi.py: the session's user is in scope["user"].
+staff_rooms_app = AuthMiddlewareStack(StaffRoomsConsumer.as_asgi())
