@@ -287,9 +287,9 @@ def main() -> None:
             continue
         report = json.loads(out.stdout.strip().splitlines()[-1])
         for r in report["results"]:
-            label = {"ws": "1 WebSocket recipient", "transport": "+ 2 transport recipients"}.get(
-                r["variant"], f"{r['variant'].split('-')[1]} writer processes, no socket"
-            )
+            labels = {"ws": "1 WebSocket recipient", "transport": "+ 2 transport recipients"}
+            variant = r["variant"]
+            label = labels.get(variant) or f"{variant.split('-')[1]} writer processes, no socket"
             print(f"{db:<10} {label:<28} {r['events_per_s']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
 
 
