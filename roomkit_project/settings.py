@@ -220,6 +220,9 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # One line per outbound request is noise; failures are logged by the
+        # delivery service with their reason.
+        "httpx": {"level": "WARNING"},
     },
 }
 

@@ -55,6 +55,7 @@ class AfterCommit:
             if handler is not None:
                 handler(self.event.id, binding_id)
         if self.room_created:
+            realtime.announce_room_created(self.room_created)
             enqueue(fire_hooks_task, HookTrigger.ON_ROOM_CREATED.value, "room", self.room_created)
         if self.identified_participant:
             enqueue(fire_hooks_task, HookTrigger.ON_PARTICIPANT_IDENTIFIED.value, "participant", self.identified_participant)

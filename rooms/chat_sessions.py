@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
+from rooms import realtime
 from rooms.enums import ChannelCategory, ChannelType, RoomStatus
 from rooms.errors import Conflict, NotFound
 from rooms.hooks import HookTrigger
@@ -46,6 +47,7 @@ def chat_session_start(*, display_name: str = "") -> ChatSession:
         binding.participant = participant
         binding.save(update_fields=["address", "participant"])
         fire_hooks_on_commit(HookTrigger.ON_ROOM_CREATED, "room", room.id)
+        transaction.on_commit(lambda: realtime.announce_room_created(room.id))
     return ChatSession(room.id, participant.id, chat_token_issue(room_id=room.id, participant_id=participant.id))
 
 

@@ -170,6 +170,11 @@ def publish_event(room_id: str, event: dict[str, Any], *, public: bool) -> None:
     _send(staff_group(room_id), message)
 
 
+def announce_room_created(room_id: str) -> None:
+    """Tell operators' room lists that a room exists (they re-read their rows)."""
+    _send(STAFF_ROOMS_GROUP, {"type": FRAME, "text": encode_frame({"type": "room_created", "room_id": room_id})})
+
+
 def publish_ephemeral(room_id: str, kind: str, *, exclude_socket: str | None = None, **data: Any) -> None:
     """An ephemeral event to everyone in the room (but the socket ``exclude_socket``); never stored."""
     _publish(room_id, {"type": "ephemeral", "kind": kind, **data, "ts": time.time()}, exclude=exclude_socket, kind=kind)

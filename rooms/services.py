@@ -69,6 +69,7 @@ def room_create(
             fields["id"] = room_id
         room = Room.objects.create(**fields)
         fire_hooks_on_commit(HookTrigger.ON_ROOM_CREATED, "room", room.id)
+        transaction.on_commit(lambda: realtime.announce_room_created(room.id))
     return room
 
 

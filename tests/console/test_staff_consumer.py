@@ -83,6 +83,23 @@ class StaffSocketTests(TransactionTestCase):
         frame = async_to_sync(scenario)()
         self.assertEqual((frame["event"]["room_id"], frame["event"]["content"]["body"]), (self.room.pk, "watched"))
 
+    def test_the_list_socket_hears_of_new_rooms(self) -> None:
+        cookie = self.cookie_of(viewer())
+
+        async def scenario() -> tuple[dict, str]:
+            realtime.bind_server_loop(asyncio.get_running_loop())
+            ws = self.connect("/ws/staff/rooms/", cookie)
+            self.assertTrue((await ws.connect())[0])
+            self.assertEqual(json.loads(await ws.receive_from(5))["type"], "ready")
+            # A first message from a new SMS sender opens a room.
+            result = await database_sync_to_async(say)(None, "new here", sender="+15550999", channel_id="sms")
+            frame = json.loads(await ws.receive_from(5))
+            await ws.disconnect()
+            return frame, result.room_id
+
+        frame, room_id = async_to_sync(scenario)()
+        self.assertEqual(frame, {"type": "room_created", "room_id": room_id})
+
     def test_anonymous_non_staff_and_outsiders_are_closed_with_4403(self) -> None:
         cookies = [None, self.cookie_of(make_user("nostaff", staff=False)), self.cookie_of(make_user("stranger"))]
 
