@@ -19,107 +19,50 @@ Run: ``.venv/bin/python bench/ai_overhead.py [--messages N] [--ttft-ms T] [--db 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
-PG_BENCH_URL = "postgres://postgres@127.0.0.1:5432/roomkit_ai_bench"
+sys.path.insert(0, str(ROOT))
 
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))]
-
-
-def _prepare_database(db: str) -> str:
-    if db == "sqlite":
-        return f"sqlite:///{Path(tempfile.mkdtemp()) / 'ai_bench.sqlite3'}"
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS roomkit_ai_bench")
-        conn.execute("CREATE DATABASE roomkit_ai_bench")
-    return PG_BENCH_URL
+from bench.harness import ChatSocket, percentile, prepare_database, wait_until  # noqa: E402
 
 
 class _StreamWatcher:
-    """A real ChatConsumer driven as a server drives an ASGI app; records stream frames' arrival times."""
+    """When each streamed reply's first chunk and its end reached the socket."""
 
     def __init__(self, token: str) -> None:
         self.first_chunk: dict[str, float] = {}
         self.ended: dict[str, float] = {}
         self.order: list[str] = []
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self._open(token), self.loop).result(10)
+        self.socket = ChatSocket(token, self._frame)
 
-    async def _open(self, token: str) -> None:
-        from roomkit_project.asgi import application
+    def _frame(self, frame: dict, at: float) -> None:
+        if frame.get("type") == "stream_chunk" and frame["stream_id"] not in self.first_chunk:
+            self.first_chunk[frame["stream_id"]] = at
+            self.order.append(frame["stream_id"])
+        elif frame.get("type") == "stream_end":
+            self.ended[frame["stream_id"]] = at
 
-        self.inbox: asyncio.Queue = asyncio.Queue()
-        accepted = asyncio.get_running_loop().create_future()
-
-        async def send(message: dict) -> None:
-            now = time.perf_counter()
-            if message["type"] == "websocket.accept":
-                accepted.set_result(True)
-            elif message["type"] == "websocket.close" and not accepted.done():
-                accepted.set_exception(RuntimeError(f"socket refused: {message}"))
-            elif message["type"] == "websocket.send":
-                frame = json.loads(message["text"])
-                if frame.get("type") == "stream_chunk" and frame["stream_id"] not in self.first_chunk:
-                    self.first_chunk[frame["stream_id"]] = now
-                    self.order.append(frame["stream_id"])
-                elif frame.get("type") == "stream_end":
-                    self.ended[frame["stream_id"]] = now
-
-        scope = {
-            "type": "websocket",
-            "path": "/ws/chat/",
-            "raw_path": b"/ws/chat/",
-            "query_string": f"token={token}".encode(),
-            "headers": [(b"origin", b"http://127.0.0.1:8000")],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-            "subprotocols": [],
-        }
-        self.app = asyncio.ensure_future(application(scope, self.inbox.get, send))
-        await self.inbox.put({"type": "websocket.connect"})
-        await asyncio.wait_for(accepted, 10)
-
-    def wait_stream(self, index: int, timeout: float = 30) -> str:
-        deadline = time.perf_counter() + timeout
-        while len(self.order) <= index or self.order[index] not in self.ended:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"reply {index} never finished streaming")
-            time.sleep(0.0005)
+    def wait_stream(self, index: int) -> str:
+        wait_until(lambda: len(self.order) > index and self.order[index] in self.ended, f"reply {index} never finished")
         return self.order[index]
 
     def close(self) -> None:
-        async def _close() -> None:
-            await self.inbox.put({"type": "websocket.disconnect", "code": 1000})
-            await asyncio.wait_for(self.app, 10)
-
-        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(15)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.socket.close()
 
 
 def child(db: str, messages: int, warmup: int, ttft_ms: float) -> None:
-    os.environ["DATABASE_URL"] = _prepare_database(db)
+    os.environ["DATABASE_URL"] = prepare_database(db, "roomkit_ai_bench")
     os.environ.pop("REDIS_URL", None)
     os.environ["ROOMKIT_TASK_MODE"] = "thread"
     os.environ["DJANGO_SETTINGS_MODULE"] = "roomkit_project.settings"
     os.environ.setdefault("LOG_LEVEL", "ERROR")
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -182,8 +125,8 @@ def child(db: str, messages: int, warmup: int, ttft_ms: float) -> None:
                 "db": db,
                 "messages": messages,
                 "p50": statistics.median(overheads),
-                "p90": _percentile(overheads, 90),
-                "p99": _percentile(overheads, 99),
+                "p90": percentile(overheads, 90),
+                "p99": percentile(overheads, 99),
                 "min": min(overheads),
                 "call_p50": statistics.median(calls),
                 "provider_p50": statistics.median(to_provider),

@@ -20,99 +20,36 @@ a scratch database ``roomkit_bench`` on 127.0.0.1:5432.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
-PG_BENCH_URL = "postgres://postgres@127.0.0.1:5432/roomkit_bench"
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import ChatSocket, percentile, prepare_database, wait_until  # noqa: E402
 
 
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-def _prepare_database(db: str) -> str:
-    if db == "sqlite":
-        path = Path(tempfile.mkdtemp()) / "bench.sqlite3"
-        return f"sqlite:///{path}"
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS roomkit_bench")
-        conn.execute("CREATE DATABASE roomkit_bench")
-    return PG_BENCH_URL
-
-
-class _SocketWatcher:
-    """A real ChatConsumer served on an event loop in its own thread, as Daphne
-    serves sockets while sync views run on worker threads. It is driven the way
-    a server drives an ASGI app (plain receive/send callables; Channels' test
-    communicator patches on every receive and would cost more than the consumer)
-    and records when each event frame is handed to the socket."""
+class _EventArrivals:
+    """Arrival time of each stored event's frame at the socket, by seq."""
 
     def __init__(self, token: str) -> None:
-        import threading
-
         self.arrived: dict[int, float] = {}
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._open(token), self.loop).result(10)
+        self.socket = ChatSocket(token, self._frame)
 
-    async def _open(self, token: str) -> None:
-        from roomkit_project.asgi import application
+    def _frame(self, frame: dict, at: float) -> None:
+        if frame.get("type") == "event":
+            self.arrived[frame["event"]["seq"]] = at
 
-        self.inbox: asyncio.Queue = asyncio.Queue()
-        accepted = asyncio.get_running_loop().create_future()
-
-        async def send(message: dict) -> None:
-            if message["type"] == "websocket.accept":
-                accepted.set_result(True)
-            elif message["type"] == "websocket.close" and not accepted.done():
-                accepted.set_exception(RuntimeError(f"socket refused: {message}"))
-            elif message["type"] == "websocket.send":
-                frame = json.loads(message["text"])
-                if frame.get("type") == "event":
-                    self.arrived[frame["event"]["seq"]] = time.perf_counter()
-
-        scope = {
-            "type": "websocket",
-            "path": "/ws/chat/",
-            "raw_path": b"/ws/chat/",
-            "query_string": f"token={token}".encode(),
-            "headers": [(b"origin", b"http://127.0.0.1:8000")],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-            "subprotocols": [],
-        }
-        self.app = asyncio.ensure_future(application(scope, self.inbox.get, send))
-        await self.inbox.put({"type": "websocket.connect"})
-        await asyncio.wait_for(accepted, 10)
-
-    def wait_for(self, seq: int, timeout: float = 30) -> None:
-        deadline = time.perf_counter() + timeout
-        while seq not in self.arrived:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"seq {seq} never reached the socket")
-            time.sleep(0.0005)
+    def wait_for(self, seq: int) -> None:
+        wait_until(lambda: seq in self.arrived, f"seq {seq} never reached the socket")
 
     def close(self) -> None:
-        async def _close() -> None:
-            await self.inbox.put({"type": "websocket.disconnect", "code": 1000})
-            await asyncio.wait_for(self.app, 10)
-
-        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(15)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.socket.close()
 
 
 def _run_variant(variant: str, messages: int, warmup: int) -> dict:
@@ -132,7 +69,7 @@ def _run_variant(variant: str, messages: int, warmup: int) -> dict:
                 id=f"bench-out-{n}", channel_type="sms", provider="http", config={"url": "http://127.0.0.1:9/unused"}
             )
             channel_attach(room_id=session.room_id, channel_id=f"bench-out-{n}", address=f"+1555000000{n}")
-    socket = _SocketWatcher(session.token)
+    socket = _EventArrivals(session.token)
 
     sent: dict[int, float] = {}
     last_seq = 0
@@ -156,7 +93,7 @@ def _run_variant(variant: str, messages: int, warmup: int) -> dict:
         "messages": messages,
         "events_per_s": messages / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": _percentile(latencies, 99) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
         "deliveries_written": Delivery.objects.filter(event__room_id=session.room_id).count(),
     }
 
@@ -214,19 +151,18 @@ def _run_writers(writers: int, messages: int) -> dict:
         "messages": writers * per,
         "events_per_s": writers * per / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": _percentile(latencies, 99) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
         "deliveries_written": 0,
     }
 
 
 def child(db: str, messages: int, warmup: int, variants: list[str]) -> None:
-    os.environ["DATABASE_URL"] = _prepare_database(db)
+    os.environ["DATABASE_URL"] = prepare_database(db, "roomkit_bench")
     os.environ.pop("REDIS_URL", None)
     # Rows are the outbox; executing deliveries is the workers' job, not timed here.
     os.environ["ROOMKIT_TASK_MODE"] = "off"
     os.environ["DJANGO_SETTINGS_MODULE"] = "roomkit_project.settings"
     os.environ.setdefault("LOG_LEVEL", "ERROR")
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -251,7 +187,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.writer:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "roomkit_project.settings")
-        sys.path.insert(0, str(ROOT))
         import django
 
         django.setup()

@@ -1,0 +1,90 @@
+"""What the benchmarks share: a scratch database, percentiles, and a real chat socket.
+
+The socket is a real ChatConsumer on an event loop in its own thread, as Daphne
+serves sockets while sync views run on worker threads. It is driven the way a
+server drives an ASGI app (plain receive/send callables; Channels' test
+communicator patches on every receive and would cost more than the consumer),
+and every frame it sends is handed, decoded, to ``on_frame`` with its arrival time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))]
+
+
+def prepare_database(db: str, name: str) -> str:
+    """A fresh, empty database URL: a temporary SQLite file or PostgreSQL database ``name``."""
+    if db == "sqlite":
+        return f"sqlite:///{Path(tempfile.mkdtemp()) / f'{name}.sqlite3'}"
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgres://postgres@127.0.0.1:5432/{name}"
+
+
+class ChatSocket:
+    def __init__(self, token: str, on_frame: Callable[[dict, float], None]) -> None:
+        self.on_frame = on_frame
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._open(token), self.loop).result(10)
+
+    async def _open(self, token: str) -> None:
+        from roomkit_project.asgi import application
+
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        accepted = asyncio.get_running_loop().create_future()
+
+        async def send(message: dict) -> None:
+            now = time.perf_counter()
+            if message["type"] == "websocket.accept":
+                accepted.set_result(True)
+            elif message["type"] == "websocket.close" and not accepted.done():
+                accepted.set_exception(RuntimeError(f"socket refused: {message}"))
+            elif message["type"] == "websocket.send":
+                self.on_frame(json.loads(message["text"]), now)
+
+        scope = {
+            "type": "websocket",
+            "path": "/ws/chat/",
+            "raw_path": b"/ws/chat/",
+            "query_string": f"token={token}".encode(),
+            "headers": [(b"origin", b"http://127.0.0.1:8000")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "subprotocols": [],
+        }
+        self.app = asyncio.ensure_future(application(scope, self.inbox.get, send))
+        await self.inbox.put({"type": "websocket.connect"})
+        await asyncio.wait_for(accepted, 10)
+
+    def close(self) -> None:
+        async def _close() -> None:
+            await self.inbox.put({"type": "websocket.disconnect", "code": 1000})
+            await asyncio.wait_for(self.app, 10)
+
+        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(15)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def wait_until(done: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.perf_counter() + timeout
+    while not done():
+        if time.perf_counter() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.0005)
