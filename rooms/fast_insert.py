@@ -10,16 +10,35 @@ write. Model signals are not sent: the models inserted this way have no
 receivers. An auto-increment primary key is read back with ``RETURNING``
 (PostgreSQL, and SQLite since 3.35).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 from django.db import connections, models, router
 
-_plans: dict[tuple[type, str, int], tuple[str, list[models.Field], models.Field | None]] = {}
+_Plan = tuple[str, list[tuple[models.Field, type | None]], models.Field | None]
+_plans: dict[tuple[type, str, int], _Plan] = {}
 
 
-def _plan(model: type[models.Model], alias: str, rows: int) -> tuple[str, list[models.Field], models.Field | None]:
+def _plain_type(field: models.Field) -> type | None:
+    """The Python type this field stores unchanged, if any.
+
+    For a value of exactly that type, ``pre_save`` is ``getattr`` and
+    ``get_db_prep_save`` returns it as it is, so both can be skipped; any
+    other value (None included) goes through the field as ``save()`` would.
+    """
+    target = field.target_field if field.is_relation else field
+    if isinstance(target, (models.CharField, models.TextField)):
+        return str
+    if isinstance(target, models.BooleanField):
+        return bool
+    if isinstance(target, models.IntegerField):
+        return int
+    return None
+
+
+def _plan(model: type[models.Model], alias: str, rows: int) -> _Plan:
     key = (model, alias, rows)
     plan = _plans.get(key)
     if plan is None:
@@ -34,7 +53,7 @@ def _plan(model: type[models.Model], alias: str, rows: int) -> tuple[str, list[m
         )
         if auto_pk is not None:
             sql += f" RETURNING {quote(auto_pk.column)}"
-        plan = _plans[key] = (sql, fields, auto_pk)
+        plan = _plans[key] = (sql, [(f, _plain_type(f)) for f in fields], auto_pk)
     return plan
 
 
@@ -44,7 +63,13 @@ def insert_plan(objs: Sequence[models.Model]) -> tuple[str, list, Callable[[list
     alias = router.db_for_write(model)
     connection = connections[alias]
     sql, fields, auto_pk = _plan(model, alias, len(objs))
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection=connection) for obj in objs for f in fields]
+    params = []
+    for obj in objs:
+        for f, plain in fields:
+            value = getattr(obj, f.attname)
+            if plain is None or type(value) is not plain:
+                value = f.get_db_prep_save(f.pre_save(obj, True), connection=connection)
+            params.append(value)
 
     def assign(rows: list) -> None:
         if auto_pk is not None:
