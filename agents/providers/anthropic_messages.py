@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import anthropic
@@ -16,23 +15,18 @@ from agents.providers.base import (
     ProviderTimeout,
     ToolCall,
     Usage,
+    cached_client,
     retryable_status,
 )
 from agents.providers.openai_chat import parse_arguments
 
-_clients: dict[tuple, anthropic.Anthropic] = {}
-_clients_lock = threading.Lock()
-
 
 def _client(api_key: str, base_url: str | None, timeout: float) -> anthropic.Anthropic:
-    key = (api_key, base_url, timeout)
-    client = _clients.get(key)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(key)
-            if client is None:
-                client = _clients[key] = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
-    return client
+    # Retries are ours (with backoff and a fallback provider), not the SDK's.
+    return cached_client(
+        ("anthropic", api_key, base_url, timeout),
+        lambda: anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0),
+    )
 
 
 def _image_block(url: str) -> dict[str, Any]:

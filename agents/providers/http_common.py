@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from agents.providers.base import ProviderError, ProviderTimeout, retryable_status
-
-_clients: dict[float, httpx.Client] = {}
-_lock = threading.Lock()
+from agents.providers.base import ProviderError, ProviderTimeout, cached_client, retryable_status
 
 
 def http_client(timeout: float) -> httpx.Client:
-    client = _clients.get(timeout)
-    if client is None:
-        with _lock:
-            client = _clients.get(timeout)
-            if client is None:
-                client = _clients[timeout] = httpx.Client(timeout=timeout)
-    return client
+    return cached_client(("httpx", timeout), lambda: httpx.Client(timeout=timeout))
 
 
 def mapped_http_error(exc: Exception) -> ProviderError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 import openai
@@ -17,24 +16,17 @@ from agents.providers.base import (
     ProviderTimeout,
     ToolCall,
     Usage,
+    cached_client,
     retryable_status,
 )
 
-_clients: dict[tuple, openai.OpenAI] = {}
-_clients_lock = threading.Lock()
-
 
 def _client(api_key: str, base_url: str | None, timeout: float) -> openai.OpenAI:
-    # A client holds a connection pool: build one per configuration, not per call.
-    key = (api_key, base_url, timeout)
-    client = _clients.get(key)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(key)
-            if client is None:
-                # Retries are ours (with backoff and a fallback provider), not the SDK's.
-                client = _clients[key] = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
-    return client
+    # Retries are ours (with backoff and a fallback provider), not the SDK's.
+    return cached_client(
+        ("openai", api_key, base_url, timeout),
+        lambda: openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0),
+    )
 
 
 def to_openai_messages(system: str, messages: list[ChatMessage]) -> list[dict[str, Any]]:
