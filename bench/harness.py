@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -80,6 +82,19 @@ class ChatSocket:
 
         asyncio.run_coroutine_threadsafe(_close(), self.loop).result(15)
         self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def run_child(script: str, db: str, options: dict[str, object]) -> dict | None:
+    """Run ``script --child db --option value …`` (one database per process, its own settings)
+    and return the JSON report it prints last; print its error output and return None if it failed."""
+    argv = [sys.executable, script, "--child", db]
+    for name, value in options.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=Path(script).resolve().parent.parent)
+    if out.returncode != 0:
+        print(f"{db}: failed\n{out.stderr[-3000:]}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def wait_until(done: Callable[[], bool], what: str, timeout: float = 30) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import ChatSocket, percentile, prepare_database, wait_until  # noqa: E402
+from bench.harness import ChatSocket, percentile, prepare_database, run_child, wait_until  # noqa: E402
 
 
 class _EventArrivals:
@@ -95,6 +95,65 @@ def _run_variant(variant: str, messages: int, warmup: int) -> dict:
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         "deliveries_written": Delivery.objects.filter(event__room_id=session.room_id).count(),
+    }
+
+
+def _run_senders(senders: int, messages: int, warmup: int) -> dict:
+    """``senders`` threads of one process send at once (as concurrent webhook requests are
+    served by Daphne's worker threads), into the same room, the socket watching."""
+    import threading
+
+    from django.db import connection
+
+    from rooms.chat_sessions import chat_session_start
+    from rooms.inbound import InboundMessage, process_inbound
+    from rooms.models import Channel
+    from rooms.services import channel_attach
+
+    src = Channel.objects.create(id=f"bench-src-senders-{senders}", channel_type="webhook", provider="http")
+    session = chat_session_start(display_name="Bench viewer")
+    channel_attach(room_id=session.room_id, channel_id=src.id, address="bench-user")
+    socket = _EventArrivals(session.token)
+
+    def send(i: int) -> tuple[int, float]:
+        t0 = time.perf_counter()
+        result = process_inbound(
+            InboundMessage(channel_id=src.id, sender="bench-user", text=f"message {i}", provider_message_id=f"s{senders}-{i}")
+        )
+        return result.seq, t0
+
+    for i in range(warmup):
+        last_seq, _ = send(-1 - i)
+    socket.wait_for(last_seq)
+    sent: dict[int, float] = {}
+    per = messages // senders
+    go = threading.Barrier(senders + 1)
+
+    def sender(k: int) -> None:
+        go.wait()
+        mine = [send(i) for i in range(k * per, (k + 1) * per)]
+        sent.update(mine)
+        connection.close()
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(senders)]
+    for t in threads:
+        t.start()
+    go.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    last_seq = max(sent)
+    socket.wait_for(last_seq)
+    elapsed = max(socket.arrived[seq] for seq in sent) - started
+    socket.close()
+    latencies = [socket.arrived[seq] - t0 for seq, t0 in sent.items()]
+    return {
+        "variant": f"senders-{senders}",
+        "messages": per * senders,
+        "events_per_s": per * senders / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "deliveries_written": 0,
     }
 
 
@@ -169,10 +228,14 @@ def child(db: str, messages: int, warmup: int, variants: list[str]) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    results = [
-        _run_writers(int(v.split("-")[1]), messages) if v.startswith("writers-") else _run_variant(v, messages, warmup)
-        for v in variants
-    ]
+    results = []
+    for v in variants:
+        if v.startswith("writers-"):
+            results.append(_run_writers(int(v.split("-")[1]), messages))
+        elif v.startswith("senders-"):
+            results.append(_run_senders(int(v.split("-")[1]), messages, warmup))
+        else:
+            results.append(_run_variant(v, messages, warmup))
     print(json.dumps({"db": db, "results": results}))
 
 
@@ -181,7 +244,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--db", default="sqlite,postgres")
-    parser.add_argument("--variants", default="ws,transport,writers-4")
+    parser.add_argument("--variants", default="ws,transport,senders-16,writers-4")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--writer", nargs=5, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -197,34 +260,19 @@ def main() -> None:
     if args.child:
         child(args.child, args.messages, args.warmup, variants)
         return
-    print(f"inbound bench: {args.messages} messages per run after {args.warmup} warm-up, one room, sequential\n")
+    print(f"inbound bench: {args.messages} messages per run after {args.warmup} warm-up, one room\n")
     print(f"{'database':<10} {'variant':<28} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for db in args.db.split(","):
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                db,
-                "--messages",
-                str(args.messages),
-                "--warmup",
-                str(args.warmup),
-                "--variants",
-                ",".join(variants),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        if out.returncode != 0:
-            print(f"{db}: failed\n{out.stderr[-3000:]}")
+        report = run_child(__file__, db, {"messages": args.messages, "warmup": args.warmup, "variants": ",".join(variants)})
+        if report is None:
             continue
-        report = json.loads(out.stdout.strip().splitlines()[-1])
         for r in report["results"]:
             labels = {"ws": "1 WebSocket recipient", "transport": "+ 2 transport recipients"}
             variant = r["variant"]
-            label = labels.get(variant) or f"{variant.split('-')[1]} writer processes, no socket"
+            kind, _, count = variant.partition("-")
+            label = labels.get(variant) or (
+                f"{count} writer processes, no socket" if kind == "writers" else f"{count} concurrent senders"
+            )
             print(f"{db:<10} {label:<28} {r['events_per_s']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
 
 

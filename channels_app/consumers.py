@@ -199,7 +199,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # event frames while the message is stored.
         self._pending = []
         try:
-            result = await database_sync_to_async(webchat_message_send)(
+            # Not thread-sensitive: sockets' messages would otherwise take turns
+            # on the one thread consumers share; on threads of their own,
+            # messages sent at once share a commit (rooms.group_commit).
+            result = await database_sync_to_async(webchat_message_send, thread_sensitive=False)(
                 self.claims, client_msg_id=client_msg_id, text=content.get("text"), media=content.get("media")
             )
             if self._typing:

@@ -205,6 +205,9 @@ ROOMKIT_MAX_UPLOAD_BYTES = _env_int("ROOMKIT_MAX_UPLOAD_BYTES", 5 * 1024 * 1024)
 # multipart framing instead of ROOMKIT_MAX_BODY_BYTES (roomkit_project.middleware).
 ROOMKIT_UPLOAD_PATHS = ("/api/v1/chat/uploads",)
 ROOMKIT_MAX_CHAIN_DEPTH = _env_int("ROOMKIT_MAX_CHAIN_DEPTH", 5)
+# Group commit (rooms.group_commit): messages arriving together in one process
+# share a transaction. Off only to compare, or to debug one message at a time.
+ROOMKIT_GROUP_COMMIT = _env_bool("ROOMKIT_GROUP_COMMIT", True)
 ROOMKIT_HOOK_TIMEOUT_SECONDS = float(os.environ.get("ROOMKIT_HOOK_TIMEOUT_SECONDS", "5"))
 ROOMKIT_IDENTITY_RESOLVERS = ["rooms.identity.AddressBookResolver"]
 ROOMKIT_CHAT_TOKEN_MAX_AGE = _env_int("ROOMKIT_CHAT_TOKEN_MAX_AGE", 7 * 24 * 3600)

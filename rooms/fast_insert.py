@@ -14,27 +14,33 @@ receivers. An auto-increment primary key is read back with ``RETURNING``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from django.db import connections, models, router
 
-_Plan = tuple[str, list[tuple[models.Field, type | None]], models.Field | None]
+M = TypeVar("M", bound=models.Model)
+
+_Plan = tuple[str, list[tuple[models.Field, Callable[[object], bool] | None]], models.Field | None]
 _plans: dict[tuple[type, str, int], _Plan] = {}
 
 
-def _plain_type(field: models.Field) -> type | None:
-    """The Python type this field stores unchanged, if any.
+def _is_plain(field: models.Field) -> Callable[[object], bool] | None:
+    """A test for values this field stores unchanged, if it has such values.
 
-    For a value of exactly that type, ``pre_save`` is ``getattr`` and
-    ``get_db_prep_save`` returns it as it is, so both can be skipped; any
-    other value (None included) goes through the field as ``save()`` would.
+    For such a value ``pre_save`` is ``getattr`` and ``get_db_prep_save``
+    returns it as it is, so both can be skipped; any other value goes through
+    the field as ``save()`` would. For a character field that is any ``str``
+    (``TextChoices`` members are ``str`` subclasses, handed back as they are)
+    or None; for booleans and integers, exactly that type (a bool in an
+    integer column is converted) or None.
     """
     target = field.target_field if field.is_relation else field
     if isinstance(target, (models.CharField, models.TextField)):
-        return str
+        return lambda value: value is None or isinstance(value, str)
     if isinstance(target, models.BooleanField):
-        return bool
+        return lambda value: value is None or type(value) is bool
     if isinstance(target, models.IntegerField):
-        return int
+        return lambda value: value is None or type(value) is int
     return None
 
 
@@ -53,23 +59,58 @@ def _plan(model: type[models.Model], alias: str, rows: int) -> _Plan:
         )
         if auto_pk is not None:
             sql += f" RETURNING {quote(auto_pk.column)}"
-        plan = _plans[key] = (sql, [(f, _plain_type(f)) for f in fields], auto_pk)
+        plan = _plans[key] = (sql, [(f, _is_plain(f)) for f in fields], auto_pk)
     return plan
 
 
+_templates: dict[type, list[tuple[str, Callable[[], object]]]] = {}
+
+
+def new_instance(model: type[M], values: dict[str, object]) -> M:
+    """``model(**values)`` for attribute names (``room_id``, not ``room``), several times faster.
+
+    Django's keyword initialiser resolves each name against the model's
+    fields on every call; its positional one (what ``from_db`` uses) only
+    sets attributes. The fields not given get their defaults, as they would.
+    """
+    template = _templates.get(model)
+    if template is None:
+        template = _templates[model] = [(f.attname, f._get_default) for f in model._meta.concrete_fields]
+    unknown = values.keys() - {name for name, _ in template}
+    if unknown:
+        raise TypeError(f"{model.__name__} has no fields {sorted(unknown)}")
+    return model(*[values[name] if name in values else default() for name, default in template])
+
+
 def insert_plan(objs: Sequence[models.Model]) -> tuple[str, list, Callable[[list], None]]:
-    """SQL and parameters to insert ``objs`` (one model), and what to do with the returned rows."""
+    """SQL and parameters to insert ``objs`` (one model) in one statement, and what to do with the returned rows."""
+    sql, rows, assign = insert_plan_per_row(objs, one_statement=True)
+    return sql, [value for row in rows for value in row], assign
+
+
+def insert_plan_per_row(
+    objs: Sequence[models.Model], *, one_statement: bool = False
+) -> tuple[str, list[list], Callable[[list], None]]:
+    """A one-row INSERT, each object's parameters, and what to do with the returned rows (in order).
+
+    For ``executemany``: on PostgreSQL a statement with hundreds of
+    parameters is re-parsed by the driver on every call (psycopg caches the
+    parse of statements with at most 50), where a one-row statement is parsed
+    once and sent for each row in the same round trip.
+    """
     model = type(objs[0])
     alias = router.db_for_write(model)
     connection = connections[alias]
-    sql, fields, auto_pk = _plan(model, alias, len(objs))
-    params = []
+    sql, fields, auto_pk = _plan(model, alias, len(objs) if one_statement else 1)
+    rows = []
     for obj in objs:
+        params = []
         for f, plain in fields:
             value = getattr(obj, f.attname)
-            if plain is None or type(value) is not plain:
+            if plain is None or not plain(value):
                 value = f.get_db_prep_save(f.pre_save(obj, True), connection=connection)
             params.append(value)
+        rows.append(params)
 
     def assign(rows: list) -> None:
         if auto_pk is not None:
@@ -81,7 +122,7 @@ def insert_plan(objs: Sequence[models.Model]) -> tuple[str, list, Callable[[list
             obj._state.adding = False
             obj._state.db = alias
 
-    return sql, params, assign
+    return sql, rows, assign
 
 
 def insert_rows(objs: Sequence[models.Model]) -> None:

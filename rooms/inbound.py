@@ -12,14 +12,18 @@ only after the commit.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from rooms import hooks, route_cache, statements
+from rooms import hooks, realtime, route_cache, statements
 from rooms.after_commit import AfterCommit
 from rooms.content import content_text, validate_content
 from rooms.enums import (
@@ -31,11 +35,14 @@ from rooms.enums import (
 )
 from rooms.errors import Conflict, Forbidden, InvalidInput, NotFound
 from rooms.fanout import plan_fanout
+from rooms.fast_insert import new_instance
+from rooms.group_commit import GroupCommit
 from rooms.hooks import HookAction, HookContext, HookTrigger
 from rooms.messages import InboundMessage, InboundResult
 from rooms.models import (
     Channel,
     ChannelBinding,
+    Delivery,
     Observation,
     Room,
     RoomEvent,
@@ -64,6 +71,23 @@ def process_inbound(message: InboundMessage) -> InboundResult:
     provider message id) returns the first result and changes nothing.
     Raises ``RoomKitError`` subclasses (4xx) for input the caller got wrong.
     """
+    prepared = _prepare(message)
+    if connection.in_atomic_block or not settings.ROOMKIT_GROUP_COMMIT:
+        # Inside the caller's own transaction the event must be part of it
+        # (and visible to it), so it cannot ride in another thread's batch.
+        return _process_alone(prepared)
+    return _group.submit(prepared)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    message: InboundMessage
+    channel: Channel | None
+    content: dict[str, Any]
+
+
+def _prepare(message: InboundMessage) -> _Prepared:
+    """Check what the caller sent (raising 4xx errors in its own thread) before any transaction."""
     content = _content_of(message)
     _check_keys(message)
     if message.idempotency_key == "" or message.provider_message_id == "":
@@ -77,6 +101,12 @@ def process_inbound(message: InboundMessage) -> InboundResult:
         raise Forbidden(f"channel '{channel.id}' is disabled", code="channel_disabled")
     if channel is None and not message.room_id:
         raise InvalidInput("a message needs a channel or a room", code="no_channel")
+    return _Prepared(message, channel, content)
+
+
+def _process_alone(prepared: _Prepared) -> InboundResult:
+    """One message in its own transaction."""
+    message, channel, content = prepared.message, prepared.channel, prepared.content
     has_key = bool(message.idempotency_key or message.provider_message_id)
     use_cache = True
     races = 0
@@ -103,6 +133,121 @@ def process_inbound(message: InboundMessage) -> InboundResult:
             races += 1
             if races > 1 or not has_key:
                 raise
+
+
+def _outcome(prepared: _Prepared) -> InboundResult | Exception:
+    try:
+        return _process_alone(prepared)
+    except Exception as exc:  # noqa: BLE001 - handed to, and raised in, the caller's thread
+        return exc
+
+
+def _run_batch(batch: Sequence[_Prepared]) -> list[InboundResult | Exception]:
+    """Outcomes for messages that arrived together: one transaction for those that can share it.
+
+    Messages from senders already routed (the cached fast path) share the
+    batch's transaction; the rest (first messages, edits) go alone after it,
+    each exactly as if there were no batch. If anything in the shared
+    transaction fails (a racing duplicate, a route gone stale), it is rolled
+    back and every message goes alone, so a batch never changes an outcome.
+    """
+    outcomes: list[InboundResult | Exception | None] = [None] * len(batch)
+    shared: list[tuple[int, tuple, route_cache.Route]] = []
+    seen_keys: set[tuple[str, str, str]] = set()
+    for i, prepared in enumerate(batch):
+        key = _shareable_key(prepared, seen_keys)
+        route = route_cache.get_route(key) if key is not None else None
+        if route is not None:
+            seen_keys.update(_channel_keys(prepared))
+            shared.append((i, key, route))
+    if shared:
+        try:
+            results = _process_together([(batch[i], key, route) for i, key, route in shared])
+        except Exception:  # noqa: BLE001 - rolled back; each message is retried alone below
+            logger.debug("group commit of %d messages rolled back; processing them one by one", len(shared), exc_info=True)
+        else:
+            for (i, _, _), result in zip(shared, results, strict=True):
+                outcomes[i] = result
+    return [outcome if outcome is not None else _outcome(prepared) for outcome, prepared in zip(outcomes, batch, strict=True)]
+
+
+def _shareable_key(prepared: _Prepared, seen_keys: set[tuple[str, str, str]]) -> tuple | None:
+    """The route-cache key of a message that may share the batch's transaction, if it may."""
+    message, channel = prepared.message, prepared.channel
+    if channel is None or message.event_type in _CHANGE_TYPES:
+        return None
+    # A second copy of a key in the same batch waits for the first to commit,
+    # then finds it as the duplicate it is.
+    if any(k in seen_keys for k in _channel_keys(prepared)):
+        return None
+    return route_key(message.room_id, channel.id, message.sender, message.participant_id)
+
+
+def _channel_keys(prepared: _Prepared) -> list[tuple[str, str, str]]:
+    """(channel id, key column, value) for each deduplication key the message carries."""
+    message, keys = prepared.message, []
+    if message.idempotency_key:
+        keys.append((prepared.channel.id, "idempotency_key", message.idempotency_key))
+    if message.provider_message_id:
+        keys.append((prepared.channel.id, "provider_message_id", message.provider_message_id))
+    return keys
+
+
+class _Spoiled(Exception):
+    """The shared transaction cannot stand as it is; its messages go alone."""
+
+
+def _process_together(items: list[tuple[_Prepared, tuple, route_cache.Route]]) -> list[InboundResult]:
+    """Messages on cached routes, in one transaction: one seq grant per room, one INSERT per table."""
+    now = timezone.now()
+    per_room = Counter(route.room_id for _, _, route in items)
+    keys = [k for prepared, _, _ in items for k in _channel_keys(prepared)]
+    with transaction.atomic():
+        duplicate, granted = statements.probe_and_take_seq_ranges(keys, per_room, now)
+        if duplicate:
+            raise _Spoiled("a message of the batch is a duplicate")
+        next_seq: dict[str, int] = {}
+        for room_id, grant in granted.items():
+            if grant is None:
+                raise _Spoiled(f"room {room_id} is not open")
+            next_seq[room_id] = grant[0] - per_room[room_id] + 1
+        composed = []
+        for prepared, key, route in items:
+            version = granted[route.room_id][1]
+            if route.version != version:
+                route_cache.forget_route(key)
+                raise _Spoiled("a cached route is stale")
+            seq = next_seq[route.room_id]
+            next_seq[route.room_id] = seq + 1
+            placed = _Placed(route.room_id, seq, version, None, route.binding, route.participant_id, route.participant_name)
+            after = AfterCommit()
+            event, deliveries = _compose(prepared.message, prepared.channel, prepared.content, placed, after, now)
+            composed.append((prepared, placed, after, event, deliveries))
+        statements.insert_all([[c[3] for c in composed], [d for c in composed for d in c[4]]])
+        results = [
+            _settle(prepared.message, prepared.channel, event, deliveries, placed, after, now)
+            for prepared, placed, after, event, deliveries in composed
+        ]
+        transaction.on_commit(partial(_run_after_commit, [c[2] for c in composed]))
+        if connection.vendor == "postgresql":
+            # The commit waits on the WAL flush; the next batch can meanwhile
+            # be sent, and waits on this room's row lock, not on this thread.
+            _group.hand_over()
+    return results
+
+
+def _run_after_commit(afters: list[AfterCommit]) -> None:
+    # Committed: the next batch need not wait for this one's fan-out.
+    _group.hand_over()
+    with realtime.sent_together():
+        for after in afters:
+            try:
+                after.run()
+            except Exception:  # one message's follow-up must not cost the others theirs
+                logger.exception("after-commit work of event %s failed", after.event.id if after.event else None)
+
+
+_group: GroupCommit[_Prepared, InboundResult] = GroupCommit(_run_batch, max_batch=64)
 
 
 def _content_of(message: InboundMessage) -> dict[str, Any]:
@@ -212,26 +357,59 @@ def _process(
         if key and source_binding is not None and identity_decision is None:
             after.routes.append((key, route_cache.Route(room_id, source_binding, participant_id, participant_name, taken[1])))
     seq, version = taken
-    event = RoomEvent(
-        room_id=room_id,
-        seq=seq,
-        type=message.event_type,
-        direction=message.direction,
-        source_channel_id=channel.id if channel else None,
-        source_participant_id=participant_id,
-        provider_message_id=message.provider_message_id,
-        idempotency_key=message.idempotency_key,
-        content=content,
-        visibility=_visibility_of(message, source_binding),
-        chain_depth=message.chain_depth,
-        parent_event_id=message.parent_event_id,
-        correlation_id=message.correlation_id,
-        metadata=message.metadata,
-        created_at=now,
+    placed = _Placed(room_id, seq, version, room, source_binding, participant_id, participant_name, identity_decision)
+    event, deliveries = _compose(message, channel, content, placed, after, now)
+    statements.insert_all([[event], deliveries])
+    return _settle(message, channel, event, deliveries, placed, after, now)
+
+
+@dataclass(slots=True)
+class _Placed:
+    """Where a message lands: its room, seq, the sender's binding and participant."""
+
+    room_id: str
+    seq: int
+    version: int
+    room: Room | None
+    source_binding: ChannelBinding | None
+    participant_id: str | None
+    participant_name: str
+    identity_decision: hooks.HookResult | None = None
+
+
+def _compose(
+    message: InboundMessage,
+    channel: Channel | None,
+    content: dict[str, Any],
+    placed: _Placed,
+    after: AfterCommit,
+    now: datetime,
+) -> tuple[RoomEvent, list[Delivery]]:
+    """The event (unsaved) after the blocking rules and hooks, and its Delivery rows."""
+    room_id = placed.room_id
+    event = new_instance(
+        RoomEvent,
+        {
+            "room_id": room_id,
+            "seq": placed.seq,
+            "type": message.event_type,
+            "direction": message.direction,
+            "source_channel_id": channel.id if channel else None,
+            "source_participant_id": placed.participant_id,
+            "provider_message_id": message.provider_message_id,
+            "idempotency_key": message.idempotency_key,
+            "content": content,
+            "visibility": _visibility_of(message, placed.source_binding),
+            "chain_depth": message.chain_depth,
+            "parent_event_id": message.parent_event_id,
+            "correlation_id": message.correlation_id,
+            "metadata": message.metadata,
+            "created_at": now,
+        },
     )
-    bindings = route_cache.room_bindings(room_id, version, store=False)
-    after.bindings = (room_id, version, bindings)
-    block_reason = _pre_broadcast_block(event, channel, source_binding, identity_decision)
+    bindings = route_cache.room_bindings(room_id, placed.version, store=False)
+    after.bindings = (room_id, placed.version, bindings)
+    block_reason = _pre_broadcast_block(event, channel, placed.source_binding, placed.identity_decision)
     if block_reason:
         _block(event, block_reason)
     if event.status != EventStatus.BLOCKED and hooks.registry.has(HookTrigger.BEFORE_BROADCAST):
@@ -240,26 +418,42 @@ def _process(
             channel_id=channel.id if channel else None,
             channel_type=channel.channel_type if channel else None,
             direction=message.direction,
-            room=room,
+            room=placed.room,
             bindings=bindings,
         )
         _run_before_broadcast(event, ctx, after)
-    if event.status != EventStatus.BLOCKED and event.type in (EventType.EDIT, EventType.DELETE):
-        _apply_edit(event, room_id, participant_id, channel, now)
-    deliveries = plan_fanout(event, bindings, source_binding, after) if event.status == EventStatus.DELIVERED else []
-    statements.insert_all([[event], deliveries])
+    if event.status != EventStatus.BLOCKED and event.type in _CHANGE_TYPES:
+        _apply_edit(event, room_id, placed.participant_id, channel, now)
+    if event.status != EventStatus.DELIVERED:
+        return event, []
+    return event, plan_fanout(event, bindings, placed.source_binding, after)
+
+
+def _settle(
+    message: InboundMessage,
+    channel: Channel | None,
+    event: RoomEvent,
+    deliveries: list[Delivery],
+    placed: _Placed,
+    after: AfterCommit,
+    now: datetime,
+) -> InboundResult:
+    """What follows the event's INSERT in its transaction; the caller's result."""
     after.delivery_ids.extend(d.id for d in deliveries)
     if event.status == EventStatus.BLOCKED and event.blocked_by == "chain_depth_exceeded":
         obs = Observation.objects.create(
-            room_id=room_id,
+            room_id=placed.room_id,
             event=event,
             kind="chain_depth_exceeded",
             summary=f"Event at chain depth {event.chain_depth} blocked (max {settings.ROOMKIT_MAX_CHAIN_DEPTH}).",
             data={"chain_depth": event.chain_depth, "max": settings.ROOMKIT_MAX_CHAIN_DEPTH},
         )
         after.observation_ids.append(obs.id)
-    if identity_decision is not None and identity_decision.challenge:
-        prompt, prompt_delivery = challenge_event(room_id, seq, channel, source_binding, identity_decision, event, now)
+    decision = placed.identity_decision
+    if decision is not None and decision.challenge:
+        prompt, prompt_delivery = challenge_event(
+            placed.room_id, placed.seq, channel, placed.source_binding, decision, event, now
+        )
         after.extra_events.append(prompt)
         if prompt_delivery is not None:
             # The sender is waiting for the question: send it on commit like any
@@ -267,11 +461,11 @@ def _process(
             after.delivery_ids.append(prompt_delivery.id)
 
     after.event = event
-    after.display_name = participant_name
+    after.display_name = placed.participant_name
     return InboundResult(
         "blocked" if event.status == EventStatus.BLOCKED else "stored",
         event,
-        room_id,
+        placed.room_id,
         reason=event.blocked_by,
         deliveries=len(deliveries),
     )

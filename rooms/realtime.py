@@ -25,7 +25,8 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -117,7 +118,19 @@ def _target_loop() -> asyncio.AbstractEventLoop | None:
     return _background_loop()
 
 
+def _enqueue_all_on_loop(items: list[tuple[str, dict[str, Any]]]) -> None:
+    for group, message in items:
+        _enqueue_on_loop(group, message)
+
+
+_held = threading.local()
+
+
 def _send(group: str, message: dict[str, Any]) -> None:
+    held = getattr(_held, "items", None)
+    if held is not None:
+        held.append((group, message))
+        return
     loop = _target_loop()
     if loop is None:
         return
@@ -125,6 +138,30 @@ def _send(group: str, message: dict[str, Any]) -> None:
         _enqueue_on_loop(group, message)
     else:
         loop.call_soon_threadsafe(_enqueue_on_loop, group, message)
+
+
+@contextmanager
+def sent_together() -> Iterator[None]:
+    """Hand everything published inside the block to the loop at once, in order, at its end.
+
+    Waking the socket loop from another thread costs a system call and a
+    thread switch per hand-over; a group commit publishes a whole batch of
+    events at once and pays it once.
+    """
+    if getattr(_held, "items", None) is not None:
+        yield
+        return
+    _held.items = items = []
+    try:
+        yield
+    finally:
+        _held.items = None
+        loop = _target_loop() if items else None
+        if loop is not None:
+            if _running_loop() is loop:
+                _enqueue_all_on_loop(items)
+            else:
+                loop.call_soon_threadsafe(_enqueue_all_on_loop, items)
 
 
 _background: asyncio.AbstractEventLoop | None = None
@@ -232,9 +269,17 @@ def publish_stream_chunk(room_id: str, stream_id: str, delta: str) -> None:
     _publish(room_id, {"type": "stream_chunk", "stream_id": stream_id, "delta": delta})
 
 
-def publish_stream_end(room_id: str, stream_id: str, event_id: str | None) -> None:
-    """The stream is over; ``event_id`` is the stored event that holds the whole reply."""
-    _publish(room_id, {"type": "stream_end", "stream_id": stream_id, "event_id": event_id})
+def publish_stream_end(room_id: str, stream_id: str, event_id: str | None, *, abandoned: bool = False, reason: str = "") -> None:
+    """The stream is over; ``event_id`` is the stored event that holds the whole reply.
+
+    ``abandoned``: its text will not be the reply (the provider failed
+    partway; a retry streams afresh under another id). Clients drop what they
+    showed of it; ``reason`` says why.
+    """
+    frame: dict[str, Any] = {"type": "stream_end", "stream_id": stream_id, "event_id": event_id}
+    if abandoned:
+        frame.update(abandoned=True, reason=reason)
+    _publish(room_id, frame)
 
 
 # --- Receiving: one group membership per room and loop ------------------------------

@@ -21,14 +21,19 @@ _channel_lock = threading.Lock()
 
 
 def get_channel(channel_id: str) -> Channel:
-    now = time.monotonic()
     hit = _channel_cache.get(channel_id)
-    if hit and hit[0] > now:
+    if hit and hit[0] > time.monotonic():
         return hit[1]
-    channel = Channel.objects.filter(pk=channel_id).first()
-    if channel is None:
-        raise NotFound(f"unknown channel '{channel_id}'", code="unknown_channel")
+    # One thread reloads while the others wait for its answer: when the entry
+    # expires under load, every request thread would otherwise query at once.
     with _channel_lock:
+        hit = _channel_cache.get(channel_id)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return hit[1]
+        channel = Channel.objects.filter(pk=channel_id).first()
+        if channel is None:
+            raise NotFound(f"unknown channel '{channel_id}'", code="unknown_channel")
         _channel_cache[channel_id] = (now + CHANNEL_CACHE_TTL, channel)
     return channel
 

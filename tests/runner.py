@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from django.conf import settings
 from django.test.runner import DiscoverRunner
 
@@ -10,3 +12,12 @@ class RoomKitTestRunner(DiscoverRunner):
     def setup_test_environment(self, **kwargs):
         super().setup_test_environment(**kwargs)
         settings.ROOMKIT_TASK_MODE = "inline"
+
+    def teardown_databases(self, old_config, **kwargs):
+        # Socket tests run consumers on event loops whose worker threads (the
+        # chat socket's messages run on pool threads) each opened a database
+        # connection. The threads are gone; collecting them closes their
+        # connections, which PostgreSQL would otherwise count as users of the
+        # test database it is asked to drop.
+        gc.collect()
+        super().teardown_databases(old_config, **kwargs)
