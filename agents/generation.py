@@ -8,9 +8,12 @@ the tools of a round run in parallel (``tool_call_start``/``tool_call_end``
 ephemeral events) and their results go back to the model, up to the agent's
 max rounds and loop timeout. Between rounds a message the user sent meanwhile
 steers the loop (or cancels it: "stop"). Provider errors are retried with
-exponential backoff and jitter, then the fallback provider takes over. The
-final reply enters the room through ``process_inbound`` with ``chain_depth``
-one deeper than the message it answers, and ``stream_end`` names its event.
+exponential backoff and jitter, then the fallback provider takes over; an
+error after part of a round was streamed too: that stream ends as abandoned
+(``stream_end`` with no event and ``"abandoned": true``) and the retry streams
+afresh under a new stream id. The final reply enters the room through
+``process_inbound`` with ``chain_depth`` one deeper than the message it
+answers, and ``stream_end`` names its event.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
 from agents import skills as skills_module
@@ -43,7 +46,8 @@ from agents.providers.base import (
     ToolSpec,
     Usage,
 )
-from agents.selectors import PipelineInfo, agent_get, pipeline_for, room_agent_ids_at
+from agents.selectors import PipelineInfo, agent_for_run, pipeline_for, room_agent_ids_at_version
+from agents.statements import ClaimedGeneration, claim_generation
 from agents.tools import Tool, ToolContext, get_tool, run_tool_calls
 from rooms import realtime
 from rooms.enums import Direction, EventStatus, RoomStatus
@@ -65,19 +69,56 @@ class GenerationFailed(Exception):
 # --- streaming to the room ---------------------------------------------------------------
 
 
+def _publish_stream_abandoned(room_id: str, stream_id: str, reason: str) -> None:
+    """End a stream whose text will not be the reply: ``stream_end`` with no event, flagged ``abandoned``.
+
+    A client drops what it showed of that stream (rooms/static/rooms/chat.js
+    removes a stream that ends without an ``event_id``).
+    """
+    realtime.publish_stream_end(room_id, stream_id, None, abandoned=True, reason=reason)
+
+
 class RoomStream:
-    """The reply's stream on the room's sockets: opened on the first delta, rounds separated by a blank line."""
+    """The reply's stream on the room's sockets: opened on the first delta, rounds separated by a blank line.
+
+    The text of a round is the reply's only once that round's provider call
+    succeeds (``commit_round``). A call that fails after some deltas leaves a
+    half answer on the sockets: ``abandon_round`` ends that stream as abandoned
+    and the next delta opens a fresh one (a new stream id) that starts with the
+    text of the rounds already committed, so no client ever shows a half answer
+    followed by the whole one.
+    """
 
     def __init__(self, room_id: str, stream_id: str, agent_id: str) -> None:
         self.room_id = room_id
+        self.base_id = stream_id
         self.stream_id = stream_id
         self.agent_id = agent_id
         self.started = False
-        self.parts: list[str] = []
-        self.round_chars = 0
+        self.restarts = 0
+        self.kept: list[str] = []  # committed rounds
+        self.round: list[str] = []  # the round being streamed
 
-    def new_round(self) -> None:
-        self.round_chars = 0
+    @property
+    def round_chars(self) -> int:
+        return sum(len(p) for p in self.round)
+
+    def begin_round(self) -> None:
+        self.round = []
+
+    def commit_round(self) -> None:
+        self.kept.extend(self.round)
+        self.round = []
+
+    def abandon_round(self, reason: str) -> None:
+        """Drop this round's text; if the sockets saw any of it, end that stream and use a new one."""
+        shown = bool(self.round)
+        self.round = []
+        if shown and self.started:
+            _publish_stream_abandoned(self.room_id, self.stream_id, reason)
+            self.started = False
+            self.restarts += 1
+            self.stream_id = f"{self.base_id}-{self.restarts}"
 
     def delta(self, text: str) -> None:
         if not text:
@@ -85,23 +126,32 @@ class RoomStream:
         if not self.started:
             self.started = True
             realtime.publish_stream_start(self.room_id, self.stream_id, self.agent_id)
-        if self.round_chars == 0 and self.parts:
+            if self.kept:
+                # A fresh stream after an abandoned one: what the reply says so far comes first.
+                realtime.publish_stream_chunk(self.room_id, self.stream_id, "".join(self.kept))
+        if not self.round and self.kept:
             # A new round after tool calls: keep the rounds apart in the text.
             self._send("\n\n")
-        self.round_chars += len(text)
         self._send(text)
 
     def _send(self, text: str) -> None:
-        self.parts.append(text)
+        self.round.append(text)
         realtime.publish_stream_chunk(self.room_id, self.stream_id, text)
 
     @property
     def text(self) -> str:
-        return "".join(self.parts)
+        return "".join(self.kept) + "".join(self.round)
 
     def end(self, event_id: str | None) -> None:
         if self.started:
+            self.started = False
             realtime.publish_stream_end(self.room_id, self.stream_id, event_id)
+
+    def abandon(self, reason: str) -> None:
+        """The reply failed: end what the sockets show (if anything) as abandoned."""
+        if self.started:
+            self.started = False
+            _publish_stream_abandoned(self.room_id, self.stream_id, reason)
 
 
 # --- providers: retry with backoff, then the fallback ----------------------------------------
@@ -116,26 +166,39 @@ class ProviderChain:
     used: str = ""
 
     def stream(self, request: AIRequest, stream: RoomStream, sleep: Callable[[float], None] = time.sleep) -> AIResponse:
+        """One round's answer: each provider in turn, each retried with backoff while its errors are retryable.
+
+        An error after some of the answer was streamed is handled the same way
+        (a dropped connection, a vendor's error event mid-stream): the partial
+        round is abandoned on the sockets and the next attempt streams afresh.
+        """
         for provider in self.providers:
             if not provider.supports_vision:
                 request = _without_images(request)
             for attempt in range(self.max_retries + 1):
-                stream.new_round()
+                stream.begin_round()
                 try:
                     response = provider.stream(request, stream.delta)
-                    self.used = provider.name
-                    return response
                 except ProviderError as exc:
-                    self.errors.append(f"{provider.name} attempt {attempt + 1}: {exc}")
-                    logger.warning("AI provider %s failed (attempt %d): %s", provider.name, attempt + 1, exc)
-                    if stream.round_chars:
-                        # Text already reached the sockets: another attempt would repeat it.
-                        raise GenerationFailed(f"{provider.name} failed mid-stream: {exc}") from exc
+                    midway = stream.round_chars > 0
+                    self.errors.append(f"{provider.name} attempt {attempt + 1}{' (mid-stream)' if midway else ''}: {exc}")
+                    logger.warning(
+                        "AI provider %s failed (attempt %d%s): %s",
+                        provider.name,
+                        attempt + 1,
+                        ", mid-stream" if midway else "",
+                        exc,
+                    )
+                    stream.abandon_round("provider_error")
                     if not exc.retryable:
                         break
                     if attempt < self.max_retries:
                         delay = min(MAX_BACKOFF_SECONDS, self.base_delay * (2**attempt)) * random.uniform(0.5, 1.5)
                         sleep(delay)
+                    continue
+                stream.commit_round()
+                self.used = provider.name
+                return response
         raise GenerationFailed("; ".join(self.errors[-4:]) or "no provider configured")
 
 
@@ -260,41 +323,35 @@ class Toolbox:
 # --- the engine ----------------------------------------------------------------------------
 
 
-def _claim(generation_id: str) -> bool:
-    return bool(
-        Generation.objects.filter(pk=generation_id, status=GenerationStatus.PENDING).update(
-            status=GenerationStatus.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now()
-        )
-    )
-
-
-def _finish(gen: Generation, status: str, **fields: Any) -> None:
-    Generation.objects.filter(pk=gen.pk).update(status=status, finished_at=timezone.now(), **fields)
+def _finish(generation_id: str, status: str, **fields: Any) -> None:
+    Generation.objects.filter(pk=generation_id).update(status=status, finished_at=timezone.now(), **fields)
 
 
 def generation_execute(generation_id: str) -> str:
     """Run a pending generation to its end; returns the status it ended in (or "not_pending")."""
-    if not _claim(generation_id):
+    # The claim and everything the run needs before its first token, in one
+    # round trip (agents.statements.claim_generation).
+    job = claim_generation(generation_id, timezone.now())
+    if job is None:
         return "not_pending"
-    gen = Generation.objects.select_related("room", "trigger_event").get(pk=generation_id)
     try:
-        status = _execute(gen)
+        status = _execute(job)
     except GenerationFailed as exc:
-        _finish(gen, GenerationStatus.FAILED, error=str(exc)[:4000])
+        _finish(job.id, GenerationStatus.FAILED, error=str(exc)[:4000])
         Observation.objects.create(
-            room_id=gen.room_id,
-            event_id=gen.trigger_event_id,
+            room_id=job.room_id,
+            event_id=job.trigger_event_id,
             kind="ai_generation_failed",
-            summary=f"Agent {gen.agent_id} could not answer: {exc}"[:2000],
-            data={"generation_id": gen.id, "agent_id": gen.agent_id},
+            summary=f"Agent {job.agent_id} could not answer: {exc}"[:2000],
+            data={"generation_id": job.id, "agent_id": job.agent_id},
         )
         status = GenerationStatus.FAILED
     except Exception as exc:
-        logger.exception("generation %s crashed", gen.id)
-        _finish(gen, GenerationStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000])
+        logger.exception("generation %s crashed", job.id)
+        _finish(job.id, GenerationStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000])
         status = GenerationStatus.FAILED
     finally:
-        _release_unread_steering(gen.id)
+        _release_unread_steering(job.id)
     return status
 
 
@@ -310,9 +367,9 @@ def _release_unread_steering(generation_id: str) -> None:
             enqueue(generate_reply_task, steer_id)
 
 
-def _take_steering(gen: Generation) -> list[RoomEvent]:
+def _take_steering(generation_id: str) -> list[RoomEvent]:
     taken = []
-    for steer in Generation.objects.filter(steer_target_id=gen.id, status=GenerationStatus.STEERING).select_related(
+    for steer in Generation.objects.filter(steer_target_id=generation_id, status=GenerationStatus.STEERING).select_related(
         "trigger_event"
     ):
         if Generation.objects.filter(pk=steer.pk, status=GenerationStatus.STEERING).update(status=GenerationStatus.ABSORBED):
@@ -321,8 +378,8 @@ def _take_steering(gen: Generation) -> list[RoomEvent]:
     return sorted(taken, key=lambda e: e.seq)
 
 
-def _skip(gen: Generation, why: str) -> str:
-    _finish(gen, GenerationStatus.SKIPPED, error=why)
+def _skip(generation_id: str, why: str) -> str:
+    _finish(generation_id, GenerationStatus.SKIPPED, error=why)
     return GenerationStatus.SKIPPED
 
 
@@ -338,29 +395,28 @@ def _tool_log(call: ToolCall, result: str, ok: bool, ms: float, round_no: int) -
     }
 
 
-def _execute(gen: Generation) -> str:
-    agent = agent_get(gen.agent_id)
-    trigger = gen.trigger_event
-    room = gen.room
+def _execute(job: ClaimedGeneration) -> str:
+    agent = agent_for_run(job.agent_id, job.agent_updated_at)
     if agent is None:
-        return _skip(gen, "agent disabled or removed")
-    if trigger is None:
-        return _skip(gen, "the message is gone")
-    if trigger.status != EventStatus.DELIVERED:
+        return _skip(job.id, "agent disabled or removed")
+    if job.trigger_event_id is None or job.trigger_seq is None:
+        return _skip(job.id, "the message is gone")
+    if job.trigger_status != EventStatus.DELIVERED:
         # A hook after the router blocked it: the row committed with the event, but no reply is owed.
-        return _skip(gen, f"the message was {trigger.status}")
-    if room.status not in (RoomStatus.ACTIVE, RoomStatus.PAUSED):
-        return _skip(gen, f"room is {room.status}")
-    state = ConversationState.from_dict(room.conversation_state)
+        return _skip(job.id, f"the message was {job.trigger_status}")
+    if job.room_status not in (RoomStatus.ACTIVE, RoomStatus.PAUSED):
+        return _skip(job.id, f"room is {job.room_status}")
+    state = ConversationState.from_dict(job.conversation_state)
     if state.human:
-        return _skip(gen, "a human operator has the room")
+        return _skip(job.id, "a human operator has the room")
     if state.active_agent_id and state.active_agent_id != agent.id:
-        return _skip(gen, f"{state.active_agent_id} is the active agent now")
-    overrides = room.ai_config or {}
-    bound = room_agent_ids_at(room)
+        return _skip(job.id, f"{state.active_agent_id} is the active agent now")
+    room_id = job.room_id
+    overrides = job.ai_config or {}
+    bound = room_agent_ids_at_version(room_id, job.routing_version)
     pipeline: PipelineInfo | None = pipeline_for(state.pipeline_id, bound)
     targets = handoff_targets(state=state, pipeline=pipeline, from_agent=agent.id, bound_agents=bound)
-    ctx = ToolContext(room_id=room.id, agent_id=agent.id, generation_id=gen.id, trigger_event_id=trigger.id)
+    ctx = ToolContext(room_id=room_id, agent_id=agent.id, generation_id=job.id, trigger_event_id=job.trigger_event_id)
     tool_names = overrides.get("tools") if isinstance(overrides.get("tools"), list) else agent.tools
     toolbox = Toolbox(
         agent=agent,
@@ -373,8 +429,8 @@ def _execute(gen: Generation) -> str:
     chain = provider_chain(agent)
     vision = agent.vision and chain.providers[0].supports_vision
     window = int(overrides.get("memory_window") or agent.memory_window)
-    messages = sliding_window(agent, room.id, upto_seq=trigger.seq, window=window, vision=vision)
-    if gen.kind == GenerationKind.GREETING:
+    messages = sliding_window(agent, room_id, upto_seq=job.trigger_seq, window=window, vision=vision)
+    if job.kind == GenerationKind.GREETING:
         instruction = agent.greeting or "Greet the user, say who you are and how you can help."
         messages.append(ChatMessage("user", f"{GREETING_PREFIX} You now have this conversation. {instruction}"))
     system = build_system_prompt(
@@ -388,13 +444,33 @@ def _execute(gen: Generation) -> str:
         temperature=float(overrides.get("temperature", agent.temperature)),
         max_tokens=int(overrides.get("max_tokens", agent.max_tokens)),
     )
-    stream = RoomStream(room.id, gen.id, agent.id)
+    stream = RoomStream(room_id, job.id, agent.id)
+    try:
+        return _run(job, agent, chain, toolbox, ctx, request, stream)
+    except BaseException:
+        # Whatever the sockets show of this reply will not be stored: say so.
+        stream.abandon("failed")
+        raise
+
+
+def _run(
+    job: ClaimedGeneration,
+    agent: Agent,
+    chain: ProviderChain,
+    toolbox: Toolbox,
+    ctx: ToolContext,
+    request: AIRequest,
+    stream: RoomStream,
+) -> str:
+    """The tool loop, then the reply through the inbound path and the generation's bookkeeping."""
+    room_id = job.room_id
     usage = Usage()
     tool_log: list[dict[str, Any]] = []
     deadline = time.monotonic() + agent.tool_loop_timeout_seconds
     stopped = ""
     rounds = 0
     cancelled = False
+    absorbed = False  # messages that steered this loop: they share its reply
     for rounds in range(1, agent.max_tool_rounds + 1):  # noqa: B007 - rounds is reported after the loop
         response = chain.stream(request, stream)
         usage.add(response.usage)
@@ -402,7 +478,7 @@ def _execute(gen: Generation) -> str:
             break
         request.messages.append(ChatMessage("assistant", response.text, tool_calls=response.tool_calls))
         realtime.publish_tool_call_start(
-            room.id, agent.id, [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls]
+            room_id, agent.id, [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls]
         )
         started = time.perf_counter()
         outcomes = run_tool_calls(
@@ -412,14 +488,15 @@ def _execute(gen: Generation) -> str:
             max_chars=agent.tool_result_max_chars,
             timeout=max(0.1, deadline - time.monotonic()),
         )
-        realtime.publish_tool_call_end(room.id, agent.id, round((time.perf_counter() - started) * 1000, 1))
+        realtime.publish_tool_call_end(room_id, agent.id, round((time.perf_counter() - started) * 1000, 1))
         for o in outcomes:
             request.messages.append(ChatMessage("tool", o.result, tool_call_id=o.call.id, tool_name=o.call.name))
             tool_log.append(_tool_log(o.call, o.result, o.ok, o.duration_ms, rounds))
         if toolbox.handoff_result is not None:
             break  # the conversation has a new owner: this agent's turn is over
         request.tools = toolbox.specs()  # an activated skill may have added tools
-        steering = _take_steering(gen)
+        steering = _take_steering(job.id)
+        absorbed = absorbed or bool(steering)
         if any(event_text(ev).strip().lower().rstrip(".!") in CANCEL_WORDS for ev in steering):
             cancelled = True
             break
@@ -431,48 +508,61 @@ def _execute(gen: Generation) -> str:
     else:
         stopped = "max_rounds"
     if cancelled:
-        stream.end(None)
         _finish(
-            gen, GenerationStatus.CANCELLED, rounds=rounds, usage=usage.as_dict(), tool_calls=tool_log, provider_used=chain.used
+            job.id,
+            GenerationStatus.CANCELLED,
+            rounds=rounds,
+            usage=usage.as_dict(),
+            tool_calls=tool_log,
+            provider_used=chain.used,
         )
+        stream.end(None)
         return GenerationStatus.CANCELLED
     if stopped:
-        stream.new_round()
+        stream.begin_round()
         stream.delta(
             "(I had to stop before finishing: that took too long.)"
             if stopped == "timeout"
             else "(I had to stop before finishing: too many tool steps.)"
         )
+        stream.commit_round()
     text = stream.text.strip()
     event_id = None
-    if text:
-        result = process_inbound(
-            InboundMessage(
-                channel_id=agent.id,
-                room_id=room.id,
-                content={"type": "text", "body": text},
-                direction=Direction.OUTBOUND,
-                chain_depth=trigger.chain_depth + 1,
-                parent_event_id=trigger.id,
-                idempotency_key=f"generation:{gen.id}",
-                metadata={"agent_id": agent.id, "generation_id": gen.id, "usage": usage.as_dict(), "provider": chain.used},
+    # The reply and the row saying it was given commit together: one commit
+    # instead of two, and no moment where the reply is stored while the row
+    # still says running (a message arriving then would wait to steer a loop
+    # that is over). Both before ``stream_end``, so the next message a client
+    # sends on seeing it does not race this generation's bookkeeping.
+    with transaction.atomic():
+        if text:
+            result = process_inbound(
+                InboundMessage(
+                    channel_id=agent.id,
+                    room_id=room_id,
+                    content={"type": "text", "body": text},
+                    direction=Direction.OUTBOUND,
+                    chain_depth=job.trigger_chain_depth + 1,
+                    parent_event_id=job.trigger_event_id,
+                    idempotency_key=f"generation:{job.id}",
+                    metadata={"agent_id": agent.id, "generation_id": job.id, "usage": usage.as_dict(), "provider": chain.used},
+                )
             )
+            event_id = result.event_id
+        _finish(
+            job.id,
+            GenerationStatus.DONE,
+            reply_event_id=event_id,
+            rounds=rounds,
+            usage=usage.as_dict(),
+            tool_calls=tool_log,
+            provider_used=chain.used,
+            error=f"stopped: {stopped}" if stopped else "",
         )
-        event_id = result.event_id
+        if absorbed:
+            Generation.objects.filter(steer_target_id=job.id, status=GenerationStatus.ABSORBED).update(reply_event_id=event_id)
     stream.end(event_id)
-    _finish(
-        gen,
-        GenerationStatus.DONE,
-        reply_event_id=event_id,
-        rounds=rounds,
-        usage=usage.as_dict(),
-        tool_calls=tool_log,
-        provider_used=chain.used,
-        error=f"stopped: {stopped}" if stopped else "",
-    )
-    Generation.objects.filter(steer_target_id=gen.id, status=GenerationStatus.ABSORBED).update(reply_event_id=event_id)
     if toolbox.handoff_result is not None:
         from agents.services import handoff_greeting
 
-        handoff_greeting(room_id=room.id, result=toolbox.handoff_result)
+        handoff_greeting(room_id=room_id, result=toolbox.handoff_result)
     return GenerationStatus.DONE

@@ -15,6 +15,7 @@ from agents.intelligence import PlannedReply, remember_plan
 from agents.orchestration import ConversationState, route
 from agents.selectors import agent_get, pipeline_for
 from agents.services import conversation_activate, generation_plan
+from agents.statements import conversation_state
 from rooms.content import content_text
 from rooms.enums import ChannelCategory, ChannelType, EventType
 from rooms.hooks import HookContext, HookResult, HookTrigger, hook
@@ -43,7 +44,10 @@ def conversation_router(event: RoomEvent, ctx: HookContext) -> HookResult | None
     ]
     if not bound:
         return None
-    state = ConversationState.from_dict(ctx.room.conversation_state if ctx.room is not None else {})
+    # The room row is locked by this transaction (the seq was just taken), so
+    # this reads the state as it is now. One column, not ``ctx.room``: on the
+    # cached inbound path that would load the whole row as a model.
+    state = ConversationState.from_dict(conversation_state(event.room_id))
     pipeline = pipeline_for(state.pipeline_id, bound)
     decision = route(
         state=state,

@@ -25,8 +25,9 @@ from agents.models import Agent
 from agents.orchestration import ConversationState
 from agents.providers.base import ChatMessage
 from agents.selectors import agent_get
+from agents.statements import memory_page
 from rooms.content import content_text
-from rooms.enums import ChannelCategory, ChannelType, EventStatus, EventType
+from rooms.enums import ChannelCategory, ChannelType
 from rooms.models import RoomEvent
 from rooms.visibility import visible_to
 
@@ -36,7 +37,7 @@ MAX_INLINE_IMAGE_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class MemoryEvent:
-    """The fields of a stored event that memory needs (read with one narrow query, no model instances)."""
+    """The fields of a stored event that memory needs (read with one plain statement, no model instances)."""
 
     id: str
     seq: int
@@ -47,31 +48,16 @@ class MemoryEvent:
     participant_name: str
 
 
-_FIELDS = (
-    "id",
-    "seq",
-    "content",
-    "visibility",
-    "source_channel_id",
-    "source_channel__channel_type",
-    "source_participant_id",
-    "source_participant__display_name",
-)
-
-
 def recent_events(room_id: str, *, upto_seq: int, limit: int, agent_id: str) -> list[MemoryEvent]:
     """The ``limit`` most recent messages an agent may see, up to ``upto_seq``, oldest first."""
-    rows = RoomEvent.objects.filter(
-        room_id=room_id, seq__lte=upto_seq, type=EventType.MESSAGE, status=EventStatus.DELIVERED, deleted_at__isnull=True
-    ).order_by("-seq")
     picked: list[MemoryEvent] = []
     offset = 0
     while len(picked) < limit:
         # Visibility may name channels: filter here, reading further back only if some were hidden.
-        page = list(rows.values_list(*_FIELDS)[offset : offset + limit])
+        page = memory_page(room_id, upto_seq=upto_seq, limit=limit, offset=offset)
         for ev_id, seq, content, visibility, ch_id, ch_type, p_id, p_name in page:
             if visible_to(visibility, channel_id=agent_id, category=ChannelCategory.INTELLIGENCE):
-                picked.append(MemoryEvent(ev_id, seq, content or {}, ch_id, ch_type, p_id, p_name or ""))
+                picked.append(MemoryEvent(ev_id, seq, content, ch_id, ch_type, p_id, p_name))
                 if len(picked) >= limit:
                     break
         if len(page) < limit:

@@ -2,6 +2,8 @@
 
 Agents and pipelines change rarely and every routed message needs them: each
 process keeps them for a couple of seconds; a save in this process drops them.
+A generation's agent is cached longer (``agent_for_run``), because each run
+checks it against the agent row's ``updated_at`` for free, in its claim.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from dataclasses import dataclass, field
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from agents.models import Agent, Generation, GenerationStatus, Pipeline, PipelineStage
+from agents.models import Agent, Generation, GenerationStatus, MCPServer, Pipeline, PipelineStage
 from rooms import route_cache
-from rooms.enums import ChannelCategory
+from rooms.enums import ChannelCategory, ChannelType
 from rooms.errors import NotFound
-from rooms.models import ChannelBinding, Room
+from rooms.models import Channel, ChannelBinding, Room
 
 CACHE_TTL = 2.0
+# Generations validate their cached agent against its row (``agent_for_run``);
+# this bounds how long changes to related rows made elsewhere go unseen.
+RUN_CACHE_MAX_AGE = 30.0
 _lock = threading.Lock()
 _agents: dict[str, tuple[float, Agent | None]] = {}
+_run_agents: dict[str, tuple[object, float, Agent | None]] = {}
 _pipelines: tuple[float, list[PipelineInfo]] | None = None
 
 
@@ -58,9 +64,35 @@ def agent_get(agent_id: str) -> Agent | None:
     hit = _agents.get(agent_id)
     if hit and hit[0] > now:
         return hit[1]
-    agent = Agent.objects.filter(pk=agent_id, enabled=True).prefetch_related("mcp_servers").first()
+    agent = _load_agent(agent_id)
     with _lock:
         _agents[agent_id] = (now + CACHE_TTL, agent)
+    return agent
+
+
+def _load_agent(agent_id: str) -> Agent | None:
+    # With its channel (the API keys live there) and MCP servers: a generation
+    # reads both, and a lazy load would be a query on its way to the first token.
+    return Agent.objects.filter(pk=agent_id, enabled=True).select_related("channel").prefetch_related("mcp_servers").first()
+
+
+def agent_for_run(agent_id: str, version: object) -> Agent | None:
+    """The enabled agent a generation runs, from this process's cache while ``version`` (the agent row's
+    ``updated_at``, read in the same round trip as the generation's claim) is the cached one.
+
+    Any save of the agent, in any process, changes ``updated_at``, so an edited
+    or disabled agent is re-read by its next generation. What lives in other
+    rows (its MCP servers, keys saved on its channel without saving the agent)
+    is re-read after ``RUN_CACHE_MAX_AGE`` at most, and at once when saved in
+    this process (the signals below).
+    """
+    now = time.monotonic()
+    hit = _run_agents.get(agent_id)
+    if hit is not None and hit[0] == version and hit[1] > now:
+        return hit[2]
+    agent = _load_agent(agent_id)
+    with _lock:
+        _run_agents[agent_id] = (version, now + RUN_CACHE_MAX_AGE, agent)
     return agent
 
 
@@ -122,9 +154,13 @@ def room_agent_ids(room_id: str) -> list[str]:
 
 def room_agent_ids_at(room: Room) -> list[str]:
     """``room_agent_ids`` from this process's cache of the room's bindings, valid for the row's routing version."""
+    return room_agent_ids_at_version(room.id, room.routing_version)
+
+
+def room_agent_ids_at_version(room_id: str, routing_version: int) -> list[str]:
     return [
         b.channel_id
-        for b in route_cache.room_bindings(room.id, room.routing_version)
+        for b in route_cache.room_bindings(room_id, routing_version)
         if b.category == ChannelCategory.INTELLIGENCE and not b.muted
     ]
 
@@ -142,6 +178,7 @@ def clear_caches() -> None:
     global _pipelines
     with _lock:
         _agents.clear()
+        _run_agents.clear()
         _pipelines = None
 
 
@@ -156,5 +193,14 @@ def _forget(sender: type, **kwargs: object) -> None:
 
 
 @receiver(m2m_changed, sender=Agent.mcp_servers.through)
+@receiver(post_save, sender=MCPServer)
+@receiver(post_delete, sender=MCPServer)
 def _forget_m2m(sender: type, **kwargs: object) -> None:
     clear_caches()
+
+
+@receiver(post_save, sender=Channel)
+def _forget_channel(sender: type, instance: Channel, **kwargs: object) -> None:
+    # An agent's keys are on its channel (same id): only AI channels matter.
+    if instance.channel_type == ChannelType.AI:
+        clear_caches()

@@ -9,15 +9,17 @@ path, and fires its hooks (``ON_HANDOFF``, ``ON_HANDOFF_REJECTED``,
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agents import statements
 from agents.models import Agent, Generation, GenerationKind, GenerationStatus
 from agents.orchestration import HUMAN, ConversationState, handoff_targets
-from agents.selectors import agent_get, pipeline_for, room_agent_ids, running_generation_id
+from agents.selectors import agent_get, pipeline_for, room_agent_ids
 from rooms.enums import ChannelCategory, ChannelType, EventType, Visibility
 from rooms.errors import Conflict, InvalidInput, NotFound
 from rooms.hooks import HookTrigger
@@ -337,16 +339,19 @@ def generation_plan(*, room_id: str, agent_id: str, event_id: str, kind: str = G
     the message between rounds): the row is written as ``steering``. Pass the
     result to ``generation_dispatch`` once the transaction has committed.
     """
-    running = running_generation_id(room_id, agent_id) if kind == GenerationKind.REPLY else None
-    gen = Generation.objects.create(
+    # Runs in the inbound transaction of every routed message: the running
+    # check and the INSERT are one statement (agents.statements).
+    gen_id = uuid.uuid4().hex
+    running = statements.plan_generation(
+        generation_id=gen_id,
         room_id=room_id,
         agent_id=agent_id,
-        trigger_event_id=event_id,
+        event_id=event_id,
         kind=kind,
-        status=GenerationStatus.STEERING if running else GenerationStatus.PENDING,
-        steer_target_id=running,
+        now=timezone.now(),
+        may_steer=kind == GenerationKind.REPLY,
     )
-    return gen.id, running is not None
+    return gen_id, running is not None
 
 
 def generation_dispatch(generation_id: str, *, steering: bool, steer_target_id: str | None = None) -> None:

@@ -13,7 +13,8 @@ long the ``process_inbound`` call took (it includes the on-commit work: the
 router's mark, the generation row, the enqueue) and when the request reached
 the provider.
 
-Run: ``.venv/bin/python bench/ai_overhead.py [--messages N] [--ttft-ms T] [--db sqlite,postgres]``.
+Run: ``.venv/bin/python bench/ai_overhead.py [--messages N] [--ttft-ms T] [--db sqlite,postgres] [--runs R]``
+(``--runs``: each database R times, interleaved, then the median of each column).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import ChatSocket, percentile, prepare_database, wait_until  # noqa: E402
+from bench.harness import ChatSocket, percentile, prepare_database, run_child, wait_until  # noqa: E402
 
 
 class _StreamWatcher:
@@ -135,12 +135,22 @@ def child(db: str, messages: int, warmup: int, ttft_ms: float) -> None:
     )
 
 
+def _row(label: str, r: dict) -> str:
+    return (
+        f"{label:<14} {r['p50']:>8.2f} {r['p90']:>8.2f} {r['p99']:>8.2f} {r['min']:>8.2f}"
+        f" {r['call_p50']:>17.2f} {r['provider_p50']:>16.2f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--ttft-ms", type=float, default=100.0)
     parser.add_argument("--db", default="sqlite,postgres")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="runs per database, interleaved (this machine is noisy: compare medians of runs)"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -149,35 +159,22 @@ def main() -> None:
     print(f"AI overhead: user message → first streamed token at the socket, minus the fake model's {args.ttft_ms:.0f} ms")
     print(f"{args.messages} messages after {args.warmup} warm-up, one room, sequential, in-process workers (goal p50 < 20 ms)\n")
     print(
-        f"{'database':<10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'min ms':>8}"
+        f"{'database':<14} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'min ms':>8}"
         f" {'inbound call p50':>17} {'to provider p50':>16}"
     )
-    for db in args.db.split(","):
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                db,
-                "--messages",
-                str(args.messages),
-                "--warmup",
-                str(args.warmup),
-                "--ttft-ms",
-                str(args.ttft_ms),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        if out.returncode != 0:
-            print(f"{db}: failed\n{out.stderr[-3000:]}")
-            continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(
-            f"{db:<10} {r['p50']:>8.2f} {r['p90']:>8.2f} {r['p99']:>8.2f} {r['min']:>8.2f}"
-            f" {r['call_p50']:>17.2f} {r['provider_p50']:>16.2f}"
-        )
+    dbs = args.db.split(",")
+    results: dict[str, list[dict]] = {db: [] for db in dbs}
+    for run in range(args.runs):
+        for db in dbs:
+            r = run_child(__file__, db, {"messages": args.messages, "warmup": args.warmup, "ttft_ms": args.ttft_ms})
+            if r is not None:
+                results[db].append(r)
+                print(_row(db if args.runs == 1 else f"{db} #{run + 1}", r), flush=True)
+    if args.runs > 1:
+        print("\nmedian of the runs' values:")
+        for db, runs in results.items():
+            if runs:
+                print(_row(db, {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in ("db", "messages")}))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+import httpx2
 
 from agents.providers.base import (
     AIRequest,
@@ -131,9 +132,18 @@ def _mapped(exc: Exception) -> ProviderError:
     if isinstance(exc, anthropic.APITimeoutError):
         return ProviderTimeout(str(exc))
     if isinstance(exc, anthropic.APIStatusError):
+        if exc.status_code < 400:
+            # An ``error`` event inside a stream that had started fine (the SDK
+            # raises it with the stream's 200): the vendor failed midway
+            # (overloaded, internal error), which another attempt may not.
+            return ProviderError(f"error event mid-stream: {exc.message}", retryable=True)
         return ProviderError(
             f"{exc.status_code}: {exc.message}", retryable=retryable_status(exc.status_code), status=exc.status_code
         )
     if isinstance(exc, anthropic.APIConnectionError):
         return ProviderError(f"connection failed: {exc}", retryable=True)
+    if isinstance(exc, httpx2.TransportError):
+        # The SDK does not wrap errors while it reads a stream: a connection
+        # cut midway arrives as the HTTP library's own error.
+        return ProviderError(f"connection failed mid-stream: {exc}", retryable=True)
     return ProviderError(f"{type(exc).__name__}: {exc}", retryable=False)

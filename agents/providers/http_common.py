@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -45,3 +45,23 @@ def sse_data(response: httpx.Response) -> Iterator[dict[str, Any]]:
             return
         if data:
             yield json.loads(data)
+
+
+def sse_payloads(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON payload of each server-sent event, until ``[DONE]``, decoded as the spec (and the
+    openai SDK's own decoder) says: an event ends at a blank line, its ``data:`` lines joined."""
+    data: list[str] = []
+    for line in lines:
+        if line:
+            if line.startswith("data:"):
+                data.append(line[6:] if line.startswith("data: ") else line[5:])
+            continue  # event names, ids, comments: only the data is used
+        if not data:
+            continue
+        raw = "\n".join(data)
+        data = []
+        if raw == "[DONE]":
+            return
+        yield json.loads(raw)
+    if data and "\n".join(data) != "[DONE]":
+        yield json.loads("\n".join(data))

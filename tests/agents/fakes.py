@@ -9,6 +9,7 @@ request (then ``default``), and records every request body.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,11 @@ class Turn:
     ttft: float = 0.0  # streaming: before the first chunk
     chunk: int = 4  # characters per streamed text delta
     usage: tuple[int, int] = (12, 7)
+    # Streaming: after this many text deltas the stream dies midway, either
+    # by the connection dropping (no end of the chunked body) or, with
+    # ``error_event``, by the vendor's own error event inside the stream.
+    break_after: int | None = None
+    error_event: bool = False
 
 
 class _FakeServer:
@@ -34,6 +40,7 @@ class _FakeServer:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.arrivals: list[float] = []  # time.perf_counter() when each request was read
+        self.peers: list[tuple[str, int]] = []  # the client's address of each request (its connection)
         self._lock = threading.Lock()
         outer = self
 
@@ -49,6 +56,7 @@ class _FakeServer:
                 arrived = time.perf_counter()
                 with outer._lock:
                     outer.arrivals.append(arrived)
+                    outer.peers.append(self.client_address)
                     outer.requests.append(body)
                     outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                     turn = outer.turns.pop(0) if outer.turns else outer.default
@@ -111,6 +119,13 @@ class _FakeServer:
     def pieces(text: str, size: int) -> list[str]:
         return [text[i : i + size] for i in range(0, len(text), size)]
 
+    @staticmethod
+    def drop(handler: BaseHTTPRequestHandler) -> None:
+        """Cut the connection where the stream is (the client sees a body that never ends properly)."""
+        handler.wfile.flush()
+        handler.close_connection = True
+        handler.connection.shutdown(socket.SHUT_RDWR)
+
     def answer(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], turn: Turn) -> None:
         raise NotImplementedError
 
@@ -159,7 +174,15 @@ class FakeOpenAIServer(_FakeServer):
         if turn.ttft:
             time.sleep(turn.ttft)
         emit([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        for piece in self.pieces(turn.text, turn.chunk):
+        for n, piece in enumerate(self.pieces(turn.text, turn.chunk)):
+            if n == turn.break_after:
+                if turn.error_event:
+                    self.sse_write(handler, 'data: {"error": {"message": "fake error mid-stream", "type": "server_error"}}\n\n')
+                    self.sse_write(handler, "data: [DONE]\n\n")
+                    self.end_sse(handler)
+                else:
+                    self.drop(handler)
+                return
             emit([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
         for i, call in enumerate(calls):
             args = call["function"]["arguments"]
@@ -233,7 +256,14 @@ class FakeAnthropicServer(_FakeServer):
         for index, block in enumerate(blocks):
             if block["type"] == "text":
                 emit("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}})
-                for piece in self.pieces(block["text"], turn.chunk):
+                for n, piece in enumerate(self.pieces(block["text"], turn.chunk)):
+                    if n == turn.break_after:
+                        if turn.error_event:
+                            emit("error", {"error": {"type": "overloaded_error", "message": "fake overloaded mid-stream"}})
+                            self.end_sse(handler)
+                        else:
+                            self.drop(handler)
+                        return
                     emit("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": piece}})
             else:
                 emit(
