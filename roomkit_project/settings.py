@@ -226,6 +226,7 @@ LOGGING = {
         # One line per outbound request is noise; failures are logged by the
         # delivery service with their reason.
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
     },
 }
 
