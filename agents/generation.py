@@ -216,29 +216,22 @@ def _without_images(request: AIRequest) -> AIRequest:
 
 def provider_chain(agent: Agent) -> ProviderChain:
     channel = agent.channel
+    # (provider, model, base url, name of the channel secret holding its key)
+    specs = [(agent.provider, agent.model, agent.base_url, "api_key")]
+    if agent.fallback_provider:
+        specs.append((agent.fallback_provider, agent.fallback_model, agent.fallback_base_url, "fallback_api_key"))
     providers = [
         build_provider(
-            agent.provider,
-            model=agent.model,
-            base_url=agent.base_url,
-            api_key=channel.get_secret("api_key"),
+            name,
+            model=model,
+            base_url=base_url,
+            api_key=channel.get_secret(secret),
             timeout=agent.timeout_seconds,
             agent_name=agent.display_name,
             config=agent.provider_config,
         )
+        for name, model, base_url, secret in specs
     ]
-    if agent.fallback_provider:
-        providers.append(
-            build_provider(
-                agent.fallback_provider,
-                model=agent.fallback_model,
-                base_url=agent.fallback_base_url,
-                api_key=channel.get_secret("fallback_api_key"),
-                timeout=agent.timeout_seconds,
-                agent_name=agent.display_name,
-                config=agent.provider_config,
-            )
-        )
     return ProviderChain(providers, agent.max_retries, agent.retry_base_delay_seconds)
 
 
