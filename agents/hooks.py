@@ -28,7 +28,15 @@ _NOT_ROUTED_SOURCES = frozenset({ChannelType.AI, ChannelType.CONSOLE})
 _ROUTED_TYPES = [t for t in ChannelType.values if t not in _NOT_ROUTED_SOURCES]
 
 
-@hook(HookTrigger.BEFORE_BROADCAST, name="agents.conversation_router", priority=1000, channel_types=_ROUTED_TYPES)
+@hook(
+    HookTrigger.BEFORE_BROADCAST,
+    name="agents.conversation_router",
+    priority=1000,
+    channel_types=_ROUTED_TYPES,
+    # Its generation row and state change are writes in the inbound transaction:
+    # a retried transaction must plan them again.
+    transactional=True,
+)
 def conversation_router(event: RoomEvent, ctx: HookContext) -> HookResult | None:
     if event.type != EventType.MESSAGE or ctx.channel_type in _NOT_ROUTED_SOURCES or ctx.channel_id is None:
         return None

@@ -18,7 +18,20 @@ priority order, and may allow, block or modify: each sees the event as modified
 by the ones before it, and a block stops the chain. Every other trigger is
 fired after the fact; its results are ignored except for the identity triggers,
 whose first decisive result wins. A hook that raises or overruns its timeout is
-logged and skipped: the pipeline always continues.
+logged, fires ``ON_ERROR`` and is skipped: the pipeline always continues.
+
+Containment. A hook that runs inside a transaction (the inbound path's) gets a
+savepoint opened on its first query, so whatever it does to the database —
+a failed query included, which on PostgreSQL would abort the whole
+transaction — is undone on its own when it fails, and the message goes on.
+
+Once per message. The inbound path may retry a message's transaction (a
+group-commit batch rolled back, a race with a concurrent copy). A retry reuses
+each hook's recorded decision instead of calling the hook again, so its side
+effects outside the database (a CRM call, a counter) happen once. A hook whose
+only side effects are writes in that transaction (the AI router's generation
+row) declares ``transactional=True`` and is called again, since the rollback
+undid its writes.
 """
 
 from __future__ import annotations
@@ -31,10 +44,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +203,14 @@ class Hook:
     channel_ids: frozenset[str] | None = None
     directions: frozenset[str] | None = None
     timeout: float | None = None
+    # Its only side effects are writes in the caller's transaction: a retried
+    # transaction calls it again instead of reusing its first decision.
+    transactional: bool = False
+
+    @property
+    def off_thread(self) -> bool:
+        """Runs on the hook pool (a deadline or a coroutine): outside the caller's transaction."""
+        return self.timeout is not None or asyncio.iscoroutinefunction(self.fn)
 
     def matches(self, ctx: HookContext) -> bool:
         # Filters are ANDed; a filter that is not set matches everything.
@@ -228,6 +250,10 @@ class HookRegistry:
     def has(self, trigger: HookTrigger) -> bool:
         return bool(self._hooks[trigger])
 
+    def any_off_thread(self, trigger: HookTrigger, ctx: HookContext) -> bool:
+        """Whether a hook of ``trigger`` matching ``ctx`` runs on the pool, outside the caller's transaction."""
+        return any(h.off_thread and h.matches(ctx) for h in self._hooks[trigger])
+
 
 registry = HookRegistry()
 
@@ -247,8 +273,15 @@ def hook(
     channel_ids: Iterable[str] | None = None,
     directions: Iterable[Any] | None = None,
     timeout: float | None = None,
+    transactional: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register the decorated function for ``trigger`` (lower priority runs first)."""
+    """Register the decorated function for ``trigger`` (lower priority runs first).
+
+    ``timeout`` runs it on the hook pool with that deadline (off the caller's
+    thread and transaction). ``transactional``: its only side effects are
+    database writes in the caller's transaction, so a retried transaction
+    calls it again (see the module docstring).
+    """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         registry.register(
@@ -261,6 +294,7 @@ def hook(
                 channel_ids=_as_set(channel_ids),
                 directions=_as_set(directions),
                 timeout=timeout,
+                transactional=transactional,
             )
         )
         return fn
@@ -279,41 +313,210 @@ def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     return fn(*args)
 
 
-def run_hook(h: Hook, *args: Any) -> HookResult | None:
-    """Run one hook; None if it raised or timed out (logged, never propagated)."""
+@dataclass(frozen=True)
+class HookOutcome:
+    """What one call of a hook came to: its decision, or why it has none."""
+
+    result: HookResult | None = None
+    error: str = ""
+
+
+@dataclass
+class HookFailure:
+    hook: str
+    trigger: str
+    error: str
+
+
+@dataclass
+class HookRecord:
+    """One message's hook outcomes, kept across retries of its transaction.
+
+    ``outcomes`` is keyed by (trigger, hook name); ``failures`` lists the hooks
+    that failed in the latest attempt, for the caller to record.
+    """
+
+    outcomes: dict[tuple[str, str], HookOutcome] = field(default_factory=dict)
+    failures: list[HookFailure] = field(default_factory=list)
+
+
+class _Savepoint:
+    """An execute wrapper that opens a savepoint just before a hook's first query.
+
+    Hooks that never touch the database (most) cost nothing; one that does
+    gets its work contained. ``before_first_query`` runs first, outside the
+    savepoint (the inbound path uses it to write the rows a hook must see).
+    """
+
+    __slots__ = ("before_first_query", "sid", "busy")
+
+    def __init__(self, before_first_query: Callable[[], None] | None) -> None:
+        self.before_first_query = before_first_query
+        self.sid: str | None = None
+        self.busy = False
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict) -> Any:
+        if self.sid is None and not self.busy:
+            self.busy = True
+            try:
+                if self.before_first_query is not None:
+                    self.before_first_query()
+                self.sid = connection.savepoint()
+            finally:
+                self.busy = False
+        return execute(sql, params, many, context)
+
+
+def contained(fn: Callable[..., Any], *args: Any, before_first_query: Callable[[], None] | None = None, **kwargs: Any) -> Any:
+    """Call user code so that its failure undoes its database work and leaves the caller's transaction usable.
+
+    Outside a transaction it is a plain call. Inside one, a savepoint is
+    opened on the code's first query (none if it never queries) and rolled
+    back if it raises; the exception still propagates to the caller.
+    """
+    if not connection.in_atomic_block:
+        return fn(*args, **kwargs)
+    marked_before = connection.needs_rollback
+    guard = _Savepoint(before_first_query)
+    with connection.execute_wrapper(guard):
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException:
+            _undo(guard, marked_before)
+            raise
+    if guard.sid is not None:
+        if connection.needs_rollback and not marked_before:
+            # A query failed inside Django's own error handling (``save()``)
+            # and the code caught the error: the transaction is marked broken.
+            _undo(guard, marked_before)
+            raise DatabaseError("a query failed and the error was caught; the work is undone")
+        try:
+            connection.savepoint_commit(guard.sid)
+        except DatabaseError:
+            # The code swallowed a failed query: on PostgreSQL the transaction
+            # is aborted until this savepoint is rolled back.
+            _undo(guard, marked_before)
+            raise
+    return result
+
+
+def _undo(guard: _Savepoint, marked_before: bool) -> None:
+    """Roll back to the guard's savepoint; the transaction is usable again."""
+    if guard.sid is not None:
+        # Rolled back to a point before the failure, the transaction no longer
+        # needs a rollback of its own (``atomic()`` does the same at a
+        # savepoint); the flag would refuse the ROLLBACK TO itself.
+        connection.needs_rollback = False
+        connection.savepoint_rollback(guard.sid)
+        connection.needs_rollback = marked_before
+
+
+def call_hook(h: Hook, *args: Any, before_first_query: Callable[[], None] | None = None) -> HookOutcome:
+    """Run one hook and say what came of it; never raises (a failure is logged and returned).
+
+    Inline hooks called inside a transaction are contained in a savepoint
+    (see ``_Savepoint``). ``before_first_query`` runs before the hook's first
+    query, outside that savepoint.
+    """
     timeout = h.timeout if h.timeout is not None else settings.ROOMKIT_HOOK_TIMEOUT_SECONDS
     started = time.perf_counter()
     try:
-        if asyncio.iscoroutinefunction(h.fn) or h.timeout is not None:
+        if h.off_thread:
             result = _pool.submit(_call, h.fn, args).result(timeout=timeout)
         else:
             # Plain sync hooks run inline: a thread hop per message costs more
             # than most hooks do. Their overrun is logged after the fact.
-            result = h.fn(*args)
+            result = contained(h.fn, *args, before_first_query=before_first_query)
             elapsed = time.perf_counter() - started
             if elapsed > timeout:
                 logger.warning("hook %s took %.2fs (timeout %.2fs); result ignored", h.name, elapsed, timeout)
-                return None
+                return HookOutcome(error=f"timed out: took {elapsed:.2f}s, limit {timeout:.2f}s")
     except FutureTimeout:
         logger.warning("hook %s timed out after %.2fs; skipped", h.name, timeout)
-        return None
-    except Exception:
+        return HookOutcome(error=f"timed out after {timeout:.2f}s")
+    except Exception as exc:
         logger.exception("hook %s raised; skipped", h.name)
-        return None
-    return result if isinstance(result, HookResult) else None
+        return HookOutcome(error=f"{type(exc).__name__}: {exc}"[:1000])
+    return HookOutcome(result if isinstance(result, HookResult) else None)
 
 
-def iter_sync_hooks(trigger: HookTrigger, payload: Any, ctx: HookContext) -> Iterator[tuple[Hook, HookResult]]:
+def run_hook(h: Hook, *args: Any) -> HookResult | None:
+    """Run one hook; None if it raised or timed out (logged, reported to ``ON_ERROR``, never propagated)."""
+    outcome = call_hook(h, *args)
+    if outcome.error:
+        ctx = args[-1] if args else None
+        failure = HookFailure(h.name, h.trigger.value, outcome.error)
+        _report_failure(failure, getattr(ctx, "room_id", None), getattr(ctx, "channel_id", None))
+    return outcome.result
+
+
+def report_failure(
+    name: str, trigger: HookTrigger, exc: BaseException, *, room_id: str | None = None, channel_id: str | None = None
+) -> None:
+    """Report user code that failed (a hook, an identity resolver) to ``ON_ERROR``."""
+    _report_failure(HookFailure(name, trigger.value, f"{type(exc).__name__}: {exc}"[:1000]), room_id, channel_id)
+
+
+def _report_failure(failure: HookFailure, room_id: str | None, channel_id: str | None) -> None:
+    """Fire ``ON_ERROR`` for a failure (after the caller's transaction commits, if it is in one).
+
+    The payload is a dict: ``source`` ("hook"), ``hook``, ``trigger``,
+    ``error``, ``room_id``, ``channel_id``. A failing ``ON_ERROR`` hook is only
+    logged, never reported to itself.
+    """
+    if failure.trigger == HookTrigger.ON_ERROR or not registry.has(HookTrigger.ON_ERROR):
+        return
+    payload = {
+        "source": "hook",
+        "hook": failure.hook,
+        "trigger": failure.trigger,
+        "error": failure.error,
+        "room_id": room_id,
+        "channel_id": channel_id,
+    }
+
+    def fire_on_error() -> None:
+        from rooms.task_queue import enqueue
+        from rooms.tasks import fire_hooks_task
+
+        enqueue(fire_hooks_task, HookTrigger.ON_ERROR.value, "error", payload)
+
+    transaction.on_commit(fire_on_error)
+
+
+def iter_sync_hooks(
+    trigger: HookTrigger,
+    payload: Any,
+    ctx: HookContext,
+    *,
+    record: HookRecord | None = None,
+    before_first_query: Callable[[], None] | None = None,
+) -> Iterator[tuple[Hook, HookResult]]:
     """Run matching hooks in priority order, one per decision asked for.
 
     Lazy on purpose: a caller that applies each decision before asking for the
     next gives later hooks the payload as modified so far, and a caller that
     stops (a block, a decisive identity answer) runs no further hook.
+
+    With ``record`` (one per message, kept across retries of its transaction)
+    a hook already called for this message is not called again: its recorded
+    outcome is used, unless it is ``transactional``. Failures of this attempt
+    are appended to ``record.failures`` and reported to ``ON_ERROR``.
     """
     for h in registry.for_trigger(trigger, ctx):
-        result = run_hook(h, payload, ctx)
-        if result is not None:
-            yield h, result
+        key = (trigger.value, h.name)
+        outcome = record.outcomes.get(key) if record is not None and not h.transactional else None
+        if outcome is None:
+            outcome = call_hook(h, payload, ctx, before_first_query=before_first_query)
+            if record is not None:
+                record.outcomes[key] = outcome
+        if outcome.error:
+            failure = HookFailure(h.name, trigger.value, outcome.error)
+            if record is not None:
+                record.failures.append(failure)
+            _report_failure(failure, ctx.room_id, ctx.channel_id)
+        if outcome.result is not None:
+            yield h, outcome.result
 
 
 def run_sync_hooks(trigger: HookTrigger, payload: Any, ctx: HookContext) -> list[tuple[Hook, HookResult]]:

@@ -8,6 +8,7 @@ challenge the sender, or reject the message.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
@@ -16,7 +17,10 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from rooms.enums import IdentificationStatus
+from rooms.hooks import HookTrigger, contained, report_failure
 from rooms.models import Channel, Identity, IdentityAddress
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,9 +62,22 @@ def _resolvers(paths: tuple[str, ...]) -> list[IdentityResolver]:
 
 
 def resolve_identity(*, channel: Channel, address: str, display_name: str | None) -> IdentityResult:
+    """The first resolver's answer that is not UNKNOWN.
+
+    Resolvers are user code run inside the inbound transaction: each is
+    contained like an inline hook (a failure, a failed query included, is
+    undone, logged and reported to ``ON_ERROR``), and a failed one counts as
+    UNKNOWN so the next one is asked.
+    """
     result = IdentityResult(IdentificationStatus.UNKNOWN)
     for resolver in _resolvers(tuple(settings.ROOMKIT_IDENTITY_RESOLVERS)):
-        result = resolver.resolve(channel=channel, address=address, display_name=display_name)
+        try:
+            result = contained(resolver.resolve, channel=channel, address=address, display_name=display_name)
+        except Exception as exc:
+            logger.exception("identity resolver %s raised; treated as unknown", type(resolver).__name__)
+            report_failure(f"resolver:{type(resolver).__qualname__}", HookTrigger.ON_IDENTITY_UNKNOWN, exc, channel_id=channel.id)
+            result = IdentityResult(IdentificationStatus.UNKNOWN)
+            continue
         if result.status != IdentificationStatus.UNKNOWN:
             break
     return result

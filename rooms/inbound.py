@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -84,6 +84,9 @@ class _Prepared:
     message: InboundMessage
     channel: Channel | None
     content: dict[str, Any]
+    # The message's hook outcomes, kept across retries of its transaction so
+    # that each hook runs once per message (rooms.hooks, "Once per message").
+    hooks: hooks.HookRecord = field(default_factory=hooks.HookRecord)
 
 
 def _prepare(message: InboundMessage) -> _Prepared:
@@ -112,9 +115,10 @@ def _process_alone(prepared: _Prepared) -> InboundResult:
     races = 0
     while True:
         after = AfterCommit()
+        prepared.hooks.failures.clear()
         try:
             with transaction.atomic():
-                result = _process(message, channel, content, after, use_cache=use_cache)
+                result = _process(message, channel, content, after, prepared.hooks, use_cache=use_cache)
                 if result.status == "rejected":
                     transaction.set_rollback(True)
                 else:
@@ -176,6 +180,14 @@ def _shareable_key(prepared: _Prepared, seen_keys: set[tuple[str, str, str]]) ->
     message, channel = prepared.message, prepared.channel
     if channel is None or message.event_type in _CHANGE_TYPES:
         return None
+    if hooks.registry.any_off_thread(
+        HookTrigger.BEFORE_BROADCAST,
+        HookContext(room_id=None, channel_id=channel.id, channel_type=channel.channel_type, direction=message.direction),
+    ):
+        # A hook on the pool reads through its own connection, which cannot
+        # see batch-mates before the batch commits; alone, every event before
+        # this one is committed when it runs, as the hook expects.
+        return None
     # A second copy of a key in the same batch waits for the first to commit,
     # then finds it as the duplicate it is.
     if any(k in seen_keys for k in _channel_keys(prepared)):
@@ -211,21 +223,37 @@ def _process_together(items: list[tuple[_Prepared, tuple, route_cache.Route]]) -
             if grant is None:
                 raise _Spoiled(f"room {room_id} is not open")
             next_seq[room_id] = grant[0] - per_room[room_id] + 1
-        composed = []
-        for prepared, key, route in items:
-            version = granted[route.room_id][1]
-            if route.version != version:
+        # Every route is checked before any message's hooks run: a batch
+        # spoiled from here on would make them run again (alone).
+        for _, key, route in items:
+            if route.version != granted[route.room_id][1]:
                 route_cache.forget_route(key)
                 raise _Spoiled("a cached route is stale")
+        composed = []
+        pending: list[tuple[RoomEvent, list[Delivery]]] = []
+
+        def write_pending() -> None:
+            # A hook about to query sees the room as if its message were
+            # processed alone: the batch-mates before it are written first.
+            if pending:
+                statements.insert_all([[e for e, _ in pending], [d for _, ds in pending for d in ds]])
+                pending.clear()
+
+        for prepared, _, route in items:
+            prepared.hooks.failures.clear()
+            version = granted[route.room_id][1]
             seq = next_seq[route.room_id]
             next_seq[route.room_id] = seq + 1
             placed = _Placed(route.room_id, seq, version, None, route.binding, route.participant_id, route.participant_name)
             after = AfterCommit()
-            event, deliveries = _compose(prepared.message, prepared.channel, prepared.content, placed, after, now)
+            event, deliveries = _compose(
+                prepared.message, prepared.channel, prepared.content, placed, after, now, prepared.hooks, write_pending
+            )
             composed.append((prepared, placed, after, event, deliveries))
-        statements.insert_all([[c[3] for c in composed], [d for c in composed for d in c[4]]])
+            pending.append((event, deliveries))
+        write_pending()
         results = [
-            _settle(prepared.message, prepared.channel, event, deliveries, placed, after, now)
+            _settle(prepared.message, prepared.channel, event, deliveries, placed, after, now, prepared.hooks)
             for prepared, placed, after, event, deliveries in composed
         ]
         transaction.on_commit(partial(_run_after_commit, [c[2] for c in composed]))
@@ -298,7 +326,13 @@ class _StaleRoute(Exception):
 
 
 def _process(
-    message: InboundMessage, channel: Channel | None, content: dict[str, Any], after: AfterCommit, *, use_cache: bool
+    message: InboundMessage,
+    channel: Channel | None,
+    content: dict[str, Any],
+    after: AfterCommit,
+    record: hooks.HookRecord,
+    *,
+    use_cache: bool,
 ) -> InboundResult:
     keyed = channel is not None and bool(message.idempotency_key or message.provider_message_id)
     key = route_key(message.room_id, channel.id, message.sender, message.participant_id) if channel else None
@@ -334,7 +368,7 @@ def _process(
             list(Room.objects.select_for_update().filter(pk=room.id).values_list("pk", flat=True))
             if source_binding is not None and source_binding.pk is not None:
                 source_binding.refresh_from_db(fields=["participant"])
-        participant, identity_decision = participant_for(message, channel, room, source_binding)
+        participant, identity_decision = participant_for(message, channel, room, source_binding, record)
         if identity_decision is not None and identity_decision.action == HookAction.BLOCK and not identity_decision.challenge:
             return InboundResult("rejected", None, room.id if room else None, reason=identity_decision.reason)
         if room is None:
@@ -358,9 +392,9 @@ def _process(
             after.routes.append((key, route_cache.Route(room_id, source_binding, participant_id, participant_name, taken[1])))
     seq, version = taken
     placed = _Placed(room_id, seq, version, room, source_binding, participant_id, participant_name, identity_decision)
-    event, deliveries = _compose(message, channel, content, placed, after, now)
+    event, deliveries = _compose(message, channel, content, placed, after, now, record)
     statements.insert_all([[event], deliveries])
-    return _settle(message, channel, event, deliveries, placed, after, now)
+    return _settle(message, channel, event, deliveries, placed, after, now, record)
 
 
 @dataclass(slots=True)
@@ -384,8 +418,14 @@ def _compose(
     placed: _Placed,
     after: AfterCommit,
     now: datetime,
+    record: hooks.HookRecord,
+    before_hook_query: Callable[[], None] | None = None,
 ) -> tuple[RoomEvent, list[Delivery]]:
-    """The event (unsaved) after the blocking rules and hooks, and its Delivery rows."""
+    """The event (unsaved) after the blocking rules and hooks, and its Delivery rows.
+
+    ``before_hook_query`` runs before a hook's first query (a batch writes the
+    events before this one there, so the hook sees them).
+    """
     room_id = placed.room_id
     event = new_instance(
         RoomEvent,
@@ -421,7 +461,7 @@ def _compose(
             room=placed.room,
             bindings=bindings,
         )
-        _run_before_broadcast(event, ctx, after)
+        _run_before_broadcast(event, ctx, after, record, before_hook_query)
     if event.status != EventStatus.BLOCKED and event.type in _CHANGE_TYPES:
         _apply_edit(event, room_id, placed.participant_id, channel, now)
     if event.status != EventStatus.DELIVERED:
@@ -437,9 +477,19 @@ def _settle(
     placed: _Placed,
     after: AfterCommit,
     now: datetime,
+    record: hooks.HookRecord,
 ) -> InboundResult:
     """What follows the event's INSERT in its transaction; the caller's result."""
     after.delivery_ids.extend(d.id for d in deliveries)
+    for failure in record.failures:
+        obs = Observation.objects.create(
+            room_id=placed.room_id,
+            event=event,
+            kind="hook_failed",
+            summary=f"Hook {failure.hook} ({failure.trigger}) failed and was skipped: {failure.error}"[:2000],
+            data={"hook": failure.hook, "trigger": failure.trigger, "error": failure.error},
+        )
+        after.observation_ids.append(obs.id)
     if event.status == EventStatus.BLOCKED and event.blocked_by == "chain_depth_exceeded":
         obs = Observation.objects.create(
             room_id=placed.room_id,
@@ -500,12 +550,21 @@ def _pre_broadcast_block(
     return ""
 
 
-def _run_before_broadcast(event: RoomEvent, ctx: HookContext, after: AfterCommit) -> None:
+def _run_before_broadcast(
+    event: RoomEvent,
+    ctx: HookContext,
+    after: AfterCommit,
+    record: hooks.HookRecord,
+    before_hook_query: Callable[[], None] | None,
+) -> None:
     if not hooks.registry.has(HookTrigger.BEFORE_BROADCAST):
         return
     # Each decision is applied before the next hook runs: it sees the event as
     # modified so far, and nothing runs after a block.
-    for h, result in hooks.iter_sync_hooks(HookTrigger.BEFORE_BROADCAST, event, ctx):
+    decisions = hooks.iter_sync_hooks(
+        HookTrigger.BEFORE_BROADCAST, event, ctx, record=record, before_first_query=before_hook_query
+    )
+    for h, result in decisions:
         for t in result.tasks:
             task = Task.objects.create(
                 room_id=event.room_id,

@@ -22,9 +22,17 @@ from rooms.transcoding import transcode
 
 
 def participant_for(
-    message: InboundMessage, channel: Channel | None, room: Room | None, binding: ChannelBinding | None
+    message: InboundMessage,
+    channel: Channel | None,
+    room: Room | None,
+    binding: ChannelBinding | None,
+    record: hooks.HookRecord | None = None,
 ) -> tuple[Participant | None, hooks.HookResult | None]:
-    """The sender's participant (unsaved if new) and any identity-hook decision."""
+    """The sender's participant (unsaved if new) and any identity-hook decision.
+
+    ``record`` keeps the identity hooks' outcomes across retries of the
+    caller's transaction, so each runs once per message.
+    """
     if message.participant_id:
         p = Participant.objects.filter(pk=message.participant_id).first()
         if p is None or (room is not None and p.room_id != room.id):
@@ -48,7 +56,7 @@ def participant_for(
             return existing, None
     role = ParticipantRole.OPERATOR if channel.channel_type == ChannelType.CONSOLE else ParticipantRole.MEMBER
     result = resolve_identity(channel=channel, address=message.sender, display_name=message.display_name)
-    decision = identity_hooks(result, message, channel, room)
+    decision = identity_hooks(result, message, channel, room, record)
     identity = result.identity
     status = result.status
     if decision is not None and decision.identity_id:
@@ -73,7 +81,11 @@ def participant_for(
 
 
 def identity_hooks(
-    result: IdentityResult, message: InboundMessage, channel: Channel, room: Room | None
+    result: IdentityResult,
+    message: InboundMessage,
+    channel: Channel,
+    room: Room | None,
+    record: hooks.HookRecord | None = None,
 ) -> hooks.HookResult | None:
     trigger = {
         IdentificationStatus.AMBIGUOUS: HookTrigger.ON_IDENTITY_AMBIGUOUS,
@@ -89,7 +101,7 @@ def identity_hooks(
         room=room,
         extra={"address": message.sender, "message": message},
     )
-    for _hook, decision in hooks.iter_sync_hooks(trigger, result, ctx):
+    for _hook, decision in hooks.iter_sync_hooks(trigger, result, ctx, record=record):
         if decision.identity_id or decision.challenge or decision.action == HookAction.BLOCK:
             return decision
     return None
