@@ -53,6 +53,7 @@ from rooms import realtime
 from rooms.enums import Direction, EventStatus, RoomStatus
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import Observation, RoomEvent
+from rooms.storable import scrub_text
 
 logger = logging.getLogger(__name__)
 
@@ -519,7 +520,9 @@ def _run(
             else "(I had to stop before finishing: too many tool steps.)"
         )
         stream.commit_round()
-    text = stream.text.strip()
+    # A provider's text is not ours to refuse: the rare unpaired surrogate a
+    # stream can decode to is replaced rather than costing the whole reply.
+    text = scrub_text(stream.text.strip())
     event_id = None
     # The reply and the row saying it was given commit together: one commit
     # instead of two, and no moment where the reply is stored while the row

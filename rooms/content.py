@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from rooms.errors import InvalidInput
+from rooms.storable import find_unstorable, storable_text
 
 MAX_TEXT = 100_000
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
@@ -119,7 +120,7 @@ def validate_content(raw: Any) -> dict[str, Any]:
     # The plain-text case is by far the most common; skip pydantic for it.
     if type(raw) is dict and raw.get("type") == "text" and len(raw) == 2:
         body = raw.get("body")
-        if type(body) is str and 0 < len(body) <= MAX_TEXT and "\x00" not in body:
+        if type(body) is str and 0 < len(body) <= MAX_TEXT and storable_text(body):
             return raw
     try:
         model = _adapter.validate_python(raw)
@@ -133,28 +134,23 @@ def validate_content(raw: Any) -> dict[str, Any]:
 
 
 def _check_storable(content: dict[str, Any]) -> None:
+    check_storable_json(content, "content", code="invalid_content")
+
+
+def check_storable_json(value: Any, what: str, *, code: str = "invalid_input") -> None:
     """Refuse what one of our databases cannot store, so both answer the same 400.
 
-    The free-form parts (metadata, buttons, parameters) may hold NaN, infinity
-    or non-JSON objects, which SQLite's JSON check and PostgreSQL's jsonb
-    refuse with a 500; jsonb also refuses NUL characters that SQLite stores.
+    Free-form parts (metadata, buttons, parameters) may hold NaN, infinity or
+    non-JSON objects, which SQLite's JSON check and PostgreSQL's jsonb refuse
+    with a 500; any text may hold NUL or an unpaired surrogate
+    (``rooms.storable``).
     """
     try:
-        json.dumps(content, allow_nan=False)
-    except (TypeError, ValueError):
-        raise InvalidInput("content must be plain JSON: no NaN, infinity or other objects", code="invalid_content") from None
-    if _has_nul(content):
-        raise InvalidInput("content must not contain NUL characters", code="invalid_content")
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidInput(f"{what} must be plain JSON: no NaN, infinity or other objects", code=code) from None
+    if find_unstorable(value) is not None:
+        raise InvalidInput(f"{what} must not contain NUL characters or unpaired surrogates", code=code)
 
 
 class _TextExtractor(HTMLParser):

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from rooms import hooks, realtime, route_cache, statements
 from rooms.after_commit import AfterCommit
-from rooms.content import content_text, validate_content
+from rooms.content import check_storable_json, content_text, validate_content
 from rooms.enums import (
     ChannelType,
     EventStatus,
@@ -52,6 +52,7 @@ from rooms.route_cache import route_key
 from rooms.routing import open_room_for_channel, route_message
 from rooms.selectors import get_channel
 from rooms.senders import challenge_event, participant_for
+from rooms.storable import storable_text
 from rooms.visibility import can_send
 
 __all__ = ["InboundMessage", "InboundResult", "open_room_for_channel", "process_inbound"]
@@ -62,6 +63,16 @@ _MAX_KEY = 255
 _EVENT_TYPES = frozenset(EventType.values)
 _MAX_CHAIN_DEPTH_VALUE = 32767
 _CHANGE_TYPES = frozenset({EventType.EDIT, EventType.DELETE})
+_TEXT_FIELDS = (
+    "sender",
+    "display_name",
+    "idempotency_key",
+    "provider_message_id",
+    "room_id",
+    "participant_id",
+    "parent_event_id",
+    "correlation_id",
+)
 
 
 def process_inbound(message: InboundMessage) -> InboundResult:
@@ -302,6 +313,14 @@ def _check_keys(message: InboundMessage) -> None:
             raise InvalidInput(f"{name} must be a string of at most {_MAX_KEY} characters")
     if len(message.sender) > _MAX_KEY:
         raise InvalidInput(f"sender must be at most {_MAX_KEY} characters")
+    # One rule for every entrance (sockets, API, webhooks, operators, agents,
+    # transcripts): text no database of ours can store is the caller's error.
+    for name in _TEXT_FIELDS:
+        value = getattr(message, name)
+        if value is not None and (not isinstance(value, str) or not storable_text(value)):
+            raise InvalidInput(f"{name} must be text without NUL characters or unpaired surrogates", code="invalid_text")
+    if message.metadata:
+        check_storable_json(message.metadata, "metadata")
     # The column is a PositiveSmallIntegerField: PostgreSQL would refuse a
     # larger value with a DataError (a 500) where SQLite stores it.
     if not isinstance(message.chain_depth, int) or not 0 <= message.chain_depth <= _MAX_CHAIN_DEPTH_VALUE:
@@ -591,7 +610,12 @@ def _run_before_broadcast(
                 except InvalidInput:
                     logger.warning("hook %s returned invalid content; modification ignored", h.name)
             if result.metadata:
-                event.metadata = {**event.metadata, **result.metadata}
+                try:
+                    check_storable_json(result.metadata, "metadata")
+                except InvalidInput:
+                    logger.warning("hook %s returned metadata that cannot be stored; modification ignored", h.name)
+                else:
+                    event.metadata = {**event.metadata, **result.metadata}
 
 
 def _apply_edit(event: RoomEvent, room_id: str, participant_id: str | None, channel: Channel | None, now) -> None:

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 
 from rooms import enums
+from rooms.fields import SafeJSONField
 from rooms.secrets import decrypt_secrets, encrypt_secrets
 
 
@@ -26,11 +27,11 @@ class Room(models.Model):
     id = models.CharField(primary_key=True, max_length=64, default=new_id, editable=False)
     name = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=16, choices=enums.RoomStatus.choices, default=enums.RoomStatus.ACTIVE, db_index=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = SafeJSONField(default=dict, blank=True)
     # Orchestration state: phase, active agent, handoff count, phase history.
-    conversation_state = models.JSONField(default=dict, blank=True)
+    conversation_state = SafeJSONField(default=dict, blank=True)
     # Per-room AI overrides (system prompt, temperature, tools).
-    ai_config = models.JSONField(default=dict, blank=True)
+    ai_config = SafeJSONField(default=dict, blank=True)
     # Highest seq handed out; the next event takes last_seq + 1 under a row lock.
     last_seq = models.PositiveBigIntegerField(default=0)
     # Bumped whenever a binding or participant of the room changes, so a
@@ -60,11 +61,11 @@ class Channel(models.Model):
     category = models.CharField(max_length=16, choices=enums.ChannelCategory.choices, default=enums.ChannelCategory.TRANSPORT)
     # Registry key of the adapter that speaks to the vendor ("http", "twilio"...).
     provider = models.CharField(max_length=64, blank=True)
-    config = models.JSONField(default=dict, blank=True)
+    config = SafeJSONField(default=dict, blank=True)
     # Fernet token of a JSON object; read through get_secret(), never displayed.
     secrets_encrypted = models.TextField(blank=True, default="", editable=False)
     # {"media_types": [...], "max_length": int | None}; empty means the type's defaults.
-    capabilities = models.JSONField(default=dict, blank=True)
+    capabilities = SafeJSONField(default=dict, blank=True)
     # Whether an inbound message from an unknown sender opens a new room.
     creates_rooms = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)
@@ -103,7 +104,7 @@ class Identity(models.Model):
 
     id = models.CharField(primary_key=True, max_length=64, default=new_id)
     display_name = models.CharField(max_length=200, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = SafeJSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -143,7 +144,7 @@ class Participant(models.Model):
         default=enums.IdentificationStatus.UNKNOWN,
     )
     last_read_seq = models.PositiveBigIntegerField(default=0)
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = SafeJSONField(default=dict, blank=True)
     joined_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -167,7 +168,7 @@ class ChannelBinding(models.Model):
     # a chat participant id. Routing finds a room by (channel, address).
     address = models.CharField(max_length=255, blank=True, db_index=True)
     participant = models.ForeignKey(Participant, null=True, blank=True, on_delete=models.SET_NULL, related_name="bindings")
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = SafeJSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -189,14 +190,14 @@ class RoomEvent(models.Model):
     provider_message_id = models.CharField(max_length=255, null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     # Typed content: {"type": "text", "body": "..."}; see rooms.content.
-    content = models.JSONField(default=dict)
+    content = SafeJSONField(default=dict)
     status = models.CharField(max_length=16, choices=enums.EventStatus.choices, default=enums.EventStatus.DELIVERED)
     blocked_by = models.CharField(max_length=255, blank=True)
     visibility = models.CharField(max_length=255, default=enums.Visibility.ALL)
     chain_depth = models.PositiveSmallIntegerField(default=0)
     parent_event = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     correlation_id = models.CharField(max_length=64, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = SafeJSONField(default=dict, blank=True)
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -229,7 +230,7 @@ class Task(models.Model):
     status = models.CharField(max_length=16, choices=enums.TaskStatus.choices, default=enums.TaskStatus.PENDING)
     assigned_to = models.CharField(max_length=255, blank=True)
     event = models.ForeignKey(RoomEvent, null=True, blank=True, on_delete=models.SET_NULL)
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = SafeJSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -245,7 +246,7 @@ class Observation(models.Model):
     event = models.ForeignKey(RoomEvent, null=True, blank=True, on_delete=models.SET_NULL)
     kind = models.CharField(max_length=64)
     summary = models.TextField(blank=True)
-    data = models.JSONField(default=dict, blank=True)
+    data = SafeJSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -261,7 +262,7 @@ class Delivery(models.Model):
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries")
     recipient = models.CharField(max_length=255, blank=True)
     # The event's content transcoded to the target channel's capabilities.
-    content = models.JSONField(default=dict)
+    content = SafeJSONField(default=dict)
     status = models.CharField(
         max_length=16, choices=enums.DeliveryStatus.choices, default=enums.DeliveryStatus.PENDING, db_index=True
     )
@@ -322,7 +323,7 @@ class AuditEntry(models.Model):
     action = models.CharField(max_length=64, db_index=True)
     room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries")
     target = models.CharField(max_length=255, blank=True)
-    data = models.JSONField(default=dict, blank=True)
+    data = SafeJSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
