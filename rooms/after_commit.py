@@ -23,6 +23,8 @@ class AfterCommit:
     display_name: str = ""
     public: bool = False
     delivery_ids: list[int] = field(default_factory=list)
+    # Planned as failed (nothing to send): only their status hooks are owed.
+    failed_delivery_ids: list[int] = field(default_factory=list)
     intelligence: list[tuple[str, int]] = field(default_factory=list)  # (channel_type, binding_id)
     room_created: str | None = None
     identified_participant: str | None = None
@@ -61,6 +63,8 @@ class AfterCommit:
             enqueue(fire_hooks_task, HookTrigger.ON_PARTICIPANT_IDENTIFIED.value, "participant", self.identified_participant)
         for task_id in self.task_ids:
             enqueue(fire_hooks_task, HookTrigger.ON_TASK_CREATED.value, "task", task_id)
+        for delivery_id in self.failed_delivery_ids:
+            enqueue(fire_hooks_task, HookTrigger.ON_DELIVERY_STATUS.value, "delivery", delivery_id)
         for obs_id in self.observation_ids:
             enqueue(fire_hooks_task, HookTrigger.ON_OBSERVATION.value, "observation", obs_id)
         if (

@@ -182,6 +182,14 @@ def html_to_text(html: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+_KNOWN_MEDIA_MAJOR_TYPES = frozenset({"image", "audio", "video", "application", "text", "font", "model"})
+
+
+def _known_media_type(mime_type: str) -> bool:
+    major, _, minor = mime_type.partition("/")
+    return major.lower() in _KNOWN_MEDIA_MAJOR_TYPES and bool(minor)
+
+
 def content_text(content: dict[str, Any]) -> str:
     """A faithful plain-text rendering of any content, for text-only channels."""
     kind = content.get("type")
@@ -197,8 +205,11 @@ def content_text(content: dict[str, Any]) -> str:
         options = [o for o in [*buttons, *replies] if o]
         return text + (("\n" + " | ".join(options)) if options else "")
     if kind == "media":
-        label = content.get("filename") or content.get("url", "")
         caption = content.get("caption")
+        if not content.get("filename") and not _known_media_type(content.get("mime_type", "")):
+            # A link to bytes of an unknown kind tells a reader nothing.
+            return caption or ""
+        label = content.get("filename") or content.get("url", "")
         return f"[Media: {label}]" + (f" {caption}" if caption else "")
     if kind == "location":
         where = f"{content['latitude']:.6f}, {content['longitude']:.6f}"

@@ -149,9 +149,10 @@ T = ContentType
 _ALL_MEDIA = [t.value for t in ContentType]
 # What each channel type can carry, after the seeds' channel table. Content a
 # target cannot carry is transcoded (rooms.transcoding); text longer than
-# max_length is cut.
+# max_length is cut. ``sms_segments``: cut with ASCII dots and count GSM-7 /
+# UCS-2 segments on each delivery.
 DEFAULT_CAPABILITIES: dict[str, dict] = {
-    ChannelType.SMS: {"media_types": [T.TEXT, T.MEDIA], "max_length": 1600},
+    ChannelType.SMS: {"media_types": [T.TEXT, T.MEDIA], "max_length": 1600, "sms_segments": True},
     ChannelType.RCS: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": 3072},
     ChannelType.EMAIL: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": None},
     ChannelType.WEBSOCKET: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.AUDIO, T.VIDEO], "max_length": None},

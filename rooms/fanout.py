@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rooms.after_commit import AfterCommit
 from rooms.enums import (
     PUSH_CHANNEL_TYPES,
     ChannelCategory,
+    DeliveryStatus,
 )
 from rooms.models import ChannelBinding, Delivery, RoomEvent
 from rooms.selectors import get_channel
-from rooms.transcoding import transcode
+from rooms.transcoding import Transcoded, transcode_for
 from rooms.visibility import should_receive, visible_to
 
 
@@ -20,7 +19,7 @@ def plan_fanout(
 ) -> list[Delivery]:
     """Delivery rows (unsaved) for transport targets; intelligence targets and socket publicity."""
     source_id = source.id if source is not None else None
-    transcoded: dict[str, dict[str, Any]] = {}
+    transcoded: dict[str, Transcoded] = {}
     deliveries: list[Delivery] = []
     public = False
     for b in bindings:
@@ -38,8 +37,26 @@ def plan_fanout(
         caps = ch.effective_capabilities()
         key = repr(sorted(caps.items()))
         if key not in transcoded:
-            transcoded[key] = transcode(event.content, caps)
-        deliveries.append(Delivery(event=event, binding=b, channel=ch, recipient=b.address, content=transcoded[key]))
+            transcoded[key] = transcode_for(event.content, caps)
+        fitted = transcoded[key]
+        if fitted.content is None:
+            # Nothing to say on this channel: recorded as failed (with an
+            # Observation, by the caller), never sent as an empty message.
+            deliveries.append(
+                Delivery(
+                    event=event,
+                    binding=b,
+                    channel=ch,
+                    recipient=b.address,
+                    content=event.content,
+                    status=DeliveryStatus.FAILED,
+                    last_error=fitted.failure,
+                )
+            )
+            continue
+        deliveries.append(
+            Delivery(event=event, binding=b, channel=ch, recipient=b.address, content=fitted.content, segments=fitted.segments)
+        )
     # Sockets of this room also see events aimed at everyone or at transports,
     # even when no socket binding happens to be attached yet (operators, API).
     after.public = public or visible_to(event.visibility, channel_id="", category=ChannelCategory.TRANSPORT)

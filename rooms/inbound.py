@@ -28,6 +28,7 @@ from rooms.after_commit import AfterCommit
 from rooms.content import check_storable_json, content_text, validate_content
 from rooms.enums import (
     ChannelType,
+    DeliveryStatus,
     EventStatus,
     EventType,
     IdentificationStatus,
@@ -53,6 +54,7 @@ from rooms.routing import open_room_for_channel, route_message
 from rooms.selectors import get_channel
 from rooms.senders import challenge_event, participant_for
 from rooms.storable import storable_text
+from rooms.transcoding import TRANSCODING_FAILED
 from rooms.visibility import can_send
 
 __all__ = ["InboundMessage", "InboundResult", "open_room_for_channel", "process_inbound"]
@@ -499,7 +501,19 @@ def _settle(
     record: hooks.HookRecord,
 ) -> InboundResult:
     """What follows the event's INSERT in its transaction; the caller's result."""
-    after.delivery_ids.extend(d.id for d in deliveries)
+    for d in deliveries:
+        if d.status == DeliveryStatus.PENDING:
+            after.delivery_ids.append(d.id)
+            continue
+        obs = Observation.objects.create(
+            room_id=placed.room_id,
+            event=event,
+            kind=TRANSCODING_FAILED,
+            summary=f"Not sent to {d.channel_id} {d.recipient}: {d.last_error}"[:2000],
+            data={"delivery_id": d.id, "channel_id": d.channel_id, "recipient": d.recipient, "reason": d.last_error},
+        )
+        after.observation_ids.append(obs.id)
+        after.failed_delivery_ids.append(d.id)
     for failure in record.failures:
         obs = Observation.objects.create(
             room_id=placed.room_id,

@@ -18,7 +18,7 @@ from rooms.hooks import HookAction, HookContext, HookTrigger
 from rooms.identity import IdentityResult, resolve_identity
 from rooms.messages import InboundMessage
 from rooms.models import Channel, ChannelBinding, Delivery, Identity, Participant, Room, RoomEvent
-from rooms.transcoding import transcode
+from rooms.transcoding import transcode_for
 
 
 def participant_for(
@@ -131,11 +131,13 @@ def challenge_event(
     )
     delivery = None
     if binding is not None and channel is not None and channel.channel_type not in PUSH_CHANNEL_TYPES:
+        fitted = transcode_for(ev.content, channel.effective_capabilities())
         delivery = Delivery.objects.create(
             event=ev,
             binding=binding,
             channel=channel,
             recipient=binding.address,
-            content=transcode(ev.content, channel.effective_capabilities()),
+            content=fitted.content or ev.content,
+            segments=fitted.segments,
         )
     return ev, delivery

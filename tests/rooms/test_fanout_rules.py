@@ -245,7 +245,7 @@ class TranscodedPerTargetTests(TestCase):
         body = "x" * 2000
         got = self.contents({"type": "text", "body": body})
         self.assertEqual(len(got["sms"]["body"]), 1600)
-        self.assertTrue(got["sms"]["body"].endswith("…"))
+        self.assertTrue(got["sms"]["body"].endswith("..."))
         self.assertEqual(got["mail"]["body"], body)
 
     def test_the_stored_event_keeps_the_original(self) -> None:

@@ -7,9 +7,11 @@ from django.test import SimpleTestCase, TestCase
 from rooms import services
 from rooms.content import content_text
 from rooms.enums import DEFAULT_CAPABILITIES, ChannelType
-from rooms.models import Delivery
-from rooms.transcoding import transcode
-from tests.rooms.fixtures import send
+from rooms.hooks import HookTrigger
+from rooms.models import Delivery, Observation, RoomEvent
+from rooms.sms_encoding import GSM7, UCS2, sms_size
+from rooms.transcoding import transcode, transcode_for
+from tests.rooms.fixtures import send, use_hook
 from tests.support import make_channel
 
 SMS = DEFAULT_CAPABILITIES[ChannelType.SMS]
@@ -137,7 +139,7 @@ class CompositeAndBookkeepingTests(SimpleTestCase):
         out = transcode(composite, SMS)["body"]
         self.assertEqual(len(out), 1600)
         self.assertTrue(out.startswith("a" * 1000 + "\n" + "b"))
-        self.assertTrue(out.endswith("…"))
+        self.assertTrue(out.endswith("..."))
 
     def test_system_edit_and_delete_render_as_text_where_not_carried(self) -> None:
         self.assertEqual(transcode({"type": "system", "body": "Room closed"}, CONSOLE), text("Room closed"))
@@ -151,10 +153,10 @@ class CompositeAndBookkeepingTests(SimpleTestCase):
 
 
 class LengthTests(SimpleTestCase):
-    def test_sms_text_is_cut_at_1600_with_an_ellipsis(self) -> None:
+    def test_sms_text_is_cut_at_1600_with_three_ascii_dots(self) -> None:
         self.assertEqual(transcode(text("x" * 1600), SMS), text("x" * 1600))
         out = transcode(text("x" * 1601), SMS)["body"]
-        self.assertEqual(out, "x" * 1599 + "…")
+        self.assertEqual(out, "x" * 1597 + "...")
         self.assertEqual(len(out), 1600)
 
     def test_max_length_from_capabilities(self) -> None:
@@ -192,5 +194,116 @@ class ThroughTheInboundPathTests(TestCase):
 
         got = dict(Delivery.objects.filter(event_id=result.event_id).values_list("channel_id", "content"))
         self.assertEqual(got["mail"], rich)
-        self.assertEqual(got["sms"], text("w" * 1599 + "…"))
-        self.assertEqual(got["short-sms"], text("w" * 159 + "…"))
+        self.assertEqual(got["sms"], text("w" * 1597 + "..."))
+        self.assertEqual(got["short-sms"], text("w" * 157 + "..."))
+
+
+class SmsSegmentTests(SimpleTestCase):
+    def test_gsm7_and_ucs2_are_told_apart(self) -> None:
+        self.assertEqual(sms_size("Hello @ home £5 ÄÖÜ").encoding, GSM7)
+        self.assertEqual(sms_size("price 10€ {ok}").encoding, GSM7, "the extension table is GSM-7 too")
+        for text_ in ("ça va", "wait…", "ok 😀", "Привет"):
+            with self.subTest(text_):
+                self.assertEqual(sms_size(text_).encoding, UCS2)
+
+    def test_segment_counts_at_the_boundaries(self) -> None:
+        cases = [
+            ("", 0),
+            ("a" * 160, 1),
+            ("a" * 161, 2),
+            ("a" * 306, 2),
+            ("a" * 307, 3),
+            ("€" * 80, 1),  # 160 septets: two each
+            ("€" * 81, 2),
+            ("é" * 70 + "ç", 2),  # one UCS-2 character makes 71 units
+            ("ç" * 70, 1),
+            ("ç" * 134, 2),
+            ("ç" * 135, 3),
+            ("😀" * 35, 1),  # 70 UTF-16 units
+            ("😀" * 36, 2),
+        ]
+        for text_, segments in cases:
+            with self.subTest(text_[:10], length=len(text_)):
+                self.assertEqual(sms_size(text_).segments, segments)
+
+    def test_a_two_septet_character_never_straddles_two_segments(self) -> None:
+        # 152 septets then "€" (2): the second segment starts with it, and the
+        # text fills 153 + 153 + 1, so three segments rather than two.
+        self.assertEqual(sms_size("a" * 152 + "€" + "a" * 152).segments, 3)
+        self.assertEqual(sms_size("a" * 151 + "€" + "a" * 153).segments, 2)
+
+    def test_cutting_a_gsm7_text_keeps_it_gsm7(self) -> None:
+        out = transcode(text("a" * 2000), SMS)["body"]
+        self.assertTrue(out.endswith("..."))
+        size = sms_size(out)
+        self.assertEqual((size.encoding, size.segments), (GSM7, 11))  # 1600 septets / 153
+
+
+class EmptyRenderingTests(SimpleTestCase):
+    def test_what_renders_to_nothing_is_refused(self) -> None:
+        for label, content in {
+            "rich that is only markup": {"type": "rich", "format": "html", "body": "<div><p> </p><br/></div>"},
+            "composite of empty parts": {
+                "type": "composite",
+                "parts": [{"type": "rich", "format": "html", "body": "<p></p>"}, {"type": "rich", "format": "html", "body": "<span/>"}],
+            },
+            "media of an unknown type": {"type": "media", "url": "https://cdn/x", "mime_type": "x-blob/whatever"},
+        }.items():
+            with self.subTest(label):
+                fitted = transcode_for(content, TEXT_ONLY)
+                self.assertIsNone(fitted.content)
+                self.assertTrue(fitted.failure.startswith("transcoding_failed"))
+
+    def test_what_has_something_to_say_passes(self) -> None:
+        self.assertEqual(transcode_for({"type": "rich", "format": "html", "body": "<p>hi</p>"}, TEXT_ONLY).content, text("hi"))
+        # A caption, a file name or a known type still tell the reader something.
+        unknown = {"type": "media", "url": "https://cdn/x", "mime_type": "x-blob/whatever"}
+        self.assertEqual(transcode_for({**unknown, "caption": "see"}, TEXT_ONLY).content, text("see"))
+        self.assertEqual(transcode_for({**unknown, "filename": "a.bin"}, TEXT_ONLY).content, text("[Media: a.bin]"))
+        # Where the type is carried, it is sent as it is.
+        self.assertEqual(transcode_for(unknown, SMS).content, unknown)
+
+
+class EmptyRenderingThroughTheInboundPathTests(TestCase):
+    def setUp(self) -> None:
+        make_channel("api", channel_type=ChannelType.API, provider="")
+        make_channel("sms", channel_type=ChannelType.SMS, provider="")
+        make_channel("mail", channel_type=ChannelType.EMAIL, provider="")
+        self.room = services.room_create()
+        services.channel_attach(room_id=self.room.id, channel_id="sms", address="+15550001")
+        services.channel_attach(room_id=self.room.id, channel_id="mail", address="ann@example.com")
+
+    def test_the_event_is_stored_and_the_empty_delivery_is_failed_with_an_observation(self) -> None:
+        heard: list[tuple[int, str]] = []
+        use_hook(self, HookTrigger.ON_DELIVERY_STATUS, lambda d, ctx: heard.append((d.id, d.status)))
+        markup_only = {"type": "rich", "format": "html", "body": "<table><tr><td></td></tr></table>", "buttons": []}
+        with self.captureOnCommitCallbacks(execute=True):
+            result = send("api", "api:1", room_id=self.room.id, content=markup_only)
+
+        self.assertEqual(result.status, "stored")
+        self.assertEqual(RoomEvent.objects.get(pk=result.event_id).content["type"], "rich")
+        deliveries = {d.channel_id: d for d in Delivery.objects.filter(event_id=result.event_id)}
+        sms = deliveries["sms"]
+        self.assertEqual(sms.status, "failed")
+        self.assertTrue(sms.last_error.startswith("transcoding_failed"))
+        self.assertEqual(sms.attempts, 0, "never attempted")
+        # E-mail carries rich content, but markup alone is an empty e-mail.
+        self.assertEqual(deliveries["mail"].status, "failed")
+        obs = Observation.objects.get(kind="transcoding_failed", data__channel_id="sms")
+        self.assertEqual((obs.event_id, obs.data["delivery_id"]), (result.event_id, sms.id))
+        self.assertEqual(sorted(heard), sorted([(sms.id, "failed"), (deliveries["mail"].id, "failed")]))
+
+    def test_a_target_that_has_something_to_say_still_gets_it(self) -> None:
+        caption_only = {"type": "media", "url": "https://cdn/x", "mime_type": "x-blob/whatever"}
+        result = send("api", "api:1", room_id=self.room.id, content=caption_only)
+        deliveries = {d.channel_id: d for d in Delivery.objects.filter(event_id=result.event_id)}
+        # SMS (MMS) and e-mail carry media as it is; nothing failed.
+        self.assertEqual({c: d.status for c, d in deliveries.items()}, {"sms": "pending", "mail": "pending"})
+        self.assertFalse(Observation.objects.filter(kind="transcoding_failed").exists())
+
+    def test_sms_deliveries_record_their_segments(self) -> None:
+        gsm = send("api", "api:1", room_id=self.room.id, text="a" * 200).event_id
+        ucs = send("api", "api:1", room_id=self.room.id, text="ç" * 100).event_id
+        self.assertEqual(Delivery.objects.get(event_id=gsm, channel_id="sms").segments, 2)
+        self.assertEqual(Delivery.objects.get(event_id=ucs, channel_id="sms").segments, 2)
+        self.assertIsNone(Delivery.objects.get(event_id=gsm, channel_id="mail").segments)
