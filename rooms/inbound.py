@@ -24,6 +24,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from rooms import hooks, realtime, route_cache, statements
+from rooms.addresses import InvalidPhoneNumber, is_phone_channel, normalize_channel_address
 from rooms.after_commit import AfterCommit
 from rooms.content import check_storable_json, content_text, validate_content
 from rooms.enums import (
@@ -100,6 +101,8 @@ class _Prepared:
     # The message's hook outcomes, kept across retries of its transaction so
     # that each hook runs once per message (rooms.hooks, "Once per message").
     hooks: hooks.HookRecord = field(default_factory=hooks.HookRecord)
+    # A phone-number channel's sender that is no number (kept as given).
+    address_problem: str = ""
 
 
 def _prepare(message: InboundMessage) -> _Prepared:
@@ -117,12 +120,23 @@ def _prepare(message: InboundMessage) -> _Prepared:
         raise Forbidden(f"channel '{channel.id}' is disabled", code="channel_disabled")
     if channel is None and not message.room_id:
         raise InvalidInput("a message needs a channel or a room", code="no_channel")
-    return _Prepared(message, channel, content)
+    address_problem = ""
+    if channel is not None and message.sender and is_phone_channel(channel.channel_type):
+        # One person, one sender: E.164 however the number was written. A
+        # vendor's sender that is no number is kept (the message is not ours
+        # to lose) and noted for operators.
+        try:
+            sender = normalize_channel_address(channel.channel_type, channel.config, message.sender)
+        except InvalidPhoneNumber as exc:
+            sender, address_problem = message.sender.strip(), exc.message
+        if sender != message.sender:
+            message = replace(message, sender=sender)
+    return _Prepared(message, channel, content, address_problem=address_problem)
 
 
 def _process_alone(prepared: _Prepared) -> InboundResult:
     """One message in its own transaction."""
-    message, channel, content = prepared.message, prepared.channel, prepared.content
+    message = prepared.message
     has_key = bool(message.idempotency_key or message.provider_message_id)
     use_cache = True
     races = 0
@@ -131,7 +145,7 @@ def _process_alone(prepared: _Prepared) -> InboundResult:
         prepared.hooks.failures.clear()
         try:
             with transaction.atomic():
-                result = _process(message, channel, content, after, prepared.hooks, use_cache=use_cache)
+                result = _process(prepared, after, use_cache=use_cache)
                 if result.status == "rejected":
                     transaction.set_rollback(True)
                 else:
@@ -266,7 +280,7 @@ def _process_together(items: list[tuple[_Prepared, tuple, route_cache.Route]]) -
             pending.append((event, deliveries))
         write_pending()
         results = [
-            _settle(prepared.message, prepared.channel, event, deliveries, placed, after, now, prepared.hooks)
+            _settle(prepared, event, deliveries, placed, after, now)
             for prepared, placed, after, event, deliveries in composed
         ]
         transaction.on_commit(partial(_run_after_commit, [c[2] for c in composed]))
@@ -346,15 +360,8 @@ class _StaleRoute(Exception):
     """A cached route failed its version check under the room lock."""
 
 
-def _process(
-    message: InboundMessage,
-    channel: Channel | None,
-    content: dict[str, Any],
-    after: AfterCommit,
-    record: hooks.HookRecord,
-    *,
-    use_cache: bool,
-) -> InboundResult:
+def _process(prepared: _Prepared, after: AfterCommit, *, use_cache: bool) -> InboundResult:
+    message, channel, content, record = prepared.message, prepared.channel, prepared.content, prepared.hooks
     keyed = channel is not None and bool(message.idempotency_key or message.provider_message_id)
     key = route_key(message.room_id, channel.id, message.sender, message.participant_id) if channel else None
     route = route_cache.get_route(key) if key and use_cache else None
@@ -415,7 +422,7 @@ def _process(
     placed = _Placed(room_id, seq, version, room, source_binding, participant_id, participant_name, identity_decision)
     event, deliveries = _compose(message, channel, content, placed, after, now, record)
     statements.insert_all([[event], deliveries])
-    return _settle(message, channel, event, deliveries, placed, after, now, record)
+    return _settle(prepared, event, deliveries, placed, after, now)
 
 
 @dataclass(slots=True)
@@ -491,47 +498,48 @@ def _compose(
 
 
 def _settle(
-    message: InboundMessage,
-    channel: Channel | None,
+    prepared: _Prepared,
     event: RoomEvent,
     deliveries: list[Delivery],
     placed: _Placed,
     after: AfterCommit,
     now: datetime,
-    record: hooks.HookRecord,
 ) -> InboundResult:
     """What follows the event's INSERT in its transaction; the caller's result."""
+    channel, record = prepared.channel, prepared.hooks
+
+    def observe(kind: str, summary: str, data: dict[str, Any]) -> None:
+        obs = Observation.objects.create(room_id=placed.room_id, event=event, kind=kind, summary=summary[:2000], data=data)
+        after.observation_ids.append(obs.id)
+
+    if prepared.address_problem:
+        observe(
+            "invalid_address",
+            f"Sender kept as given on {channel.id}: {prepared.address_problem}",
+            {"channel_id": channel.id, "sender": prepared.message.sender[:255], "problem": prepared.address_problem},
+        )
     for d in deliveries:
         if d.status == DeliveryStatus.PENDING:
             after.delivery_ids.append(d.id)
             continue
-        obs = Observation.objects.create(
-            room_id=placed.room_id,
-            event=event,
-            kind=TRANSCODING_FAILED,
-            summary=f"Not sent to {d.channel_id} {d.recipient}: {d.last_error}"[:2000],
-            data={"delivery_id": d.id, "channel_id": d.channel_id, "recipient": d.recipient, "reason": d.last_error},
+        observe(
+            TRANSCODING_FAILED,
+            f"Not sent to {d.channel_id} {d.recipient}: {d.last_error}",
+            {"delivery_id": d.id, "channel_id": d.channel_id, "recipient": d.recipient, "reason": d.last_error},
         )
-        after.observation_ids.append(obs.id)
         after.failed_delivery_ids.append(d.id)
     for failure in record.failures:
-        obs = Observation.objects.create(
-            room_id=placed.room_id,
-            event=event,
-            kind="hook_failed",
-            summary=f"Hook {failure.hook} ({failure.trigger}) failed and was skipped: {failure.error}"[:2000],
-            data={"hook": failure.hook, "trigger": failure.trigger, "error": failure.error},
+        observe(
+            "hook_failed",
+            f"Hook {failure.hook} ({failure.trigger}) failed and was skipped: {failure.error}",
+            {"hook": failure.hook, "trigger": failure.trigger, "error": failure.error},
         )
-        after.observation_ids.append(obs.id)
     if event.status == EventStatus.BLOCKED and event.blocked_by == "chain_depth_exceeded":
-        obs = Observation.objects.create(
-            room_id=placed.room_id,
-            event=event,
-            kind="chain_depth_exceeded",
-            summary=f"Event at chain depth {event.chain_depth} blocked (max {settings.ROOMKIT_MAX_CHAIN_DEPTH}).",
-            data={"chain_depth": event.chain_depth, "max": settings.ROOMKIT_MAX_CHAIN_DEPTH},
+        observe(
+            "chain_depth_exceeded",
+            f"Event at chain depth {event.chain_depth} blocked (max {settings.ROOMKIT_MAX_CHAIN_DEPTH}).",
+            {"chain_depth": event.chain_depth, "max": settings.ROOMKIT_MAX_CHAIN_DEPTH},
         )
-        after.observation_ids.append(obs.id)
     decision = placed.identity_decision
     if decision is not None and decision.challenge:
         prompt, prompt_delivery = challenge_event(

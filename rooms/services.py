@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from rooms import realtime
+from rooms.addresses import normalize_channel_address
 from rooms.enums import Access, ChannelCategory, EventType, RoomStatus, Visibility
 from rooms.errors import Conflict, InvalidInput, NotFound
 from rooms.hooks import HookTrigger
@@ -131,6 +132,9 @@ def channel_attach(
     if access not in Access.values:
         raise InvalidInput(f"unknown access '{access}'")
     channel = get_channel(channel_id)
+    # E.164 on phone-number channels, so this binding and the sender's
+    # messages meet in one room however the number was typed.
+    address = normalize_channel_address(channel.channel_type, channel.config, (address or "").strip())
     with transaction.atomic():
         room = _locked_room(room_id)
         if ChannelBinding.objects.filter(room=room, channel=channel, address=address).exists():

@@ -27,18 +27,18 @@ class EditDeleteTestCase(TestCase):
     def setUp(self) -> None:
         make_channel("sms-in", channel_type=ChannelType.SMS, provider="")
         make_channel("mail", channel_type=ChannelType.EMAIL, provider="")
-        self.original = send("sms-in", "+1ann", "helo")
+        self.original = send("sms-in", "+15550101", "helo")
         self.room_id = self.original.room_id
-        services.channel_attach(room_id=self.room_id, channel_id="sms-in", address="+1bob")
+        services.channel_attach(room_id=self.room_id, channel_id="sms-in", address="+15550102")
         services.channel_attach(room_id=self.room_id, channel_id="mail", address="obs@example.com", access="read_only")
 
     def target(self) -> RoomEvent:
         return RoomEvent.objects.get(pk=self.original.event_id)
 
-    def edit(self, sender: str = "+1ann", target_id: str | None = None, **fields):
+    def edit(self, sender: str = "+15550101", target_id: str | None = None, **fields):
         return send("sms-in", sender, content=edit_of(target_id or self.original.event_id), event_type=EventType.EDIT, **fields)
 
-    def delete(self, sender: str = "+1ann", target_id: str | None = None, **fields):
+    def delete(self, sender: str = "+15550101", target_id: str | None = None, **fields):
         return send(
             "sms-in", sender, content=delete_of(target_id or self.original.event_id), event_type=EventType.DELETE, **fields
         )
@@ -60,7 +60,7 @@ class AuthorTests(EditDeleteTestCase):
         got = dict(Delivery.objects.filter(event_id=result.event_id).values_list("recipient", "content"))
         self.assertEqual(
             got,
-            {"+1bob": {"type": "text", "body": "[Edited] fixed"}, "obs@example.com": {"type": "text", "body": "[Edited] fixed"}},
+            {"+15550102": {"type": "text", "body": "[Edited] fixed"}, "obs@example.com": {"type": "text", "body": "[Edited] fixed"}},
         )
 
     def test_author_deletes_their_message(self) -> None:
@@ -68,7 +68,7 @@ class AuthorTests(EditDeleteTestCase):
         self.assertEqual((result.status, result.event.type), ("stored", EventType.DELETE))
         self.assertIsNotNone(self.target().deleted_at)
         self.assertEqual(
-            Delivery.objects.filter(event_id=result.event_id, recipient="+1bob").get().content["body"], "[Message deleted]"
+            Delivery.objects.filter(event_id=result.event_id, recipient="+15550102").get().content["body"], "[Message deleted]"
         )
 
     def test_a_message_can_be_edited_twice(self) -> None:
@@ -105,13 +105,13 @@ class NotTheAuthorTests(EditDeleteTestCase):
         before = row_counts()
         for action in (self.edit, self.delete):
             with self.subTest(action.__name__), self.assertRaises(Forbidden) as caught:
-                action(sender="+1bob")
+                action(sender="+15550102")
             self.assertEqual(caught.exception.code, "not_author")
         target = self.target()
         self.assertIsNone(target.edited_at)
         self.assertIsNone(target.deleted_at)
         self.assertEqual(row_counts(), before)
-        self.assertEqual(send("sms-in", "+1bob", "hi").seq, last_seq + 1, "the refused edits took no seq")
+        self.assertEqual(send("sms-in", "+15550102", "hi").seq, last_seq + 1, "the refused edits took no seq")
 
     def test_an_operator_on_the_console_may_delete_any_message(self) -> None:
         make_channel("console", channel_type=ChannelType.CONSOLE, provider="")
@@ -167,7 +167,7 @@ class ShapeTests(EditDeleteTestCase):
         }
         for label, (content, event_type) in cases.items():
             with self.subTest(label), self.assertRaises(InvalidInput):
-                send("sms-in", "+1ann", content=content, event_type=event_type)
+                send("sms-in", "+15550101", content=content, event_type=event_type)
         target = self.target()
         self.assertEqual((target.edited_at, target.deleted_at), (None, None))
         self.assertEqual(row_counts(), before)

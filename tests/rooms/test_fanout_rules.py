@@ -220,8 +220,9 @@ class TranscodedPerTargetTests(TestCase):
             "tiny", channel_type=ChannelType.WEBHOOK, provider="", capabilities={"media_types": ["text"], "max_length": 11}
         )
         self.room_id = services.room_create().id
-        for channel_id in ("sms", "mail", "wa", "tiny"):
-            services.channel_attach(room_id=self.room_id, channel_id=channel_id, address=f"to-{channel_id}")
+        addresses = {"sms": "+15550110", "mail": "to@example.com", "wa": "+15550111", "tiny": "to-tiny"}
+        for channel_id, address in addresses.items():
+            services.channel_attach(room_id=self.room_id, channel_id=channel_id, address=address)
 
     def contents(self, content: dict) -> dict[str, dict]:
         result = send("web-in", "api:1", room_id=self.room_id, content=content)

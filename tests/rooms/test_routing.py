@@ -144,10 +144,10 @@ class ExplicitRoomTests(TestCase):
         )
 
     def test_a_stranger_cannot_speak_through_an_attached_senders_binding(self) -> None:
-        services.channel_attach(room_id=self.room.id, channel_id="sms-in", address="+1ann", display_name="Ann")
+        services.channel_attach(room_id=self.room.id, channel_id="sms-in", address="+15550101", display_name="Ann")
         before = row_counts()
         with self.assertRaises(Forbidden) as caught:
-            send("sms-in", "+1mallory", room_id=self.room.id)
+            send("sms-in", "+15550666", room_id=self.room.id)
         self.assertEqual(caught.exception.code, "not_attached")
         self.assertEqual(row_counts(), before)
 

@@ -186,8 +186,8 @@ class ThroughTheInboundPathTests(TestCase):
         make_channel("short-sms", channel_type=ChannelType.SMS, provider="", capabilities={"max_length": 160})
         make_channel("mail", channel_type=ChannelType.EMAIL, provider="")
         room = services.room_create()
-        for channel_id in ("sms", "short-sms", "mail"):
-            services.channel_attach(room_id=room.id, channel_id=channel_id, address=channel_id)
+        for channel_id, address in (("sms", "+15550120"), ("short-sms", "+15550121"), ("mail", "mail@example.com")):
+            services.channel_attach(room_id=room.id, channel_id=channel_id, address=address)
         rich = {"type": "rich", "format": "html", "body": "<p>" + "w" * 2000 + "</p>"}
 
         result = send("api", "api:1", room_id=room.id, content=rich)
