@@ -96,7 +96,7 @@ def child(db: str, messages: int, warmup: int, ttft_ms: float) -> None:
                 "config": {"attach_on_create": ["bench-agent"]},
             },
         )
-        session = chat_session_start(display_name="Bench")
+        session = chat_session_start(display_name="Bench", open_now=True)
         socket = _StreamWatcher(session.token)
         overheads: list[float] = []
         calls: list[float] = []

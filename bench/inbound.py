@@ -61,7 +61,7 @@ def _run_variant(variant: str, messages: int, warmup: int) -> dict:
     src = Channel(id=f"bench-src-{variant}", channel_type="webhook", provider="http")
     src.set_secrets({"signing_secret": "bench"})
     src.save()
-    session = chat_session_start(display_name="Bench viewer")
+    session = chat_session_start(display_name="Bench viewer", open_now=True)
     channel_attach(room_id=session.room_id, channel_id=src.id, address="bench-user")
     if variant == "transport":
         for n in (1, 2):
@@ -111,7 +111,7 @@ def _run_senders(senders: int, messages: int, warmup: int) -> dict:
     from rooms.services import channel_attach
 
     src = Channel.objects.create(id=f"bench-src-senders-{senders}", channel_type="webhook", provider="http")
-    session = chat_session_start(display_name="Bench viewer")
+    session = chat_session_start(display_name="Bench viewer", open_now=True)
     channel_attach(room_id=session.room_id, channel_id=src.id, address="bench-user")
     socket = _EventArrivals(session.token)
 
@@ -184,7 +184,7 @@ def _run_writers(writers: int, messages: int) -> dict:
     from rooms.services import channel_attach
 
     src = Channel.objects.create(id="bench-src-writers", channel_type="webhook", provider="http")
-    session = chat_session_start(display_name="Bench viewer")
+    session = chat_session_start(display_name="Bench viewer", open_now=True)
     channel_attach(room_id=session.room_id, channel_id=src.id, address="bench-user")
     per = messages // writers
     go_at = time.time() + 3.0

@@ -146,7 +146,7 @@ def _prepare_ours(tmp: Path, receivers: int) -> tuple[dict[str, str], str, list[
     from rooms.models import Participant
     from rooms.tokens import chat_token_issue
 
-    session = chat_session_start(display_name="Sender")
+    session = chat_session_start(display_name="Sender", open_now=True)
     viewers = [
         Participant(room_id=session.room_id, channel_id=settings.ROOMKIT_WEBCHAT_CHANNEL_ID, display_name=f"Viewer {i}")
         for i in range(receivers)

@@ -212,6 +212,14 @@ ROOMKIT_HOOK_TIMEOUT_SECONDS = float(os.environ.get("ROOMKIT_HOOK_TIMEOUT_SECOND
 ROOMKIT_IDENTITY_RESOLVERS = ["rooms.identity.AddressBookResolver"]
 ROOMKIT_CHAT_TOKEN_MAX_AGE = _env_int("ROOMKIT_CHAT_TOKEN_MAX_AGE", 7 * 24 * 3600)
 ROOMKIT_WEBCHAT_CHANNEL_ID = os.environ.get("ROOMKIT_WEBCHAT_CHANNEL_ID", "webchat")
+# Abuse limits of the open chat endpoints (``limits`` syntax: "20/minute",
+# "100 per hour"; empty turns one off). Sessions per client address; uploads
+# per session over the token's lifetime.
+ROOMKIT_CHAT_SESSION_RATE = os.environ.get("ROOMKIT_CHAT_SESSION_RATE", "20/minute")
+ROOMKIT_CHAT_UPLOADS_PER_SESSION = _env_int("ROOMKIT_CHAT_UPLOADS_PER_SESSION", 50)
+# The header a trusted reverse proxy puts the client's address in (e.g.
+# X-Forwarded-For); unset: the socket's peer address (REMOTE_ADDR).
+ROOMKIT_CLIENT_IP_HEADER = os.environ.get("ROOMKIT_CLIENT_IP_HEADER", "")
 ROOMKIT_API_CHANNEL_ID = "api"
 
 LOGGING = {

@@ -20,10 +20,10 @@ from ninja.parser import Parser
 from ninja.security import HttpBearer
 from pydantic import Field
 
-from rooms.chat_sessions import chat_session_start, ensure_system_channel
+from rooms.chat_sessions import chat_session_start, chat_session_throttle, ensure_system_channel
 from rooms.enums import ChannelType, RoomStatus
 from rooms.errors import InvalidInput, PayloadTooLarge, RoomKitError, UnsupportedMediaType
-from rooms.http import json_object_body, limit_uploads
+from rooms.http import client_address, json_object_body, limit_uploads
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.media import store_chat_upload
 from rooms.models import Room
@@ -70,7 +70,10 @@ def _err(request: HttpRequest, status: int, code: str, message: str):
 
 @api.exception_handler(RoomKitError)
 def _roomkit_error(request: HttpRequest, exc: RoomKitError):
-    return api.create_response(request, exc.as_dict(), status=exc.status)
+    response = api.create_response(request, exc.as_dict(), status=exc.status)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
 
 
 @api.exception_handler(ValidationError)
@@ -250,10 +253,16 @@ _UPLOAD_BODY = {
 }
 
 
-@api.post("/chat/sessions", auth=None, response={201: ChatSessionOut, **_ERRORS}, tags=["chat"])
+@api.post("/chat/sessions", auth=None, response={201: ChatSessionOut, 429: ErrorOut, **_ERRORS}, tags=["chat"])
 def create_chat_session(request: HttpRequest, payload: ChatSessionIn | None = None):
-    """Start a web-chat session: a new room, a participant and a signed token for ``/ws/chat/``."""
+    """Start a web-chat session: a signed token for ``/ws/chat/`` that reserves a room and a participant.
+
+    The room appears (in the console, the API) with the visitor's first
+    message. Throttled per client address (``ROOMKIT_CHAT_SESSION_RATE``):
+    429 with ``Retry-After``.
+    """
     _require_json(request)
+    chat_session_throttle(client_address(request))
     session = chat_session_start(display_name=(payload.display_name if payload else "") or "")
     return 201, {"room_id": session.room_id, "participant_id": session.participant_id, "token": session.token}
 

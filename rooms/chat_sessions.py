@@ -1,20 +1,22 @@
-"""Web-chat sessions: a visitor gets a room, a participant and a signed token."""
+"""Web-chat sessions: a visitor gets a signed token for a room and a participant of their own."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from rooms import realtime
 from rooms.enums import ChannelCategory, ChannelType, RoomStatus
-from rooms.errors import Conflict, NotFound
+from rooms.errors import Conflict, NotFound, TooManyRequests
 from rooms.hooks import HookTrigger
-from rooms.models import Channel, ChannelBinding, Participant, Room
+from rooms.models import Channel, ChannelBinding, Participant, Room, new_id
+from rooms.rate_limits import rate_limit_hit
 from rooms.routing import open_room_for_channel
+from rooms.selectors import get_channel
 from rooms.services import fire_hooks_on_commit
-from rooms.tokens import chat_token_issue
+from rooms.tokens import ChatClaims, chat_token_issue, chat_token_verify
 
 
 @dataclass(frozen=True)
@@ -33,22 +35,59 @@ def ensure_system_channel(channel_id: str, channel_type: str, name: str) -> Chan
     return channel
 
 
-def chat_session_start(*, display_name: str = "") -> ChatSession:
-    """Open a room on the web-chat channel for a new visitor."""
+def chat_session_throttle(client: str) -> None:
+    """Count a session start for ``client`` (an address); ``TooManyRequests`` past ``ROOMKIT_CHAT_SESSION_RATE``."""
+    wait = rate_limit_hit(settings.ROOMKIT_CHAT_SESSION_RATE, "chat-sessions", client)
+    if wait:
+        raise TooManyRequests("too many chat sessions from this address; try again later", retry_after=wait)
+
+
+def chat_session_start(*, display_name: str = "", open_now: bool = False) -> ChatSession:
+    """A new visitor's session on the web chat: a signed token for a room and a participant.
+
+    Nothing is stored: the token reserves the room's and the participant's
+    ids, and the visitor's first message creates both (the inbound path, with
+    ``InboundMessage.reserved_room``). So a page load or a bot that never
+    writes leaves no empty room in the console. ``open_now`` creates them at
+    once, for callers that bind other channels to the room before anyone
+    writes (tools, benchmarks, tests); the HTTP endpoint never does.
+    """
     channel = ensure_system_channel(settings.ROOMKIT_WEBCHAT_CHANNEL_ID, ChannelType.WEBSOCKET, "Web chat")
     name = (display_name or "").strip()[:200] or "Visitor"
+    token = chat_token_issue(room_id=new_id(), participant_id=new_id(), display_name=name, channel_id=channel.id)
+    claims = chat_token_verify(token)
+    if open_now:
+        chat_session_open(claims)
+    return ChatSession(claims.room_id, claims.participant_id, token)
+
+
+def chat_session_open(claims: ChatClaims) -> Room:
+    """Create the room and participant a session reserved, if nobody has yet; return the room.
+
+    What a visitor's first message does in passing (``reserved_room``), for
+    callers that need the room before anyone writes. Idempotent.
+    """
+    channel = get_channel(claims.channel_id)
     with transaction.atomic():
-        room, binding = open_room_for_channel(channel, "")
-        participant = Participant.objects.create(room=room, channel=channel, display_name=name)
-        # The participant id is the visitor's address on the web-chat channel.
-        participant.address = participant.id
-        participant.save(update_fields=["address"])
-        binding.address = participant.id
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"room:{claims.room_id}"])
+        room = Room.objects.filter(pk=claims.room_id).first()
+        if room is not None:
+            return room
+        room, binding = open_room_for_channel(channel, claims.participant_id, room_id=claims.room_id)
+        participant = Participant.objects.create(
+            id=claims.participant_id,
+            room=room,
+            channel=channel,
+            display_name=claims.display_name or "Visitor",
+            address=claims.participant_id,
+        )
         binding.participant = participant
-        binding.save(update_fields=["address", "participant"])
+        binding.save(update_fields=["participant"])
         fire_hooks_on_commit(HookTrigger.ON_ROOM_CREATED, "room", room.id)
         transaction.on_commit(lambda: realtime.announce_room_created(room.id))
-    return ChatSession(room.id, participant.id, chat_token_issue(room_id=room.id, participant_id=participant.id))
+    return room
 
 
 def chat_session_join(room_id: str, *, display_name: str = "") -> ChatSession:
@@ -72,4 +111,5 @@ def chat_session_join(room_id: str, *, display_name: str = "") -> ChatSession:
         ChannelBinding.objects.create(
             room=room, channel=channel, category=channel.category, address=participant.id, participant=participant
         )
-    return ChatSession(room.id, participant.id, chat_token_issue(room_id=room.id, participant_id=participant.id))
+    token = chat_token_issue(room_id=room.id, participant_id=participant.id, display_name=name, channel_id=channel.id)
+    return ChatSession(room.id, participant.id, token)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class RoomKitError(Exception):
     status = 400
@@ -15,6 +17,11 @@ class RoomKitError(Exception):
 
     def as_dict(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers the error's answer carries (``Retry-After`` on a 429)."""
+        return {}
 
 
 class InvalidInput(RoomKitError):
@@ -50,3 +57,18 @@ class UnsupportedMediaType(RoomKitError):
 class PayloadTooLarge(RoomKitError):
     status = 413
     code = "body_too_large"
+
+
+class TooManyRequests(RoomKitError):
+    """A rate limit was reached; ``retry_after`` (seconds) goes out as the ``Retry-After`` header."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}

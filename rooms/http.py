@@ -29,7 +29,7 @@ def json_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         try:
             return view(request, *args, **kwargs)
         except RoomKitError as exc:
-            return JsonResponse(exc.as_dict(), status=exc.status)
+            return JsonResponse(exc.as_dict(), status=exc.status, headers=exc.headers)
 
     return wrapper
 
@@ -130,3 +130,20 @@ def limit_uploads(request: HttpRequest, limit: int) -> SizeLimitedUploadHandler:
     handler = SizeLimitedUploadHandler(limit, request)
     request.upload_handlers.insert(0, handler)
     return handler
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address of the client that sent ``request``, for per-client limits.
+
+    ``REMOTE_ADDR``, unless ``ROOMKIT_CLIENT_IP_HEADER`` names a header set by
+    a proxy we trust (e.g. ``X-Forwarded-For``; its first address is taken).
+    Without a trusted proxy that header is the client's to forge, so it is
+    never read by default.
+    """
+    header = settings.ROOMKIT_CLIENT_IP_HEADER
+    if header:
+        forwarded = request.headers.get(header, "")
+        first = forwarded.split(",", 1)[0].strip()
+        if first:
+            return first[:64]
+    return request.META.get("REMOTE_ADDR", "") or "unknown"

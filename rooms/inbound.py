@@ -160,9 +160,10 @@ def _process_alone(prepared: _Prepared) -> InboundResult:
             use_cache = False
         except IntegrityError:
             # Lost a race with a concurrent copy of the same message (unique
-            # key per channel): the retry finds the winner and returns it.
+            # key per channel), or with another first message opening the
+            # same reserved room: the retry finds the winner's rows.
             races += 1
-            if races > 1 or not has_key:
+            if races > 1 or not (has_key or message.reserved_room):
                 raise
 
 
@@ -400,7 +401,9 @@ def _process(prepared: _Prepared, after: AfterCommit, *, use_cache: bool) -> Inb
         if identity_decision is not None and identity_decision.action == HookAction.BLOCK and not identity_decision.challenge:
             return InboundResult("rejected", None, room.id if room else None, reason=identity_decision.reason)
         if room is None:
-            room, source_binding = open_room_for_channel(channel, message.sender)
+            room, source_binding = open_room_for_channel(
+                channel, message.sender, room_id=message.room_id if message.reserved_room else None
+            )
             after.room_created = room.id
         if participant is not None and participant._state.adding:
             participant.room = room

@@ -25,8 +25,9 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils import timezone
 
 from rooms.enums import RoomStatus
-from rooms.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
-from rooms.models import Participant
+from rooms.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, TooManyRequests, Unauthorized, UnsupportedMediaType
+from rooms.models import Participant, Room
+from rooms.rate_limits import rate_limit_hit
 from rooms.tokens import ChatClaims
 
 # The image types a visitor may upload, with the extension each is stored under.
@@ -99,14 +100,29 @@ def media_url(name: str) -> str:
     return f"{settings.PUBLIC_BASE_URL}/{settings.MEDIA_URL.strip('/')}/{name}"
 
 
-def chat_uploader(claims: ChatClaims) -> Participant:
-    """The participant a chat token speaks for, if it may still post into its room."""
+def chat_uploader(claims: ChatClaims) -> None:
+    """Refuse a chat token whose participant may not post into its room (a session not yet written in may)."""
     participant = Participant.objects.filter(pk=claims.participant_id, room_id=claims.room_id).select_related("room").first()
     if participant is None:
-        raise Unauthorized("the chat token's participant is not in its room")
+        if Room.objects.filter(pk=claims.room_id).exists() or Participant.objects.filter(pk=claims.participant_id).exists():
+            raise Unauthorized("the chat token's participant is not in its room")
+        return
     if participant.room.status not in (RoomStatus.ACTIVE, RoomStatus.PAUSED):
         raise Conflict(f"room '{participant.room_id}' is {participant.room.status}", code="room_closed")
-    return participant
+
+
+def _count_upload(claims: ChatClaims) -> None:
+    """One upload more for this session, or ``TooManyRequests`` past ``ROOMKIT_CHAT_UPLOADS_PER_SESSION``.
+
+    Counted over the token's lifetime, so a session cannot fill the disk by
+    uploading without end (each file may be up to ``ROOMKIT_MAX_UPLOAD_BYTES``).
+    """
+    cap = settings.ROOMKIT_CHAT_UPLOADS_PER_SESSION
+    if cap <= 0:
+        return
+    wait = rate_limit_hit(f"{cap} per {settings.ROOMKIT_CHAT_TOKEN_MAX_AGE} seconds", "chat-uploads", claims.participant_id)
+    if wait:
+        raise TooManyRequests(f"this session has uploaded its {cap} files", code="upload_limit", retry_after=wait)
 
 
 def store_chat_upload(claims: ChatClaims, upload: UploadedFile | None, *, declared_type: str = "") -> StoredMedia:
@@ -122,6 +138,7 @@ def store_chat_upload(claims: ChatClaims, upload: UploadedFile | None, *, declar
     chat_uploader(claims)
     if upload is None:
         raise InvalidInput("send the image as the multipart field 'file'", code="missing_file")
+    _count_upload(claims)
     limit = settings.ROOMKIT_MAX_UPLOAD_BYTES
     size = upload.size or 0
     if size > limit:

@@ -33,6 +33,10 @@ class InboundMessage:
     parent_event_id: str | None = None
     correlation_id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    # ``room_id`` and ``participant_id`` were reserved for this sender by a
+    # signed session (rooms.chat_sessions): if they do not exist yet, this
+    # first message creates them with those ids.
+    reserved_room: bool = False
 
 
 @dataclass

@@ -23,6 +23,15 @@ def route_message(message: InboundMessage, channel: Channel | None) -> tuple[Roo
     """The room this message belongs to, and the binding it arrives on."""
     if message.room_id:
         room = Room.objects.filter(pk=message.room_id).first()
+        if room is None and message.reserved_room and channel is not None:
+            # A session's first message: the room it reserved is opened now.
+            # Two first messages at once (two tabs) must not both open it.
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"room:{message.room_id}"])
+                room = Room.objects.filter(pk=message.room_id).first()
+            if room is None:
+                return None, None
         if room is None:
             raise NotFound(f"unknown room '{message.room_id}'", code="unknown_room")
         if room.status not in (RoomStatus.ACTIVE, RoomStatus.PAUSED):
@@ -88,15 +97,17 @@ def binding_in_room(room: Room, channel: Channel, sender: str, participant_id: s
     return qs.order_by("id").first()
 
 
-def open_room_for_channel(channel: Channel, address: str) -> tuple[Room, ChannelBinding]:
+def open_room_for_channel(channel: Channel, address: str, *, room_id: str | None = None) -> tuple[Room, ChannelBinding]:
     """A new active room with ``channel`` bound at ``address``, plus the channels it brings along.
 
     The room takes the channel's configured timers; ``attach_on_create`` lists
     channels (an agent, a CRM webhook) to bind into every room it opens.
+    ``room_id``: the id a session reserved for it.
     """
     now = timezone.now()
     timers = channel.config.get("room_timers") or {}
     room = Room.objects.create(
+        **({"id": room_id} if room_id else {}),
         last_activity_at=now,
         inactive_after_seconds=timers.get("inactive_after_seconds"),
         closed_after_seconds=timers.get("closed_after_seconds"),

@@ -35,6 +35,14 @@ def participant_for(
     """
     if message.participant_id:
         p = Participant.objects.filter(pk=message.participant_id).first()
+        if p is None and room is None and message.reserved_room and channel is not None:
+            # The session's first message: its participant is created with the reserved id.
+            return Participant(
+                id=message.participant_id,
+                channel=channel,
+                address=message.sender,
+                display_name=(message.display_name or "Visitor")[:200],
+            ), None
         if p is None or (room is not None and p.room_id != room.id):
             raise Forbidden("participant is not in this room", code="not_a_participant")
         return p, None

@@ -52,12 +52,26 @@ def api_token_user(raw: str):
 
 @dataclass(frozen=True)
 class ChatClaims:
+    """What a chat token vouches for: one participant in one room, on one channel.
+
+    The room and participant may not exist yet: a session reserves their ids
+    and the first message creates them (``rooms.chat_sessions``).
+    ``display_name`` is the name the visitor gave when the session started.
+    """
+
     room_id: str
     participant_id: str
+    display_name: str = ""
+    channel_id: str = ""
 
 
-def chat_token_issue(*, room_id: str, participant_id: str) -> str:
-    return signing.dumps({"r": room_id, "p": participant_id}, salt=_CHAT_SALT, compress=False)
+def chat_token_issue(*, room_id: str, participant_id: str, display_name: str = "", channel_id: str = "") -> str:
+    data = {"r": room_id, "p": participant_id}
+    if display_name:
+        data["n"] = display_name
+    if channel_id:
+        data["c"] = channel_id
+    return signing.dumps(data, salt=_CHAT_SALT, compress=False)
 
 
 def chat_token_verify(token: str) -> ChatClaims | None:
@@ -70,4 +84,11 @@ def chat_token_verify(token: str) -> ChatClaims | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("r"), str) or not isinstance(data.get("p"), str):
         return None
-    return ChatClaims(room_id=data["r"], participant_id=data["p"])
+    name, channel = data.get("n", ""), data.get("c", "")
+    return ChatClaims(
+        room_id=data["r"],
+        participant_id=data["p"],
+        display_name=name if isinstance(name, str) else "",
+        # Tokens issued before sessions named their channel are the web chat's.
+        channel_id=(channel if isinstance(channel, str) else "") or settings.ROOMKIT_WEBCHAT_CHANNEL_ID,
+    )

@@ -18,7 +18,7 @@ from rooms.enums import ChannelCategory, EventStatus, RoomStatus
 from rooms.errors import InvalidInput
 from rooms.inbound import InboundMessage, InboundResult, process_inbound
 from rooms.media import IMAGE_TYPES
-from rooms.models import Participant
+from rooms.models import Participant, Room
 from rooms.selectors import room_events
 from rooms.serializers import event_to_dict
 from rooms.tokens import ChatClaims
@@ -30,9 +30,23 @@ MAX_CLIENT_MSG_ID = 200
 
 
 def webchat_participant(claims: ChatClaims) -> Participant | None:
-    """The participant a chat token speaks for, if it is in the token's room and that room is open."""
+    """The participant a chat token speaks for, if it is in the token's room and that room is open.
+
+    A session whose room does not exist yet (nobody has written) gets its
+    participant as it will be created: unsaved, with the reserved ids.
+    """
     p = Participant.objects.filter(pk=claims.participant_id, room_id=claims.room_id).select_related("room").first()
-    if p is None or p.room.status not in (RoomStatus.ACTIVE, RoomStatus.PAUSED):
+    if p is None:
+        if Room.objects.filter(pk=claims.room_id).exists() or Participant.objects.filter(pk=claims.participant_id).exists():
+            return None
+        return Participant(
+            id=claims.participant_id,
+            room_id=claims.room_id,
+            channel_id=claims.channel_id,
+            address=claims.participant_id,
+            display_name=claims.display_name or "Visitor",
+        )
+    if p.room.status not in (RoomStatus.ACTIVE, RoomStatus.PAUSED):
         return None
     return p
 
@@ -104,12 +118,14 @@ def webchat_message_send(
         content = {"type": "text", "body": text}
     return process_inbound(
         InboundMessage(
-            channel_id=settings.ROOMKIT_WEBCHAT_CHANNEL_ID,
+            channel_id=claims.channel_id,
             room_id=claims.room_id,
             participant_id=claims.participant_id,
             sender=claims.participant_id,
+            display_name=claims.display_name or None,
             content=content,
             idempotency_key=f"{claims.participant_id}:{client_msg_id}" if client_msg_id else None,
+            reserved_room=True,
         )
     )
 

@@ -31,7 +31,7 @@ class DemoTests(TransactionTestCase):
         self.assertEqual(Channel.objects.get(pk="triage").category, "intelligence")
 
     def test_scripted_triage_hands_off_and_the_specialist_uses_tools(self) -> None:
-        session = chat_session_start(display_name="Ann")
+        session = chat_session_start(display_name="Ann", open_now=True)
         claims = chat_token_verify(session.token)
         webchat_message_send(claims, client_msg_id="1", text="hello")
         webchat_message_send(claims, client_msg_id="2", text="I have a billing problem")

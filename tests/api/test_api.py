@@ -20,6 +20,7 @@ from rooms.chat_sessions import chat_session_start
 from rooms.models import APIToken, Room, RoomEvent
 from rooms.services import channel_attach, room_close, room_pause
 from rooms.tokens import chat_token_verify
+from rooms.webchat import webchat_message_send
 from tests.channels_app.helpers import error_of, row_counts
 from tests.support import make_channel
 
@@ -46,7 +47,7 @@ class APITestCase(TestCase):
 
     def new_room(self, name: str = "Visitor") -> str:
         with self.captureOnCommitCallbacks(execute=True):
-            return chat_session_start(display_name=name).room_id
+            return chat_session_start(display_name=name, open_now=True).room_id
 
 
 class ChatSessionTests(APITestCase):
@@ -56,17 +57,20 @@ class ChatSessionTests(APITestCase):
         self.assertEqual(r.status_code, 201, r.content)
         body = r.json()
         self.assertEqual(set(body), {"room_id", "participant_id", "token"})
+        claims = chat_token_verify(body["token"])
+        self.assertEqual((claims.room_id, claims.participant_id), (body["room_id"], body["participant_id"]))
+        # The room is reserved, not created: it appears with the first message.
+        self.assertFalse(Room.objects.filter(pk=body["room_id"]).exists())
+        webchat_message_send(claims, client_msg_id="m1", text="hello")
         room = Room.objects.get(pk=body["room_id"])
         self.assertEqual(room.status, "active")
         participant = room.participants.get()
         self.assertEqual((participant.id, participant.display_name), (body["participant_id"], "Ann"))
-        claims = chat_token_verify(body["token"])
-        self.assertEqual((claims.room_id, claims.participant_id), (body["room_id"], body["participant_id"]))
 
     def test_body_is_optional(self) -> None:
         r = self.post_json("/api/v1/chat/sessions", b"", headers={})
         self.assertEqual(r.status_code, 201, r.content)
-        self.assertEqual(Room.objects.get(pk=r.json()["room_id"]).participants.get().display_name, "Visitor")
+        self.assertEqual(chat_token_verify(r.json()["token"]).display_name, "Visitor")
 
         r = self.post_json("/api/v1/chat/sessions", {}, headers={})
         self.assertEqual(r.status_code, 201, r.content)

@@ -48,7 +48,7 @@ class UploadTestCase(TestCase):
         settings_override = override_settings(MEDIA_ROOT=str(self.media_root), PUBLIC_BASE_URL="http://testserver")
         settings_override.enable()
         self.addCleanup(settings_override.disable)
-        self.session = chat_session_start(display_name="Ann")
+        self.session = chat_session_start(display_name="Ann", open_now=True)
         self.auth = {"Authorization": f"Bearer {self.session.token}"}
 
     def upload(self, content: bytes, name: str = "photo.png", content_type: str = "image/png", headers=None):
@@ -174,7 +174,7 @@ class RefusedUploadTests(UploadTestCase):
                 {
                     "Authorization": "Bearer "
                     + chat_token_issue(
-                        room_id=self.session.room_id, participant_id=chat_session_start(display_name="Eve").participant_id
+                        room_id=self.session.room_id, participant_id=chat_session_start(display_name="Eve", open_now=True).participant_id
                     )
                 },
             ),
@@ -293,7 +293,7 @@ class ChatPageTests(TestCase):
 
 class JoinTests(TestCase):
     def test_a_second_visitor_joins_the_room(self) -> None:
-        first = chat_session_start(display_name="Ann")
+        first = chat_session_start(display_name="Ann", open_now=True)
         second = chat_session_join(first.room_id, display_name="Bob")
         self.assertEqual(second.room_id, first.room_id)
         bob = Participant.objects.get(pk=second.participant_id)
@@ -304,7 +304,7 @@ class JoinTests(TestCase):
     def test_unknown_or_closed_room(self) -> None:
         with self.assertRaises(NotFound):
             chat_session_join("no-such-room")
-        first = chat_session_start()
+        first = chat_session_start(open_now=True)
         room_close(room_id=first.room_id)
         with self.assertRaises(Conflict):
             chat_session_join(first.room_id)

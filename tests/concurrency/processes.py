@@ -52,6 +52,9 @@ def child_env(**overrides: str) -> dict[str, str]:
             "ROOMKIT_TASK_MODE": "off",
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "WARNING",
+            # Children serve a whole suite's sessions from one address, as the
+            # test process does (tests.runner); throttle tests set their own.
+            "ROOMKIT_CHAT_SESSION_RATE": settings.ROOMKIT_CHAT_SESSION_RATE,
         }
     )
     if settings.REDIS_URL:

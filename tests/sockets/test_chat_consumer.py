@@ -14,11 +14,11 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.test import Client, TransactionTestCase
 
-from rooms.chat_sessions import chat_session_start
+from rooms.chat_sessions import chat_session_open, chat_session_start
 from rooms.enums import RoomStatus
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import ChannelBinding, Participant, Room, RoomEvent
-from rooms.tokens import chat_token_issue
+from rooms.tokens import chat_token_issue, chat_token_verify
 from tests.sockets.helpers import EVENT_FIELDS, SOURCE_FIELDS, Sockets, drain, is_event, is_type, join_room, next_frame
 from tests.support import make_channel, post_signed
 
@@ -27,13 +27,20 @@ class ChatSocketTestBase(TransactionTestCase):
     def setUp(self) -> None:
         self.sockets = Sockets()
 
-    async def start_session(self, display_name: str = "Ann") -> dict:
-        """``POST /api/v1/chat/sessions``, as the chat page does."""
+    async def start_session(self, display_name: str = "Ann", *, open_room: bool = True) -> dict:
+        """``POST /api/v1/chat/sessions``, as the chat page does.
+
+        ``open_room``: create the reserved room now (as the visitor's first
+        message would), for tests that bind others to it before anyone writes.
+        """
         response = await self.async_client.post(
             "/api/v1/chat/sessions", data={"display_name": display_name}, content_type="application/json"
         )
         self.assertEqual(response.status_code, 201, response.content)
-        return response.json()
+        session = response.json()
+        if open_room:
+            await database_sync_to_async(chat_session_open)(chat_token_verify(session["token"]))
+        return session
 
     async def count_events(self, **filters) -> int:
         return await database_sync_to_async(RoomEvent.objects.filter(**filters).count)()
@@ -41,8 +48,8 @@ class ChatSocketTestBase(TransactionTestCase):
 
 class TokenTest(ChatSocketTestBase):
     async def test_bad_and_expired_tokens_close_4401(self):
-        session = await sync_to_async(chat_session_start)(display_name="Ann")
-        other = await sync_to_async(chat_session_start)(display_name="Bob")
+        session = await sync_to_async(chat_session_start)(display_name="Ann", open_now=True)
+        other = await sync_to_async(chat_session_start)(display_name="Bob", open_now=True)
         with mock.patch("django.core.signing.time.time", return_value=time.time() - 8 * 24 * 3600):
             expired = chat_token_issue(room_id=session.room_id, participant_id=session.participant_id)
         forged = session.token[:-3] + ("AAA" if not session.token.endswith("AAA") else "BBB")

@@ -75,7 +75,7 @@ def _presence(participant_id: str, status: str):
 class DaphneChatSocketTest(TransactionTestCase):
     def test_browser_view_of_refusal_and_of_a_message(self):
         [(_, port)] = start_daphnes(self, 1)
-        session = chat_session_start(display_name="Ann")
+        session = chat_session_start(display_name="Ann", open_now=True)
 
         # A bad token: the client must see close code 4401 (not a failed handshake).
         for token in ("not-a-token", chat_token_issue(room_id=session.room_id, participant_id="nobody")):
@@ -109,7 +109,7 @@ class TwoDaphneProcessesTest(TransactionTestCase):
     def test_socket_on_server_a_hears_what_is_sent_through_server_b(self):
         quiet_logger(self, "httpx")
         (_, port_a), (_, port_b) = start_daphnes(self, 2)
-        session = chat_session_start(display_name="Ann")
+        session = chat_session_start(display_name="Ann", open_now=True)
         bob = Participant.objects.create(room_id=session.room_id, channel_id="webchat", display_name="Bob")
         bob_token = chat_token_issue(room_id=session.room_id, participant_id=bob.id)
         hook = make_channel("hook-xproc", secrets={"signing_secret": "xp-secret"})
@@ -149,7 +149,7 @@ class TwoDaphneProcessesTest(TransactionTestCase):
 
     def test_presence_typing_and_streams_cross_servers(self):
         (_, port_a), (_, port_b) = start_daphnes(self, 2)
-        session = chat_session_start(display_name="Ann")
+        session = chat_session_start(display_name="Ann", open_now=True)
         bob = Participant.objects.create(room_id=session.room_id, channel_id="webchat", display_name="Bob")
         bob_token = chat_token_issue(room_id=session.room_id, participant_id=bob.id)
         # A Python subscriber in this process (no server loop here: the publisher thread's).

@@ -33,7 +33,7 @@ class IdleSocketTest(TransactionTestCase):
         self.sockets = Sockets()
 
     async def _idle_socket_still_receives(self, idle_seconds: float) -> None:
-        session = await sync_to_async(chat_session_start)(display_name="Ann")
+        session = await sync_to_async(chat_session_start)(display_name="Ann", open_now=True)
 
         @database_sync_to_async
         def bind_sms():

@@ -24,7 +24,7 @@ class OriginTest(ChatSocketTestBase):
         return connected
 
     async def test_only_allowed_origins_get_a_socket(self):
-        session = await sync_to_async(chat_session_start)(display_name="Ann")
+        session = await sync_to_async(chat_session_start)(display_name="Ann", open_now=True)
         token = session.token
         host = (b"host", b"127.0.0.1:8000")
         cases = [
@@ -46,7 +46,7 @@ class OriginTest(ChatSocketTestBase):
                 self.assertEqual(await self.handshake(token, headers), allowed)
 
     async def test_settings_are_read_per_handshake(self):
-        session = await sync_to_async(chat_session_start)(display_name="Ann")
+        session = await sync_to_async(chat_session_start)(display_name="Ann", open_now=True)
         partner = [(b"origin", b"https://partner.example"), (b"host", b"chat.example.org")]
         self.assertFalse(await self.handshake(session.token, partner))
         with override_settings(ROOMKIT_WS_ALLOWED_ORIGINS=["http://127.0.0.1:8000", "https://partner.example"]):
@@ -68,7 +68,7 @@ class OriginTest(ChatSocketTestBase):
     async def test_refused_origin_never_reaches_the_token_check(self):
         # Even a valid token from a hostile page gets no socket, and a bad
         # token from a hostile page learns nothing (no 4401 either).
-        session = await sync_to_async(chat_session_start)(display_name="Ann")
+        session = await sync_to_async(chat_session_start)(display_name="Ann", open_now=True)
         for token in (session.token, "not-a-token"):
             comm = WebsocketCommunicator(application, f"/ws/chat/?token={token}", headers=[(b"origin", b"https://evil.example")])
             connected, code = await comm.connect(timeout=5)

@@ -147,7 +147,7 @@ class ReadReceiptTest(ChatSocketTestBase):
         from rooms.chat_sessions import chat_session_start
         from rooms.inbound import InboundMessage, process_inbound
 
-        session = chat_session_start(display_name="Ann")
+        session = chat_session_start(display_name="Ann", open_now=True)
         for i in range(3):
             process_inbound(
                 InboundMessage(

@@ -38,7 +38,7 @@ def _post_sms(count: int, prefix: str, *, channel_id: str = "sms-resume", addres
 
 class ResumeTest(ChatSocketTestBase):
     async def test_burst_racing_the_resume_is_delivered_once_in_order_without_gaps(self):
-        session = await sync_to_async(chat_session_start)(display_name="Ann")
+        session = await sync_to_async(chat_session_start)(display_name="Ann", open_now=True)
         room_id = session.room_id
         await database_sync_to_async(_sms)(room_id)
         backlog = await sync_to_async(_post_sms)(500, "old-")
