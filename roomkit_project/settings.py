@@ -71,6 +71,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # django-ninja's templates and static files: the API docs page served
+    # from this site (no CDN).
+    "ninja",
     "django_celery_beat",
     "rooms",
     "channels_app",
