@@ -6,8 +6,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from csp.middleware import CSPMiddleware, PolicyParts
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 
 # Room for the multipart boundary, part headers and a short caption field
 # around an uploaded file.
@@ -47,6 +50,25 @@ class BodySizeLimitMiddleware:
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+class SitePolicyMiddleware(CSPMiddleware):
+    """django-csp's policy (``CONTENT_SECURITY_POLICY``), and this host's WebSockets for pages that open them.
+
+    CSP Level 2 browsers do not count ``ws://``/``wss://`` on the page's own
+    host as ``'self'``: the console's live updates need them named. A view that
+    sets its own policy (the chat page, media files) keeps it.
+    """
+
+    def get_policy_parts(self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False) -> PolicyParts:
+        parts = super().get_policy_parts(request, response, report_only)
+        try:
+            host = request.get_host()
+        except DisallowedHost:
+            return parts
+        sockets = [f"ws://{host}", f"wss://{host}"]
+        parts.update = {**(parts.update or {}), "connect-src": [*(parts.update or {}).get("connect-src", []), *sockets]}
+        return parts
 
 
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]

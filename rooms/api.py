@@ -64,7 +64,7 @@ api = NinjaAPI(
         'Errors are `{"error": {"code", "message"}}` with a 4xx status for anything the caller got wrong.'
     ),
     # Swagger UI from django-ninja's own static files (no CDN), under the site's CSP.
-    docs=Swagger(settings={"deepLinking": True, "tryItOutEnabled": False}),
+    docs=Swagger(settings={"deepLinking": True, "validatorUrl": None}),
     docs_url="/docs",
     openapi_url="/openapi.json",
     auth=BearerToken(),
