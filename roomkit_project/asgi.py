@@ -46,7 +46,6 @@ async def application(scope, receive, send):
     bind_server_loop(asyncio.get_running_loop())
     return await _router(scope, receive, send)
 
-
 # Everything imported at start-up lives as long as the process: move it out of
 # the collector's reach so full collections (the latency tail on the socket
 # path) scan only what requests create.
