@@ -49,10 +49,15 @@ class ChatBearer(HttpBearer):
 class JSONObjectParser(Parser):
     """The webhooks' body rules for the API too: 415 for another content type,
     400 ``malformed_json`` for anything but a JSON object (ninja would answer a
-    generic 400 and accept an array)."""
+    generic 400 and accept an array).
+
+    Text is checked field by field, by the schemas (``STORABLE_TEXT``): a
+    field the API does not read is ignored whatever it holds, as the OpenAPI
+    schema says.
+    """
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
-        return json_object_body(request)
+        return json_object_body(request, refuse_unstorable_text=False)
 
 
 api = NinjaAPI(
@@ -88,6 +93,10 @@ def _validation_error(request: HttpRequest, exc: ValidationError):
     message = first.get("msg", "invalid request")
     if first.get("type") == "json_invalid" or "JSON" in message:
         return _err(request, 400, "malformed_json", "body is not valid JSON")
+    if first.get("type") == "string_unicode" or (
+        first.get("type") == "string_pattern_mismatch" and (first.get("ctx") or {}).get("pattern") == STORABLE_TEXT
+    ):
+        return _err(request, 400, "invalid_text", f"{where}: contains a NUL character or an unpaired surrogate")
     return _err(request, 400, "invalid_input", f"{where}: {message}" if where else message)
 
 
@@ -280,7 +289,9 @@ _UPLOAD_BODY = {
                     "type": "object",
                     "properties": {"file": {"type": "string", "format": "binary"}},
                     "required": ["file"],
-                }
+                },
+                # Judged by the file's first bytes, whatever the part declares (415 otherwise).
+                "encoding": {"file": {"contentType": "image/png, image/jpeg, image/gif, image/webp"}},
             }
         },
     }

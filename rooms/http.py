@@ -52,8 +52,14 @@ def allow_methods(*methods: str) -> Callable[[Callable[..., HttpResponse]], Call
     return decorator
 
 
-def json_object_body(request: HttpRequest) -> dict[str, Any]:
-    """The request's JSON object, or a 415/400 naming what is wrong (never a 500)."""
+def json_object_body(request: HttpRequest, *, refuse_unstorable_text: bool = True) -> dict[str, Any]:
+    """The request's JSON object, or a 415/400 naming what is wrong (never a 500).
+
+    ``refuse_unstorable_text``: any string in the body with a NUL or an
+    unpaired surrogate is a 400 ``invalid_text``. A caller that validates
+    every field it keeps against a schema that says so (the REST API) turns it
+    off, so fields it ignores are ignored, as its schema promises.
+    """
     ctype = (request.content_type or "").lower()
     if ctype != "application/json":
         raise UnsupportedMediaType("expected Content-Type: application/json")
@@ -69,7 +75,8 @@ def json_object_body(request: HttpRequest) -> dict[str, Any]:
         raise InvalidInput("body is not valid JSON", code="malformed_json") from None
     if not isinstance(data, dict):
         raise InvalidInput("body must be a JSON object", code="malformed_json")
-    _refuse_unstorable_text(data)
+    if refuse_unstorable_text:
+        _refuse_unstorable_text(data)
     return data
 
 

@@ -39,17 +39,32 @@ class ValuesBeyondTheDatabaseTests(TestCase):
         self.assertEqual((r.status_code, r.json()["events"]), (200, []))
 
     def test_room_ids_the_database_cannot_hold_are_400(self) -> None:
-        for room_id in ("a%00b", "x" * 65):
+        for room_id, code in (("a%00b", "invalid_text"), ("x" * 65, "invalid_input")):
             for suffix in ("", "/events"):
                 with self.subTest(room_id=room_id[:10], suffix=suffix):
                     r = self.client.get(f"/api/v1/rooms/{room_id}{suffix}", headers=self.auth)
-                    error_of(self, r, 400, "invalid_input")
+                    error_of(self, r, 400, code)
         before = row_counts()
         r = self.client.post(
             "/api/v1/rooms/a%00b/messages", data=json.dumps({"text": "hi"}), content_type="application/json", headers=self.auth
         )
-        error_of(self, r, 400, "invalid_input")
+        error_of(self, r, 400, "invalid_text")
         self.assertEqual(row_counts(), before)
+
+    def test_text_the_database_cannot_store_is_refused_where_it_would_be_stored(self) -> None:
+        path = f"/api/v1/rooms/{self.room.id}/messages"
+        before = row_counts()
+        for body in ('{"text": "a\\u0000b"}', '{"text": "a\\ud800b"}', '{"text": "ok", "sender": "\\udfff"}'):
+            with self.subTest(body=body):
+                r = self.client.post(path, data=body, content_type="application/json", headers=self.auth)
+                error_of(self, r, 400, "invalid_text")
+        self.assertEqual(row_counts(), before)
+        # A field the API does not read is ignored, whatever it holds (as its schema allows any).
+        body = '{"text": "fine \\ud83d\\ude00", "extra": ["\\u0000", "\\ud800"]}'
+        r = self.client.post(path, data=body, content_type="application/json", headers=self.auth)
+        self.assertEqual(r.status_code, 201, r.content)
+        self.assertEqual(self.client.get(path.replace("messages", "events"), headers=self.auth).json()["events"][0]["content"],
+                         {"type": "text", "body": "fine \U0001f600"})  # fmt: skip
 
 
 class DjangoRefusalsAreJSONTests(TestCase):
