@@ -125,7 +125,8 @@ def _require_json(request: HttpRequest) -> None:
 
 # Text the database can store: PostgreSQL refuses NUL, and neither database
 # takes unpaired surrogates (which no JSON Schema regex engine can express;
-# the body parser refuses them, 400 ``invalid_text``).
+# pydantic refuses them in any field with a pattern). Either is a 400
+# ``invalid_text`` (``_validation_error``).
 STORABLE_TEXT = r"^[^\u0000]*$"
 # Room ids are opaque strings of up to 64 characters (``Room.id``).
 ROOM_ID = Path(..., min_length=1, max_length=64, pattern=STORABLE_TEXT, description="The room's id.")
