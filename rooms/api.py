@@ -329,7 +329,14 @@ def _index() -> dict[str, Any]:
     }
 
 
-@api.post("/chat/sessions", auth=None, response={201: ChatSessionOut, **_ERRORS}, tags=["chat"], summary="Start a chat session")
+# Sessions are throttled per client address (the contract's 429 with Retry-After).
+@api.post(
+    "/chat/sessions",
+    auth=None,
+    response={201: ChatSessionOut, 429: ErrorOut, **_ERRORS},
+    tags=["chat"],
+    summary="Start a chat session",
+)
 def create_chat_session(request: HttpRequest, payload: ChatSessionIn = Body(None)):
     """Start a web-chat session: a new room, a participant and a signed token for ``/ws/chat/``."""
     _require_json(request)
