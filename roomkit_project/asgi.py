@@ -14,11 +14,14 @@ from django.urls import path  # noqa: E402
 
 from channels_app.consumers import ChatConsumer  # noqa: E402
 from channels_app.staff_consumer import staff_rooms_app  # noqa: E402
+from roomkit_project.daphne_requests import leave_form_bodies_to_django  # noqa: E402
 from roomkit_project.daphne_tuning import skip_autobahn_debug_formatting  # noqa: E402
+from roomkit_project.middleware import BodySizeLimitASGI  # noqa: E402
 from roomkit_project.ws_origin import WebSocketOriginMiddleware  # noqa: E402
 from rooms.realtime import bind_server_loop  # noqa: E402
 
 skip_autobahn_debug_formatting()
+leave_form_bodies_to_django()
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),
@@ -29,7 +32,8 @@ websocket_urlpatterns = [
 
 _router = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Bodies over the limit are refused while they arrive, chunked or not.
+        "http": BodySizeLimitASGI(django_asgi_app),
         # Only pages this site serves may open its sockets (cross-site
         # WebSocket hijacking); the allowed origins are read per handshake.
         "websocket": WebSocketOriginMiddleware(URLRouter(websocket_urlpatterns)),

@@ -71,6 +71,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # django-ninja's templates and static files: the API docs page served
+    # from this site (no CDN).
+    "ninja",
     "django_celery_beat",
     "rooms",
     "channels_app",
@@ -81,6 +84,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "roomkit_project.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response that has none of its own (the
+    # admin, the API docs): django-csp, with this host's WebSockets added.
+    "roomkit_project.middleware.SitePolicyMiddleware",
     # Static files (the admin's CSS/JS) straight from the app server: no
     # separate web server is needed for the embedded default.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -195,6 +201,24 @@ warnings.filterwarnings("ignore", message="No directory at", module="django.core
 MEDIA_URL = "media/"
 # Uploaded chat attachments (served by rooms.views.media_file, not a web server).
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
+
+# --- Content-Security-Policy (django-csp) -------------------------------------
+# Pages run only this site's own scripts and styles (no inline code); images
+# and media in the console may come from the providers' URLs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "https:", "http:"],
+        "media-src": ["'self'", "blob:", "https:", "http:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- RoomKit -----------------------------------------------------------------
 ROOMKIT_MAX_BODY_BYTES = _env_int("ROOMKIT_MAX_BODY_BYTES", 1024 * 1024)

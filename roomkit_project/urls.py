@@ -12,5 +12,7 @@ urlpatterns = [
     path("", include("rooms.urls")),
 ]
 
+handler400 = "roomkit_project.errors.bad_request"
+handler403 = "roomkit_project.errors.permission_denied"
 handler404 = "roomkit_project.errors.not_found"
 handler500 = "roomkit_project.errors.server_error"

@@ -7,6 +7,7 @@ or a selector; posting a message goes through the one inbound path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -14,8 +15,9 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import Http404, HttpRequest
 from django.http.multipartparser import MultiPartParserError
-from ninja import NinjaAPI, Query, Schema
+from ninja import Body, NinjaAPI, Path, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.docs import Swagger
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 from pydantic import Field
@@ -47,17 +49,28 @@ class ChatBearer(HttpBearer):
 class JSONObjectParser(Parser):
     """The webhooks' body rules for the API too: 415 for another content type,
     400 ``malformed_json`` for anything but a JSON object (ninja would answer a
-    generic 400 and accept an array)."""
+    generic 400 and accept an array).
+
+    Text is checked field by field, by the schemas (``STORABLE_TEXT``): a
+    field the API does not read is ignored whatever it holds, as the OpenAPI
+    schema says.
+    """
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
-        return json_object_body(request)
+        return json_object_body(request, refuse_unstorable_text=False)
 
 
 api = NinjaAPI(
     title="RoomKit Django API",
     version="1",
     urls_namespace="api-v1",
-    docs_url=None,
+    description=(
+        "Rooms, their ordered events and posting into them; web-chat sessions and uploads. "
+        'Errors are `{"error": {"code", "message"}}` with a 4xx status for anything the caller got wrong.'
+    ),
+    # Swagger UI from django-ninja's own static files (no CDN), under the site's CSP.
+    docs=Swagger(settings={"deepLinking": True, "validatorUrl": None}),
+    docs_url="/docs",
     openapi_url="/openapi.json",
     auth=BearerToken(),
     parser=JSONObjectParser(),
@@ -83,6 +96,10 @@ def _validation_error(request: HttpRequest, exc: ValidationError):
     message = first.get("msg", "invalid request")
     if first.get("type") == "json_invalid" or "JSON" in message:
         return _err(request, 400, "malformed_json", "body is not valid JSON")
+    if first.get("type") == "string_unicode" or (
+        first.get("type") == "string_pattern_mismatch" and (first.get("ctx") or {}).get("pattern") == STORABLE_TEXT
+    ):
+        return _err(request, 400, "invalid_text", f"{where}: contains a NUL character or an unpaired surrogate")
     return _err(request, 400, "invalid_input", f"{where}: {message}" if where else message)
 
 
@@ -109,6 +126,17 @@ def _require_json(request: HttpRequest) -> None:
         raise UnsupportedMediaType("expected Content-Type: application/json")
 
 
+# Text the database can store: PostgreSQL refuses NUL, and neither database
+# takes unpaired surrogates (which no JSON Schema regex engine can express;
+# pydantic refuses them in any field with a pattern). Either is a 400
+# ``invalid_text`` (``_validation_error``).
+STORABLE_TEXT = r"^[^\u0000]*$"
+# Room ids are opaque strings of up to 64 characters (``Room.id``).
+ROOM_ID = Path(..., min_length=1, max_length=64, pattern=STORABLE_TEXT, description="The room's id.")
+# The largest integer the databases store (a signed 64-bit column).
+INT64_MAX = 2**63 - 1
+
+
 class ErrorDetail(Schema):
     code: str
     message: str
@@ -119,7 +147,7 @@ class ErrorOut(Schema):
 
 
 class ChatSessionIn(Schema):
-    display_name: str | None = Field(default=None, max_length=200)
+    display_name: str | None = Field(default=None, max_length=200, pattern=STORABLE_TEXT)
 
 
 class ChatSessionOut(Schema):
@@ -129,9 +157,11 @@ class ChatSessionOut(Schema):
 
 
 class MessageIn(Schema):
-    text: str = Field(min_length=1, max_length=100_000)
-    idempotency_key: str | None = Field(default=None, max_length=255)
-    sender: str | None = Field(default=None, max_length=200)
+    text: str = Field(min_length=1, max_length=100_000, pattern=STORABLE_TEXT)
+    idempotency_key: str | None = Field(
+        default=None, max_length=255, pattern=STORABLE_TEXT, description="A retry with the same key posts once."
+    )
+    sender: str | None = Field(default=None, max_length=200, pattern=STORABLE_TEXT)
 
 
 class MessageOut(Schema):
@@ -221,12 +251,27 @@ class RoomsOut(Schema):
 class RoomFilter(Schema):
     status: RoomStatus | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=INT64_MAX)
 
 
 class EventsQuery(Schema):
-    after_seq: int = Field(default=0, ge=0)
+    after_seq: int = Field(default=0, ge=0, le=INT64_MAX)
     limit: int = Field(default=100, ge=1, le=1000)
+
+
+class EndpointOut(Schema):
+    method: str
+    path: str
+    summary: str
+    auth: str | None = Field(description="The security scheme the operation takes, or null for none.")
+
+
+class IndexOut(Schema):
+    title: str
+    version: str
+    openapi: str = Field(description="The OpenAPI schema.")
+    docs: str = Field(description="Human-readable documentation of this schema.")
+    endpoints: list[EndpointOut]
 
 
 class UploadOut(Schema):
@@ -236,7 +281,9 @@ class UploadOut(Schema):
     size: int
 
 
-_ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 415: ErrorOut}
+# Every operation may answer these (the body limit and the content-type check
+# apply to every path); each is the contract's error JSON.
+_ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 415: ErrorOut}
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -246,15 +293,54 @@ _UPLOAD_BODY = {
                     "type": "object",
                     "properties": {"file": {"type": "string", "format": "binary"}},
                     "required": ["file"],
-                }
+                },
+                # Judged by the file's first bytes, whatever the part declares (415 otherwise).
+                "encoding": {"file": {"contentType": "image/png, image/jpeg, image/gif, image/webp"}},
             }
         },
     }
 }
 
 
-@api.post("/chat/sessions", auth=None, response={201: ChatSessionOut, 429: ErrorOut, **_ERRORS}, tags=["chat"])
-def create_chat_session(request: HttpRequest, payload: ChatSessionIn | None = None):
+@api.get("/", auth=None, response={200: IndexOut, **_ERRORS}, tags=["meta"], summary="Index of the API")
+def api_index(request: HttpRequest):
+    """Where everything is: the schema, its documentation, and each operation, read from the schema."""
+    return _index()
+
+
+@functools.cache
+def _index() -> dict[str, Any]:
+    # The schema is built from the routes at start-up and never changes while running.
+    schema = api.get_openapi_schema()
+    root = api.get_root_path({})
+    endpoints = [
+        {
+            "method": method.upper(),
+            "path": path,
+            "summary": operation.get("summary", ""),
+            "auth": next(iter(operation["security"][0]), None) if operation.get("security") else None,
+        }
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+    ]
+    return {
+        "title": api.title,
+        "version": api.version,
+        "openapi": f"{root}openapi.json",
+        "docs": f"{root}docs",
+        "endpoints": endpoints,
+    }
+
+
+# Sessions are throttled per client address (the contract's 429 with Retry-After).
+@api.post(
+    "/chat/sessions",
+    auth=None,
+    response={201: ChatSessionOut, 429: ErrorOut, **_ERRORS},
+    tags=["chat"],
+    summary="Start a chat session",
+)
+def create_chat_session(request: HttpRequest, payload: ChatSessionIn = Body(None)):
     """Start a web-chat session: a signed token for ``/ws/chat/`` that reserves a room and a participant.
 
     The room appears (in the console, the API) with the visitor's first
@@ -270,8 +356,9 @@ def create_chat_session(request: HttpRequest, payload: ChatSessionIn | None = No
 @api.post(
     "/chat/uploads",
     auth=ChatBearer(),
-    response={201: UploadOut, 413: ErrorOut, **_ERRORS},
+    response={201: UploadOut, **_ERRORS},
     tags=["chat"],
+    summary="Upload a chat image",
     openapi_extra=_UPLOAD_BODY,
 )
 def upload_chat_media(request: HttpRequest):
@@ -291,12 +378,16 @@ def upload_chat_media(request: HttpRequest):
         raise InvalidInput(f"malformed multipart body: {exc}", code="malformed_multipart") from None
     if upload is None and limiter.exceeded:
         raise PayloadTooLarge(f"the file exceeds {settings.ROOMKIT_MAX_UPLOAD_BYTES} bytes", code="file_too_large")
+    if upload is None and not request.FILES and not request.POST:
+        # Django's parser skips what it cannot read; a multipart body has at least one part (RFC 2046).
+        raise InvalidInput("malformed multipart body: no part found", code="malformed_multipart")
     stored = store_chat_upload(request.auth, upload)
     return 201, stored.as_content_fields()
 
 
-@api.get("/rooms", response={200: RoomsOut, **_ERRORS}, tags=["rooms"])
+@api.get("/rooms", response={200: RoomsOut, **_ERRORS}, tags=["rooms"], summary="List rooms")
 def list_rooms(request: HttpRequest, filters: Query[RoomFilter]):
+    """Rooms, most recently active first, optionally of one ``status``; ``count`` is the total."""
     qs = Room.objects.all().order_by("-last_activity_at", "-created_at")
     if filters.status:
         qs = qs.filter(status=filters.status)
@@ -304,13 +395,14 @@ def list_rooms(request: HttpRequest, filters: Query[RoomFilter]):
     return {"rooms": [room_to_dict(r) for r in rooms], "count": qs.count()}
 
 
-@api.get("/rooms/{room_id}", response={200: RoomDetailOut, **_ERRORS}, tags=["rooms"])
-def room_detail(request: HttpRequest, room_id: str):
+@api.get("/rooms/{room_id}", response={200: RoomDetailOut, **_ERRORS}, tags=["rooms"], summary="A room")
+def room_detail(request: HttpRequest, room_id: str = ROOM_ID):
+    """The room with its bindings, participants and conversation state."""
     return room_to_dict(get_room_detail(room_id), detail=True)
 
 
-@api.get("/rooms/{room_id}/events", response={200: EventsOut, **_ERRORS}, tags=["rooms"])
-def list_events(request: HttpRequest, room_id: str, query: Query[EventsQuery]):
+@api.get("/rooms/{room_id}/events", response={200: EventsOut, **_ERRORS}, tags=["rooms"], summary="A room's events")
+def list_events(request: HttpRequest, query: Query[EventsQuery], room_id: str = ROOM_ID):
     """The room's events in ``seq`` order, after ``after_seq``."""
     get_room(room_id)
     events = room_events(room_id, after_seq=query.after_seq, limit=query.limit)
@@ -320,8 +412,13 @@ def list_events(request: HttpRequest, room_id: str, query: Query[EventsQuery]):
     }
 
 
-@api.post("/rooms/{room_id}/messages", response={201: MessageOut, 200: MessageOut, **_ERRORS}, tags=["rooms"])
-def post_message(request: HttpRequest, room_id: str, payload: MessageIn):
+@api.post(
+    "/rooms/{room_id}/messages",
+    response={201: MessageOut, 200: MessageOut, **_ERRORS},
+    tags=["rooms"],
+    summary="Post a message into a room",
+)
+def post_message(request: HttpRequest, payload: MessageIn, room_id: str = ROOM_ID):
     """Post a text message into the room through the inbound path.
 
     ``idempotency_key`` makes a retry safe: the repeat answers 200 with the

@@ -206,6 +206,12 @@ def _unmute(user: AbstractBaseUser, room_id: str, params: dict[str, str]) -> Act
     return ActionOutcome(f"{b} unmuted.")
 
 
+def _detach(user: AbstractBaseUser, room_id: str, params: dict[str, str]) -> ActionOutcome:
+    b = _binding_of(room_id, params.get("binding"))
+    services.channel_detach(room_id=room_id, channel_id=b.channel_id, address=b.address)
+    return ActionOutcome(f"{b} detached.")
+
+
 def _set_access(user: AbstractBaseUser, room_id: str, params: dict[str, str]) -> ActionOutcome:
     b = _binding_of(room_id, params.get("binding"))
     access = params.get("access", "")
@@ -292,6 +298,7 @@ ROOM_ACTIONS: dict[str, Callable[[AbstractBaseUser, str, dict[str, str]], Action
     "mute": _mute,
     "unmute": _unmute,
     "set_access": _set_access,
+    "detach": _detach,
     "retry_delivery": _retry_delivery,
     "takeover": _takeover,
     "handback": _handback,

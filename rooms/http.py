@@ -13,6 +13,7 @@ from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from rooms.errors import InvalidInput, PayloadTooLarge, RoomKitError, UnsupportedMediaType
+from rooms.storable import find_unstorable
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,14 @@ def allow_methods(*methods: str) -> Callable[[Callable[..., HttpResponse]], Call
     return decorator
 
 
-def json_object_body(request: HttpRequest) -> dict[str, Any]:
-    """The request's JSON object, or a 415/400 naming what is wrong (never a 500)."""
+def json_object_body(request: HttpRequest, *, refuse_unstorable_text: bool = True) -> dict[str, Any]:
+    """The request's JSON object, or a 415/400 naming what is wrong (never a 500).
+
+    ``refuse_unstorable_text``: any string in the body with a NUL or an
+    unpaired surrogate is a 400 ``invalid_text``. A caller that validates
+    every field it keeps against a schema that says so (the REST API) turns it
+    off, so fields it ignores are ignored, as its schema promises.
+    """
     ctype = (request.content_type or "").lower()
     if ctype != "application/json":
         raise UnsupportedMediaType("expected Content-Type: application/json")
@@ -69,36 +76,19 @@ def json_object_body(request: HttpRequest) -> dict[str, Any]:
         raise InvalidInput("body is not valid JSON", code="malformed_json") from None
     if not isinstance(data, dict):
         raise InvalidInput("body must be a JSON object", code="malformed_json")
-    _refuse_unstorable_text(data)
+    if refuse_unstorable_text:
+        _refuse_unstorable_text(data)
     return data
 
 
 def _refuse_unstorable_text(data: Any) -> None:
-    """NUL and unpaired surrogates are valid JSON escapes, but PostgreSQL stores neither.
+    """NUL and unpaired surrogates are valid JSON escapes, but PostgreSQL stores neither (``rooms.storable``).
 
     Refused here as the caller's error, on every database, instead of failing
-    as a 500 at the INSERT. Iterative: the body may be nested as deep as the
-    decoder allowed.
+    as a 500 at the INSERT.
     """
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            if "\x00" in value or not _is_utf8_encodable(value):
-                raise InvalidInput("body contains a NUL character or an unpaired surrogate", code="invalid_text")
-        elif isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-
-
-def _is_utf8_encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    if find_unstorable(data) is not None:
+        raise InvalidInput("body contains a NUL character or an unpaired surrogate", code="invalid_text")
 
 
 class SizeLimitedUploadHandler(FileUploadHandler):

@@ -11,7 +11,7 @@ import mimetypes
 from typing import Any
 
 from agents.providers.base import AIRequest, AIResponse, ChatMessage, DeltaCallback, ToolCall, Usage
-from agents.providers.http_common import check_status, http_client, mapped_http_error, sse_data
+from agents.providers.http_common import check_status, http_client, mapped_http_error, sse_json
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -125,7 +125,7 @@ class GeminiProvider:
         try:
             with self.client.stream("POST", url, json=self._body(request), headers=self._headers()) as response:
                 check_status(response)
-                for data in sse_data(response):
+                for data in sse_json(response):
                     finish = self._read(data, text, calls, on_delta) or finish
                     usage = self._usage(data) or usage
         except Exception as exc:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 
 from agents.providers.base import ProviderError, ProviderTimeout, cached_client, retryable_status
 
@@ -35,33 +36,42 @@ def check_status(response: httpx.Response) -> None:
         )
 
 
-def sse_data(response: httpx.Response) -> Iterator[dict[str, Any]]:
-    """The JSON payloads of a server-sent event stream's ``data:`` lines (until ``[DONE]``)."""
-    for line in response.iter_lines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
+class StreamErrorEvent(ProviderError):
+    """The server reported an error inside a stream that had started fine.
+
+    The vendor failed midway (overloaded, internal error): another attempt may
+    not, so it is retryable. A request the vendor rejects gets an HTTP error
+    status before any stream.
+    """
+
+    def __init__(self, error: Any) -> None:
+        message = error.get("message") if isinstance(error, dict) else None
+        super().__init__(f"error event mid-stream: {message or error}", retryable=True)
+
+
+def sse_json(response: Any) -> Iterator[dict[str, Any]]:
+    """The JSON payload of each server-sent event of ``response``, until ``data: [DONE]``.
+
+    ``httpx-sse`` decodes the stream as the SSE specification says: an event
+    ends at a blank line, its ``data:`` lines joined with newlines, ``event:``,
+    ``id:`` and ``retry:`` fields taken apart, comments skipped, and CR, LF or
+    CRLF line endings, even split across network reads. ``response`` is an
+    ``httpx`` response or one of the SDKs' ``httpx2`` responses (same API).
+    An ``error`` event, or a payload whose ``error`` is set, raises
+    ``StreamErrorEvent``; an event without data (a bare ``retry:`` or ``id:``)
+    carries nothing to yield.
+    """
+    for event in EventSource(response).iter_sse():
+        data = event.data
         if data == "[DONE]":
             return
-        if data:
-            yield json.loads(data)
-
-
-def sse_payloads(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """The JSON payload of each server-sent event, until ``[DONE]``, decoded as the spec (and the
-    openai SDK's own decoder) says: an event ends at a blank line, its ``data:`` lines joined."""
-    data: list[str] = []
-    for line in lines:
-        if line:
-            if line.startswith("data:"):
-                data.append(line[6:] if line.startswith("data: ") else line[5:])
-            continue  # event names, ids, comments: only the data is used
         if not data:
             continue
-        raw = "\n".join(data)
-        data = []
-        if raw == "[DONE]":
-            return
-        yield json.loads(raw)
-    if data and "\n".join(data) != "[DONE]":
-        yield json.loads("\n".join(data))
+        payload = json.loads(data)
+        if event.event == "error":
+            raise StreamErrorEvent(payload.get("error", payload) if isinstance(payload, dict) else payload)
+        if not isinstance(payload, dict):
+            raise ProviderError(f"stream event is not a JSON object: {data[:200]}", retryable=False)
+        if payload.get("error"):
+            raise StreamErrorEvent(payload["error"])
+        yield payload

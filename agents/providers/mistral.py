@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from agents.providers.base import AIRequest, AIResponse, ChatMessage, DeltaCallback, ToolCall, Usage
-from agents.providers.http_common import check_status, http_client, mapped_http_error, sse_data
+from agents.providers.http_common import check_status, http_client, mapped_http_error, sse_json
 from agents.providers.openai_chat import parse_arguments
 
 DEFAULT_BASE_URL = "https://api.mistral.ai"
@@ -98,7 +98,7 @@ class MistralProvider:
         try:
             with self.client.stream("POST", self.url, json=self._body(request, stream=True), headers=self._headers()) as response:
                 check_status(response)
-                for chunk in sse_data(response):
+                for chunk in sse_json(response):
                     if chunk.get("usage"):
                         usage = Usage(chunk["usage"].get("prompt_tokens", 0), chunk["usage"].get("completion_tokens", 0))
                     for choice in chunk.get("choices") or []:

@@ -100,7 +100,10 @@ class ChannelAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     def has_delete_permission(self, request: HttpRequest, obj: Channel | None = None) -> bool:
-        return request.user.is_superuser
+        # Deleting a channel would cascade to its bindings (no detach hook or
+        # system event) and its outbox rows, and strip its events' source: a
+        # channel is disabled (``enabled``) and detached from rooms instead.
+        return False
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)

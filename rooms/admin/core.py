@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from rooms import console
+from rooms.errors import RoomKitError
 from rooms.models import (
     APIToken,
     ChannelBinding,
@@ -32,6 +38,9 @@ class RoomEventAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: RoomEvent | None = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: RoomEvent | None = None) -> bool:
+        return False  # a room's seq is gapless by contract: events are never deleted
+
 
 @admin.register(ChannelBinding)
 class ChannelBindingAdmin(admin.ModelAdmin):
@@ -39,12 +48,38 @@ class ChannelBindingAdmin(admin.ModelAdmin):
     list_filter = ["category", "access", "muted"]
     list_select_related = ["room", "channel"]
     raw_id_fields = ["room", "participant"]
+    actions = ["detach_bindings"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # attach, mute and access go through rooms.services (the room page's actions)
 
     def has_change_permission(self, request: HttpRequest, obj: ChannelBinding | None = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ChannelBinding | None = None) -> bool:
+        return False  # detached through rooms.services.channel_detach (its hook and system event): the action below
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not console.can_operate(request.user):
+            actions.pop("detach_bindings", None)
+        return actions
+
+    @admin.action(description="Detach the selected bindings from their rooms")
+    def detach_bindings(self, request: HttpRequest, queryset: QuerySet[ChannelBinding]) -> None:
+        if not console.can_operate(request.user):
+            raise PermissionDenied
+        detached = 0
+        for binding_id, room_id in queryset.values_list("pk", "room_id"):
+            try:
+                console.console_room_action(
+                    user=request.user, room_id=room_id, action="detach", params={"binding": str(binding_id)}
+                )
+            except RoomKitError as exc:
+                self.message_user(request, f"binding {binding_id}: {exc.message}", messages.WARNING)
+            else:
+                detached += 1
+        self.message_user(request, f"{detached} binding{'' if detached == 1 else 's'} detached.")
 
 
 @admin.register(Participant)
@@ -53,6 +88,14 @@ class ParticipantAdmin(admin.ModelAdmin):
     list_select_related = ["room", "channel"]
     search_fields = ["display_name", "address"]
     raw_id_fields = ["room", "identity"]
+    # Where a participant speaks is the bindings' business (rooms.services).
+    readonly_fields = ["room", "channel", "address"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # participants join through the inbound path and channel_attach
+
+    def has_delete_permission(self, request: HttpRequest, obj: Participant | None = None) -> bool:
+        return False  # their events would lose who said them
 
 
 class IdentityAddressInline(admin.TabularInline):
@@ -96,6 +139,9 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        return False  # the outbox row is the delivery's truth; a failed one is retried, not removed
 
 
 @admin.register(APIToken)

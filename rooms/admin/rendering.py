@@ -2,12 +2,15 @@
 
 Nothing a participant sent reaches the page unescaped: text goes through
 Django's escaping, HTML bodies through ``nh3`` (an allow-list sanitizer), and
-media URLs are used only when they are http(s) or this site's own paths.
+media URLs and links are used only when they are absolute http(s) URLs or this
+site's own paths, never anything a browser would read as another host.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import nh3
 from django.utils.html import format_html, format_html_join, linebreaks
@@ -22,23 +25,56 @@ RICH_TAGS = {
     "s", "strong", "sub", "sup", "table", "tbody", "td", "th", "thead", "tr", "u", "ul",
 }  # fmt: skip
 RICH_ATTRIBUTES = {"a": {"href", "title"}}
+# Backslashes (read as "/" in URLs), whitespace and control characters
+# (dropped or trimmed by browsers before parsing): none belongs in a media URL.
+_UNSAFE_URL_CHARS = re.compile(r"[\\\x00-\x20\x7f-\x9f]")
 
 
 def safe_media_url(url: Any) -> str | None:
-    """``url`` if it is http(s) or a path on this site; None for anything else (javascript:, data:, //host)."""
-    if not isinstance(url, str) or not url:
+    """``url`` if a browser would fetch it over http(s) from the host it names, or from this site; else None.
+
+    Absolute ``http://`` / ``https://`` URLs with a host, and paths on this
+    site (``/media/…``). Refused: other schemes (``javascript:``, ``data:``),
+    and anything a browser would read as another host than it shows or
+    as a scheme-relative URL: ``//evil``, ``/\\evil`` (browsers treat ``\\``
+    as ``/``), or either with tabs, newlines or other control characters in
+    between (browsers drop those before parsing).
+    """
+    if not isinstance(url, str) or not url or len(url) > 2048:
         return None
-    lowered = url.strip().lower()
-    if lowered.startswith(("https://", "http://")):
-        return url.strip()
-    if url.startswith("/") and not url.startswith("//"):
-        return url
-    return None
+    if _UNSAFE_URL_CHARS.search(url):
+        return None
+    if url.startswith("/"):
+        return None if url.startswith("//") else url
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not url[len(parts.scheme) :].startswith("://"):
+        return None
+    if not parts.hostname:
+        return None
+    return url
 
 
 def sanitize_html(body: str) -> str:
-    """Rich HTML cleaned to an allow-list; links get ``rel="noopener noreferrer"``."""
-    return nh3.clean(body, tags=RICH_TAGS, attributes=RICH_ATTRIBUTES, url_schemes={"http", "https", "mailto"})
+    """Rich HTML cleaned to an allow-list; links get ``rel="noopener noreferrer"``.
+
+    nh3 passes relative links through as written; a link that a browser
+    would read as another host (``//evil``, ``/\\evil``) loses its ``href``.
+    """
+    return nh3.clean(
+        body,
+        tags=RICH_TAGS,
+        attributes=RICH_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        attribute_filter=_safe_link,
+    )
+
+
+def _safe_link(tag: str, attribute: str, value: str) -> str | None:
+    if tag != "a" or attribute != "href":
+        return value
+    if value[:7].lower() == "mailto:" and not _UNSAFE_URL_CHARS.search(value):
+        return value
+    return safe_media_url(value)
 
 
 def render_content(content: dict[str, Any]) -> SafeString:

@@ -13,7 +13,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, Prefetch, QuerySet, Value
 from django.db.models.functions import Coalesce, Greatest
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -75,6 +75,7 @@ class RoomAdmin(admin.ModelAdmin):
     # The first column links to the room page itself; no second link around it.
     list_display_links = None
     change_list_template = "admin/rooms/room/change_list.html"
+    actions = ["close_rooms"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
         # Every column comes from this query and two prefetches: the list
@@ -95,6 +96,31 @@ class RoomAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Room | None = None) -> bool:
         return False  # state changes are the room page's actions, through services
+
+    def has_delete_permission(self, request: HttpRequest, obj: Room | None = None) -> bool:
+        # Deleting a room would take its events (the gapless log) with it, and
+        # skip the lifecycle's hooks and system events: rooms are closed instead.
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not console.can_operate(request.user):
+            actions.pop("close_rooms", None)
+        return actions
+
+    @admin.action(description="Close the selected rooms")
+    def close_rooms(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
+        if not console.can_operate(request.user):
+            raise PermissionDenied
+        closed = 0
+        for room_id in queryset.values_list("pk", flat=True):
+            try:
+                console.console_room_action(user=request.user, room_id=room_id, action="close", params={})
+            except RoomKitError as exc:
+                self.message_user(request, f"{room_id}: {exc.message}", messages.WARNING)
+            else:
+                closed += 1
+        self.message_user(request, f"{closed} room{'' if closed == 1 else 's'} closed.")
 
     @admin.display(description="Room", ordering="name")
     def room_link(self, room: Room) -> str:
@@ -131,6 +157,7 @@ class RoomAdmin(admin.ModelAdmin):
             path("<str:room_id>/console/timeline/", wrap(self.timeline_view), name="rooms_room_timeline"),
             path("<str:room_id>/console/reply/", wrap(self.reply_view), name="rooms_room_reply"),
             path("<str:room_id>/console/note/", wrap(self.note_view), name="rooms_room_note"),
+            path("<str:room_id>/console/read/", wrap(self.read_view), name="rooms_room_read"),
             path("<str:room_id>/console/action/<str:action>/", wrap(self.action_view), name="rooms_room_action"),
             *super().get_urls(),
         ]
@@ -164,10 +191,9 @@ class RoomAdmin(admin.ModelAdmin):
         )
         tasks = list(Task.objects.filter(room_id=room_id).order_by("-created_at"))
         observations = list(Observation.objects.filter(room_id=room_id).order_by("-created_at"))
+        # A GET never writes: the page marks what it shows as read with a POST (read_view).
         marker = getattr(room, "operator_read_marker", None)
         read_seq = marker.seq if marker else 0
-        if room.last_seq > read_seq:
-            console.console_mark_read(user=request.user, room_id=room_id, seq=room.last_seq)
         state = conversation_state_to_dict(room)
         human = (room.conversation_state or {}).get("human")
         agents = [b.channel_id for b in bindings if b.category == ChannelCategory.INTELLIGENCE]
@@ -191,6 +217,7 @@ class RoomAdmin(admin.ModelAdmin):
             "access_choices": Access.values,
             "can_operate": console.can_operate(request.user),
             "form_token": uuid.uuid4().hex,
+            "read_seq": read_seq,
             "staff_socket_path": f"/ws/staff/rooms/{room.pk}/",
         }
         return TemplateResponse(request, "admin/rooms/room/console.html", context)
@@ -212,8 +239,6 @@ class RoomAdmin(admin.ModelAdmin):
         )
         marker = getattr(room, "operator_read_marker", None)
         read_seq = marker.seq if marker else 0
-        if events and events[-1].seq > read_seq:
-            console.console_mark_read(user=request.user, room_id=room_id, seq=events[-1].seq)
         return TemplateResponse(
             request, "admin/rooms/room/_timeline_rows.html", {"timeline": [_timeline_row(e, read_seq) for e in events]}
         )
@@ -243,6 +268,24 @@ class RoomAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Your message was stored but blocked: {result.reason}", messages.WARNING)
             else:
                 self.message_user(request, "Note added." if note else "Reply sent.")
+        return self._back(room_id)
+
+    def read_view(self, request: HttpRequest, room_id: str) -> HttpResponse:
+        """Mark the room read up to ``seq`` (what the page shows); the page posts it, a GET never does."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        self._require_operate(request)
+        room = Room.objects.filter(pk=room_id).only("last_seq").first()
+        if room is None:
+            raise Http404("no such room")
+        try:
+            seq = int(request.POST.get("seq", ""))
+        except ValueError:
+            return JsonResponse({"error": {"code": "invalid_seq", "message": "seq must be a whole number"}}, status=400)
+        # Never past what exists: a marker ahead of the log would hide the next events.
+        marker = console.console_mark_read(user=request.user, room_id=room_id, seq=max(0, min(seq, room.last_seq)))
+        if "application/json" in request.headers.get("Accept", ""):
+            return JsonResponse({"read_seq": marker})
         return self._back(room_id)
 
     def action_view(self, request: HttpRequest, room_id: str, action: str) -> HttpResponse:

@@ -31,6 +31,9 @@ class Turn:
     # ``error_event``, by the vendor's own error event inside the stream.
     break_after: int | None = None
     error_event: bool = False
+    # Streaming: the body as these raw pieces, each one network write, instead
+    # of the scripted events (to test SSE framing: CRLF, comments, fields).
+    raw_sse: list[str] | None = None
 
 
 class _FakeServer:
@@ -63,6 +66,9 @@ class _FakeServer:
                 if turn.delay:
                     time.sleep(turn.delay)
                 try:
+                    if turn.raw_sse is not None:
+                        outer.answer_raw(self, turn.raw_sse)
+                        return
                     outer.answer(self, body, turn)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
@@ -114,6 +120,13 @@ class _FakeServer:
     def end_sse(handler: BaseHTTPRequestHandler) -> None:
         handler.wfile.write(b"0\r\n\r\n")
         handler.wfile.flush()
+
+    def answer_raw(self, handler: BaseHTTPRequestHandler, pieces: list[str]) -> None:
+        self.start_sse(handler)
+        for piece in pieces:
+            self.sse_write(handler, piece)
+            time.sleep(0.002)  # separate reads on the client's side, so pieces are split as sent
+        self.end_sse(handler)
 
     @staticmethod
     def pieces(text: str, size: int) -> list[str]:

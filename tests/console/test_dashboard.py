@@ -54,9 +54,9 @@ class DashboardTests(TestCase):
         self.assertEqual(volumes, {"web": 6, "console": 3})
 
         html = logged_in(self.user).get("/admin/").content.decode()
-        self.assertIn('id="rk-open-rooms" style="font-size:2em">4<', html)
-        self.assertIn('id="rk-dead" style="font-size:2em">1<', html)
-        self.assertIn('id="rk-failed" style="font-size:2em">2<', html)
+        self.assertIn('id="rk-open-rooms">4<', html)
+        self.assertIn('id="rk-dead">1<', html)
+        self.assertIn('id="rk-failed">2<', html)
         self.assertIn("1 min 30 s", html)
         self.assertIn('<svg id="rk-messages-chart"', html)
         self.assertIn('data-channel="web" data-count="6"', html)

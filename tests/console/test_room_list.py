@@ -10,7 +10,7 @@ from rooms.console import console_mark_read
 from rooms.enums import RoomStatus
 from rooms.models import Room
 from rooms.services import room_close
-from tests.console.helpers import chat_room, logged_in, operator, say, sms_and_web_channels, viewer
+from tests.console.helpers import chat_room, csrf_post, logged_in, operator, say, sms_and_web_channels, viewer
 
 LIST = "/admin/rooms/room/"
 
@@ -45,6 +45,8 @@ class RoomListTests(TestCase):
         html = self.client.get(LIST).content.decode()
         self.assertIn(f'data-unread="{start}"', html)
         self.client.get(f"/admin/rooms/room/{room.pk}/console/")
+        self.assertIn(f'data-unread="{start}"', self.client.get(LIST).content.decode())  # opening the page is a read
+        csrf_post(self.client, f"/admin/rooms/room/{room.pk}/console/read/", {"seq": start})  # what the page then posts
         self.assertIn('data-unread="0"', self.client.get(LIST).content.decode())
         say(room.pk, "one more")
         self.assertIn('data-unread="1"', self.client.get(LIST).content.decode())

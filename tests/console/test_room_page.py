@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from rooms.console import console_note
 from rooms.hooks import HookResult, HookTrigger
 from rooms.models import Delivery, Observation, Room, RoomReadMarker, Task
-from tests.console.helpers import chat_room, logged_in, operator, say, sms_and_web_channels, viewer
+from tests.console.helpers import chat_room, csrf_post, logged_in, operator, say, sms_and_web_channels, viewer
 from tests.rooms.fixtures import use_hook
 
 
@@ -107,12 +107,33 @@ class RoomPageTests(TestCase):
             self.assertIn(text, html)
         self.assertIn(f'name="delivery" value="{delivery.pk}"', html)
 
-    def test_opening_the_page_marks_the_room_read(self) -> None:
+    def test_opening_the_page_writes_nothing_its_post_marks_the_room_read(self) -> None:
         say(self.room.pk, "unread message")
-        self.html()
+        last = Room.objects.get(pk=self.room.pk).last_seq
+        html = self.html()
+        self.client.get(page(self.room.pk) + "timeline/", {"after_seq": 0})
+        self.assertFalse(RoomReadMarker.objects.filter(room_id=self.room.pk).exists())  # a GET never writes
+        self.assertIn(f'action="{page(self.room.pk)}read/"', html)
+        self.assertIn(f'name="seq" value="{last}"', html)
+
+        # What the page's script (or its button) sends; never past the last event.
+        response = csrf_post(self.client, page(self.room.pk) + "read/", {"seq": last + 50}, HTTP_ACCEPT="application/json")
+        self.assertEqual(response.json(), {"read_seq": last})
         marker = RoomReadMarker.objects.get(room_id=self.room.pk)
-        self.assertEqual(marker.seq, Room.objects.get(pk=self.room.pk).last_seq)
-        self.assertEqual(marker.read_by, self.user)
+        self.assertEqual((marker.seq, marker.read_by), (last, self.user))
+        # Never back, and the button without script returns to the page.
+        response = csrf_post(self.client, page(self.room.pk) + "read/", {"seq": 1})
+        self.assertRedirects(response, page(self.room.pk), fetch_redirect_response=False)
+        self.assertEqual(RoomReadMarker.objects.get(room_id=self.room.pk).seq, last)
+        self.assertEqual(self.client.get(page(self.room.pk) + "read/").status_code, 405)
+
+    def test_viewers_cannot_move_the_operators_read_marker(self) -> None:
+        say(self.room.pk, "unread message")
+        watcher = logged_in(viewer())
+        self.assertNotIn("rk-read-form", watcher.get(page(self.room.pk)).content.decode())
+        response = csrf_post(watcher, page(self.room.pk) + "read/", {"seq": 1})
+        self.assertEqual(response.status_code, 403)
+        self.assertFalse(RoomReadMarker.objects.filter(room_id=self.room.pk).exists())
 
     def test_timeline_rows_after_a_seq_for_the_live_page(self) -> None:
         last = Room.objects.get(pk=self.room.pk).last_seq

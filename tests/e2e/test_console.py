@@ -17,7 +17,7 @@ from django.conf import settings
 from django.test import TransactionTestCase
 
 from rooms.enums import ChannelType
-from rooms.models import Room, RoomEvent
+from rooms.models import Room, RoomEvent, RoomReadMarker
 from tests.agents.helpers import make_agent
 from tests.concurrency.processes import quiet_logger
 from tests.console.helpers import PASSWORD, operator
@@ -84,6 +84,8 @@ class ConsoleBrowserTests(TransactionTestCase):
         page = context.new_page()
         page.set_default_timeout(15_000)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        # The admin runs under a Content-Security-Policy: anything it blocks is a bug of the page.
+        page.on("console", lambda msg: self.errors.append(msg.text) if "Content Security Policy" in msg.text else None)
         return page
 
     def web_chat(self, *agent_ids: str) -> None:
@@ -127,6 +129,12 @@ class ConsoleBrowserTests(TransactionTestCase):
         console.click(f"a[data-room-id='{session['room_id']}']")
         console.wait_for_selector("#rk-timeline")
         self.assertIn("My order never arrived", console.inner_text("#rk-timeline"))
+        # Opening the page wrote nothing; its script marks what it shows as read, with a POST.
+        last_seq = Room.objects.get(pk=session["room_id"]).last_seq
+        wait_until(
+            lambda: RoomReadMarker.objects.filter(room_id=session["room_id"], seq=last_seq).exists(),
+            message="the room page's script marks the room read",
+        )
         self.reply(console, "Hi Ann, Olga here. Let me check.")
         bubble = self.wait_visitor_sees(visitor, "Hi Ann, Olga here. Let me check.")
         self.assertEqual(bubble["name"], "Olga")
