@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from rooms import console
-from rooms.errors import RoomKitError
+from rooms.addresses import normalize_channel_address
+from rooms.errors import InvalidInput, RoomKitError
 from rooms.models import (
     APIToken,
     ChannelBinding,
@@ -98,8 +100,27 @@ class ParticipantAdmin(admin.ModelAdmin):
         return False  # their events would lose who said them
 
 
+class IdentityAddressForm(forms.ModelForm):
+    class Meta:
+        model = IdentityAddress
+        fields = ["channel_type", "address"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        channel_type, address = data.get("channel_type"), data.get("address")
+        if channel_type and address:
+            # Stored as the inbound path will look it up: E.164 on phone-number
+            # channel types (without a channel, no default region applies).
+            try:
+                data["address"] = normalize_channel_address(channel_type, {}, address.strip())
+            except InvalidInput as exc:
+                self.add_error("address", exc.message)
+        return data
+
+
 class IdentityAddressInline(admin.TabularInline):
     model = IdentityAddress
+    form = IdentityAddressForm
     extra = 1
 
 

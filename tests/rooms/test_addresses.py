@@ -104,3 +104,52 @@ class OutboundNormalizationTests(TestCase):
         with self.assertRaises(InvalidPhoneNumber):
             console_send_test_message(user=operator(), channel_id="sms", recipient="not-a-number!")
         self.assertEqual(Room.objects.count(), rooms_before)
+
+
+class IdentityAddressAdminTests(TestCase):
+    def test_an_identity_s_phone_address_is_stored_as_senders_are_looked_up(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        from rooms.models import Identity
+
+        admin_user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
+        self.client.force_login(admin_user)
+        form = {
+            "id": "ann",
+            "display_name": "Ann",
+            "metadata": "{}",
+            "addresses-TOTAL_FORMS": "2",
+            "addresses-INITIAL_FORMS": "0",
+            "addresses-0-channel_type": "sms",
+            "addresses-0-address": "+1 (555) 000-1234",
+            "addresses-1-channel_type": "email",
+            "addresses-1-address": "Ann@Example.com",
+        }
+        response = self.client.post("/admin/rooms/identity/add/", form)
+        self.assertEqual(response.status_code, 302, response.content[:2000])
+        identity = Identity.objects.get(display_name="Ann")
+        self.assertEqual(
+            sorted(identity.addresses.values_list("channel_type", "address")), [("email", "Ann@Example.com"), ("sms", "+15550001234")]
+        )
+        # And a message from that number, however written, is Ann's.
+        make_channel("sms-in", channel_type=ChannelType.SMS, provider="", config={"default_region": "US"})
+        result = send("sms-in", "(555) 000-1234", "hi")
+        self.assertEqual(Participant.objects.get(pk=result.event.source_participant_id).identity_id, identity.id)
+
+    def test_an_address_that_is_no_number_is_a_form_error(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        admin_user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
+        self.client.force_login(admin_user)
+        form = {
+            "id": "bob",
+            "display_name": "Bob",
+            "metadata": "{}",
+            "addresses-TOTAL_FORMS": "1",
+            "addresses-INITIAL_FORMS": "0",
+            "addresses-0-channel_type": "whatsapp",
+            "addresses-0-address": "not a number!",
+        }
+        response = self.client.post("/admin/rooms/identity/add/", form)
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "is not a phone number")
