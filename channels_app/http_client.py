@@ -30,14 +30,6 @@ def is_transient_status(status: int) -> bool:
     return status >= 500 or status in TRANSIENT_4XX
 
 
-def result_for_response(response: httpx.Response) -> tuple[bool, bool, float | None]:
-    """(ok, retryable, retry_after) for a vendor's HTTP answer."""
-    if 200 <= response.status_code < 300:
-        return True, False, None
-    # Never retry a 4xx (the request itself is wrong) except timeouts and throttling.
-    return False, is_transient_status(response.status_code), parse_retry_after(response.headers.get("Retry-After"))
-
-
 def failure_for_response(response: httpx.Response, *, detail: str | None = None) -> SendResult:
     """A failed send for a vendor's non-2xx answer.
 

@@ -78,7 +78,9 @@ class ChannelForm(_PolicyFields, forms.ModelForm):
             value = configured.get(section, {}).get(key)
             if value is not None:
                 self.initial[name] = value
-        if "config" in self.fields:
+        if "config" in self.fields and not registries.channel_config_errors(config):
+            # The fields hold the policy. A stored policy that is invalid stays in the JSON, where
+            # the operator sees it (and must move it to the fields to save): nothing is dropped unseen.
             self.initial["config"] = {k: v for k, v in config.items() if k not in POLICY_SECTIONS}
 
     def clean_new_secrets(self) -> dict[str, str]:

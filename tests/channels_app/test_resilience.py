@@ -282,6 +282,25 @@ class CircuitBreakerTests(OutboundTestCase):
         self.assertEqual(breaker_of("hook-out", config).state, "closed")
 
 
+    def test_a_probe_held_back_by_the_rate_limit_is_handed_on(self) -> None:
+        config = {
+            "retry": NO_RETRY,
+            "circuit_breaker": {"failure_threshold": 1, "recovery_timeout_seconds": 0.3},
+            "rate_limit": {"per_minute": 1},
+        }
+        self.server.default = (503, {}, {})
+        self.open_room(config)
+        self.send("opens the breaker and uses the minute's one send")
+        wait_for(lambda: breaker_of("hook-out", config).state == "half-open", what="half-open")
+
+        held = self.delivery_for(self.send("gets the probe, then waits for the window")["event_id"])
+
+        self.assertEqual((held.status, held.last_error), ("pending", "rate limited"))
+        state = breaker_of("hook-out", config)
+        self.assertEqual((state.state, state.probe_in_flight), ("half-open", False), "the probe is free for the next send")
+        self.assertEqual(len(self.server.requests), 1)
+
+
 class RateLimitTests(OutboundTestCase):
     def test_a_per_minute_limit_of_30_admits_30_then_holds(self) -> None:
         self.open_room({"rate_limit": {"per_minute": 30}})

@@ -144,6 +144,20 @@ class ChannelPolicyAdminTests(TestCase):
         self.assertIn('name="retry_max_retries" value="2"', html)
         self.assertIn("2 retries (3 attempts)", html)
 
+    def test_an_invalid_stored_policy_stays_visible_and_is_never_dropped_unseen(self) -> None:
+        stored = {"url": "http://x", "retry": {"max_retries": -5}}
+        Channel.objects.filter(pk="sms").update(config=stored)
+
+        html = self.root.get(PAGE).content.decode()
+        self.assertIn("&quot;max_retries&quot;: -5", html, "shown in the config JSON")
+        self.assertIn("4 retries (5 attempts)", html, "deliveries run under the defaults meanwhile")
+        data = form_data()
+        data["config"] = '{"url": "http://x", "retry": {"max_retries": -5}}'
+        response = csrf_post(self.root, PAGE, data)
+
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(Channel.objects.get(pk="sms").config, stored)
+
     def test_the_page_shows_the_breaker_open_then_half_open(self) -> None:
         csrf_post(
             self.root,
