@@ -28,14 +28,15 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
-from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.storage import MemoryStorage, RedisStorage
-from limits.strategies import MovingWindowRateLimiter
 
 from channels_app.delivery_policy import CircuitBreakerPolicy, RateLimitPolicy
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.strategies import MovingWindowRateLimiter
 
 # Longer than any send may take (the HTTP client gives up after its timeout),
 # so a probe still in flight is never mistaken for a lost one.
@@ -237,8 +238,13 @@ def breaker_state(channel_id: str, policy: CircuitBreakerPolicy) -> BreakerState
 # --- rate limits --------------------------------------------------------------------------
 
 
+# ``limits`` is imported on first use: it costs ~0.2 s at start-up, and most processes
+# (web servers, channels with no limit) never need it.
 @lru_cache(maxsize=4)
 def _limiter(redis_url: str) -> MovingWindowRateLimiter:
+    from limits.storage import MemoryStorage, RedisStorage
+    from limits.strategies import MovingWindowRateLimiter
+
     if redis_url:
         storage = RedisStorage(redis_url, key_prefix=_RATE_PREFIX, socket_timeout=5)
     else:
@@ -247,6 +253,8 @@ def _limiter(redis_url: str) -> MovingWindowRateLimiter:
 
 
 def _items(policy: RateLimitPolicy) -> list[RateLimitItem]:
+    from limits import RateLimitItemPerSecond
+
     return [RateLimitItemPerSecond(w.amount, w.seconds, namespace="rk") for w in policy.windows()]
 
 
@@ -282,13 +290,13 @@ def rate_limit_acquire(channel_id: str, policy: RateLimitPolicy) -> float:
 
 
 def reset_all() -> None:
-    """Forget every breaker and rate window (tests; an operator's 'start afresh')."""
+    """Forget every breaker and rate window (tests)."""
     with _lock:
         _breakers.clear()
-    _limiter("").storage.reset()
+    if _limiter.cache_info().currsize:
+        _limiter("").storage.reset()
     if settings.REDIS_URL:
         r = _redis(settings.REDIS_URL)
-        keys = list(r.scan_iter(_KEY_PREFIX + "*"))
+        keys = list(r.scan_iter(_KEY_PREFIX + "*")) + list(r.scan_iter(_RATE_PREFIX + ":*"))
         if keys:
             r.delete(*keys)
-        _limiter(settings.REDIS_URL).storage.reset()
