@@ -116,13 +116,17 @@ _UNITS = {"per_second": 1, "per_minute": 60, "per_hour": 3600}
 
 
 class RateLimitPolicy(BaseModel):
-    """Send budgets; every limit that is set applies (a moving window each)."""
+    """Send budgets; every limit that is set applies (a moving window each).
+
+    A moving window keeps one timestamp per send it admitted, so a window holds
+    at most 100,000 (10,000 per second): a faster budget is no limit in practice.
+    """
 
     model_config = _STRICT
 
-    per_second: float | None = Field(None, gt=0, le=100_000, validation_alias=AliasChoices("per_second", "max_per_second"))
-    per_minute: float | None = Field(None, gt=0, le=6_000_000, validation_alias=AliasChoices("per_minute", "max_per_minute"))
-    per_hour: float | None = Field(None, gt=0, le=360_000_000, validation_alias=AliasChoices("per_hour", "max_per_hour"))
+    per_second: float | None = Field(None, gt=0, le=10_000, validation_alias=AliasChoices("per_second", "max_per_second"))
+    per_minute: float | None = Field(None, gt=0, le=100_000, validation_alias=AliasChoices("per_minute", "max_per_minute"))
+    per_hour: float | None = Field(None, gt=0, le=100_000, validation_alias=AliasChoices("per_hour", "max_per_hour"))
 
     @field_validator("per_second", "per_minute", "per_hour")
     @classmethod

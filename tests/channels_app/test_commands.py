@@ -201,6 +201,10 @@ class AddChannelDeliveryPolicyTests(TestCase):
             "section not an object": ({"rate_limit": 5}, "rate_limit: must be a JSON object"),
             "two different counts": ({"retry": {"max_retries": 2, "max_attempts": 5}}, "retry:"),
             "rate too small": ({"rate_limit": {"per_hour": 0.0001}}, "below one per 7 days"),
+            "rate too large": (
+                {"rate_limit": {"per_hour": 200_000}},
+                "rate_limit.per_hour: Input should be less than or equal to 100000",
+            ),
         }
         for label, (config, expected) in cases.items():
             with self.subTest(label):
