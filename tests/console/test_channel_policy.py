@@ -61,7 +61,7 @@ class ChannelPolicyAdminTests(TestCase):
         self.assertIn("no limit", html)
         self.assertIn("closed, 0 consecutive failure(s)", html)
 
-    def test_a_superuser_sets_the_policy_and_deliveries_run_under_it(self) -> None:
+    def test_a_superuser_sets_the_policy_and_the_page_shows_it_in_effect(self) -> None:
         response = csrf_post(
             self.root,
             PAGE,
