@@ -19,7 +19,6 @@ answers, and ``stream_end`` names its event.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from agents.selectors import PipelineInfo, agent_for_run, pipeline_for, room_age
 from agents.statements import ClaimedGeneration, claim_generation
 from agents.tools import Tool, ToolContext, get_tool, run_tool_calls
 from rooms import realtime
+from rooms.backoff import retry_delay
 from rooms.enums import Direction, EventStatus, RoomStatus
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import Observation, RoomEvent
@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 HANDOFF_TOOL = "handoff_conversation"
 SKILL_TOOL = "activate_skill"
 CANCEL_WORDS = frozenset({"stop", "cancel", "never mind", "nevermind", "forget it", "abort"})
+# No retry of a provider call waits longer than this: not the backoff with its jitter, not a Retry-After.
 MAX_BACKOFF_SECONDS = 10.0
 
 
@@ -194,7 +195,10 @@ class ProviderChain:
                     if not exc.retryable:
                         break
                     if attempt < self.max_retries:
-                        delay = min(MAX_BACKOFF_SECONDS, self.base_delay * (2**attempt)) * random.uniform(0.5, 1.5)
+                        # The same rule as deliveries: jittered backoff or the vendor's Retry-After, never above the cap.
+                        delay = retry_delay(
+                            attempt + 1, base=self.base_delay, maximum=MAX_BACKOFF_SECONDS, retry_after=exc.retry_after
+                        )
                         sleep(delay)
                     continue
                 stream.commit_round()

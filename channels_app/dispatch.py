@@ -14,8 +14,11 @@ def _dispatch(delivery_ids: list[int]) -> None:
 
 
 def register() -> None:
+    from channels_app.delivery_policy import delivery_policy_errors
     from channels_app.providers import register_provider
     from channels_app.providers.http import HTTPWebhookProvider
+    from channels_app.selectors import channel_policy_report
 
     registries.set_delivery_dispatcher(_dispatch)
+    registries.set_channel_policy_handlers(validator=delivery_policy_errors, reporter=channel_policy_report)
     register_provider("http", HTTPWebhookProvider)

@@ -9,7 +9,6 @@ same task id never send twice; a worker that dies mid-send leaves the row in
 from __future__ import annotations
 
 import logging
-import random
 from datetime import timedelta
 
 from django.db import transaction
@@ -17,7 +16,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from channels_app import resilience
+from channels_app.delivery_policy import DeliveryPolicy, RetryPolicy, channel_delivery_policy
 from channels_app.providers import SendResult, StatusUpdate, get_provider
+from rooms.backoff import retry_delay
 from rooms.enums import DeliveryStatus
 from rooms.errors import Conflict, NotFound
 from rooms.hooks import HookTrigger
@@ -26,7 +27,6 @@ from rooms.task_queue import enqueue
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RETRY = {"max_attempts": 5, "base_delay_seconds": 1.0, "max_delay_seconds": 300.0}
 STUCK_SENDING_AFTER = timedelta(minutes=5)
 CHANNEL_DISABLED_RECHECK_SECONDS = 60.0
 _FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.DEAD, DeliveryStatus.FAILED)
@@ -40,14 +40,21 @@ _RANK = {
 }
 
 
-def retry_policy(channel: Channel) -> dict:
-    return {**DEFAULT_RETRY, **(channel.config.get("retry") or {})}
+def delivery_policy(channel: Channel) -> DeliveryPolicy:
+    """The retry, breaker and rate-limit policy the channel's deliveries run under."""
+    return channel_delivery_policy(channel.config)
 
 
-def backoff_seconds(attempt: int, policy: dict) -> float:
-    """Exponential backoff with full jitter, capped."""
-    ceiling = min(policy["max_delay_seconds"], policy["base_delay_seconds"] * (2 ** max(attempt - 1, 0)))
-    return random.uniform(ceiling / 2, ceiling)
+def backoff_seconds(attempt: int, policy: RetryPolicy, retry_after: float | None = None) -> float:
+    """Delay before the retry that follows attempt ``attempt``: the vendor's Retry-After or
+    exponential backoff with jitter, never above the policy's ``max_delay_seconds``."""
+    return retry_delay(
+        attempt,
+        base=policy.base_delay_seconds,
+        maximum=policy.max_delay_seconds,
+        multiplier=policy.multiplier,
+        retry_after=retry_after,
+    )
 
 
 def _schedule(delivery_id: int, delay: float) -> None:
@@ -63,7 +70,12 @@ def _fire_status(delivery_id: int) -> None:
 
 
 def delivery_attempt(*, delivery_id: int) -> str:
-    """Try to send one delivery now. Returns the status it ends in."""
+    """Try to send one delivery now. Returns the status it ends in.
+
+    A disabled channel, an open circuit breaker (or a half-open one whose probe
+    another worker holds) and a full rate-limit window defer the row: that is
+    not an attempt, and it comes back when the wait is over.
+    """
     now = timezone.now()
     claimed = Delivery.objects.filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
@@ -74,28 +86,34 @@ def delivery_attempt(*, delivery_id: int) -> str:
         return "skipped"
     delivery = Delivery.objects.select_related("channel", "event").get(pk=delivery_id)
     channel = delivery.channel
-    policy = retry_policy(channel)
+    policy = delivery_policy(channel)
 
     if not channel.enabled:
         # An operator switched the channel off: hold its outbox, lose nothing.
         return _defer(delivery_id, now, CHANNEL_DISABLED_RECHECK_SECONDS, "channel disabled")
-    wait = resilience.rate_limit_wait(channel.id, (channel.config.get("rate_limit") or {}).get("per_second"))
+    # The breaker first: an open one costs no rate-limit budget.
+    gate = resilience.breaker_allow(channel.id, policy.circuit_breaker)
+    if not gate.allowed:
+        return _defer(delivery_id, now, gate.wait, gate.reason)
+    wait = resilience.rate_limit_acquire(channel.id, policy.rate_limit)
     if wait > 0:
+        if gate.probe_token:
+            # Hand the half-open probe on rather than hold it through the wait.
+            resilience.breaker_record(channel.id, policy.circuit_breaker, "neutral", probe_token=gate.probe_token)
         return _defer(delivery_id, now, wait, "rate limited")
-    if not resilience.breaker_allows(channel.id):
-        return _defer(delivery_id, now, resilience.COOLDOWN_SECONDS, "circuit open")
 
     provider = get_provider(channel.provider)
     if provider is None:
-        result = SendResult(False, error=f"no provider named '{channel.provider}'", retryable=False)
+        result = SendResult(False, error=f"no provider named '{channel.provider}'", retryable=False, counts_against_breaker=False)
     else:
         try:
             result = provider.send(channel, delivery)
         except Exception as exc:  # an adapter bug must not strand the row in 'sending'
             logger.exception("provider %s raised while sending delivery %s", channel.provider, delivery_id)
             result = SendResult(False, error=f"{type(exc).__name__}: {exc}", retryable=True)
-    resilience.breaker_record(channel.id, result.ok)
-    return _settle(delivery, result, policy)
+    outcome = "success" if result.ok else ("failure" if result.sick else "neutral")
+    resilience.breaker_record(channel.id, policy.circuit_breaker, outcome, probe_token=gate.probe_token)
+    return _settle(delivery, result, policy.retry)
 
 
 def _defer(delivery_id: int, now, delay: float, reason: str) -> str:
@@ -110,7 +128,7 @@ def _defer(delivery_id: int, now, delay: float, reason: str) -> str:
     return DeliveryStatus.PENDING
 
 
-def _settle(delivery: Delivery, result: SendResult, policy: dict) -> str:
+def _settle(delivery: Delivery, result: SendResult, policy: RetryPolicy) -> str:
     now = timezone.now()
     if result.ok:
         status = DeliveryStatus.SENT
@@ -122,9 +140,9 @@ def _settle(delivery: Delivery, result: SendResult, policy: dict) -> str:
             next_attempt_at=None,
             updated_at=now,
         )
-    elif result.retryable and delivery.attempts < policy["max_attempts"]:
+    elif result.retryable and delivery.attempts <= policy.max_retries:
         status = DeliveryStatus.PENDING
-        delay = result.retry_after or backoff_seconds(delivery.attempts, policy)
+        delay = backoff_seconds(delivery.attempts, policy, result.retry_after)
         Delivery.objects.filter(pk=delivery.pk).update(
             status=status,
             last_error=result.error[:2000],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils.text import slugify
 
+from channels_app.delivery_policy import parse_delivery_policy
 from channels_app.providers import get_provider, provider_names
 from rooms.enums import ChannelCategory, ChannelType
 from rooms.errors import InvalidInput
@@ -25,6 +26,9 @@ def channel_upsert(
 ) -> tuple[Channel, bool]:
     """Create or update a channel. ``config`` replaces; ``secrets`` are merged, encrypted.
 
+    The config's delivery policy (``retry``, ``circuit_breaker``, ``rate_limit``)
+    is validated first; a bad value raises ``InvalidInput`` and nothing is saved.
+
     ``provider``, ``config`` and ``name`` left as None keep their current values
     on update, so rotating a secret cannot silently unhook a channel's adapter.
     """
@@ -36,6 +40,8 @@ def channel_upsert(
         raise InvalidInput(f"unknown provider '{provider}'; one of: {', '.join(provider_names())}")
     if config is not None and not isinstance(config, dict):
         raise InvalidInput("config must be a JSON object")
+    if config is not None:
+        parse_delivery_policy(config)  # retry / circuit_breaker / rate_limit: refused with the bad key named
     category = category or (ChannelCategory.INTELLIGENCE if channel_type in _INTELLIGENCE_TYPES else ChannelCategory.TRANSPORT)
     with transaction.atomic():
         channel = Channel.objects.select_for_update().filter(pk=channel_id).first()

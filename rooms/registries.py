@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +39,29 @@ def register_intelligence_handler(channel_type: str, fn: IntelligenceHandler) ->
 
 def intelligence_handler(channel_type: str) -> IntelligenceHandler | None:
     return _intelligence_handlers.get(channel_type)
+
+
+# --- a transport channel's delivery policy (retry, circuit breaker, rate limits) ---------------
+# Owned by channels_app; the channel admin (in rooms) validates and shows it through these.
+
+ChannelConfigValidator = Callable[[dict], list[tuple[str, str]]]  # config -> [(path, message)], empty when valid
+ChannelPolicyReporter = Callable[[Any], dict[str, Any]]  # channel -> {"configured", "effective", "breaker"}
+
+_channel_config_validator: ChannelConfigValidator | None = None
+_channel_policy_reporter: ChannelPolicyReporter | None = None
+
+
+def set_channel_policy_handlers(*, validator: ChannelConfigValidator, reporter: ChannelPolicyReporter) -> None:
+    global _channel_config_validator, _channel_policy_reporter
+    _channel_config_validator = validator
+    _channel_policy_reporter = reporter
+
+
+def channel_config_errors(config: dict) -> list[tuple[str, str]]:
+    """What is wrong with a channel config's delivery policy, as ``(path, message)`` pairs."""
+    return _channel_config_validator(config) if _channel_config_validator else []
+
+
+def channel_policy_report(channel: Any) -> dict[str, Any] | None:
+    """The channel's configured and effective delivery policy and its breaker's state, if known."""
+    return _channel_policy_reporter(channel) if _channel_policy_reporter else None

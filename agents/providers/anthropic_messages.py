@@ -20,6 +20,7 @@ from agents.providers.base import (
     retryable_status,
 )
 from agents.providers.openai_chat import parse_arguments
+from rooms.backoff import parse_retry_after
 
 
 def _client(api_key: str, base_url: str | None, timeout: float) -> anthropic.Anthropic:
@@ -138,7 +139,10 @@ def _mapped(exc: Exception) -> ProviderError:
             # (overloaded, internal error), which another attempt may not.
             return ProviderError(f"error event mid-stream: {exc.message}", retryable=True)
         return ProviderError(
-            f"{exc.status_code}: {exc.message}", retryable=retryable_status(exc.status_code), status=exc.status_code
+            f"{exc.status_code}: {exc.message}",
+            retryable=retryable_status(exc.status_code),
+            status=exc.status_code,
+            retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
         )
     if isinstance(exc, anthropic.APIConnectionError):
         return ProviderError(f"connection failed: {exc}", retryable=True)

@@ -83,10 +83,12 @@ class AIResponse:
 class ProviderError(Exception):
     """A provider call failed; ``retryable`` when the same call may succeed later."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        # Seconds the vendor asked us to wait (its Retry-After header), if it said.
+        self.retry_after = retry_after
 
 
 class ProviderTimeout(ProviderError):

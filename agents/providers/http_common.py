@@ -10,6 +10,7 @@ import httpx
 from httpx_sse import EventSource
 
 from agents.providers.base import ProviderError, ProviderTimeout, cached_client, retryable_status
+from rooms.backoff import parse_retry_after
 
 
 def http_client(timeout: float) -> httpx.Client:
@@ -33,6 +34,7 @@ def check_status(response: httpx.Response) -> None:
             f"{response.status_code}: {response.text[:500]}",
             retryable=retryable_status(response.status_code),
             status=response.status_code,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
         )
 
 

@@ -24,6 +24,7 @@ from agents.providers.base import (
     retryable_status,
 )
 from agents.providers.http_common import sse_json
+from rooms.backoff import parse_retry_after
 
 # --- keeping the connection after a stream ------------------------------------------------
 #
@@ -249,7 +250,10 @@ def _mapped(exc: Exception) -> ProviderError:
         return ProviderTimeout(str(exc))
     if isinstance(exc, openai.APIStatusError):
         return ProviderError(
-            f"{exc.status_code}: {exc.message}", retryable=retryable_status(exc.status_code), status=exc.status_code
+            f"{exc.status_code}: {exc.message}",
+            retryable=retryable_status(exc.status_code),
+            status=exc.status_code,
+            retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
         )
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError(f"connection failed: {exc}", retryable=True)

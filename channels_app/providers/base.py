@@ -14,6 +14,16 @@ from rooms.models import Channel, Delivery
 
 @dataclass
 class SendResult:
+    """How one send ended, classified by the adapter that knows its vendor.
+
+    Two questions about a failure: may the same send succeed later
+    (``retryable``), and does it say the vendor or the network is sick
+    (``sick``, which counts toward the channel's circuit breaker)? By default
+    the answers go together: a network error, a timeout, a 5xx, 408 or 429 is
+    both; a permanent 4xx for one bad recipient is neither. An adapter whose
+    vendor says otherwise sets ``counts_against_breaker`` explicitly.
+    """
+
     ok: bool
     provider_message_id: str = ""
     error: str = ""
@@ -21,6 +31,17 @@ class SendResult:
     retryable: bool = True
     # Seconds the provider asked us to wait (Retry-After), if any.
     retry_after: float | None = None
+    # None: follow ``retryable``. True/False: this failure does / does not count toward the breaker.
+    counts_against_breaker: bool | None = None
+
+    @property
+    def sick(self) -> bool:
+        """Whether this failure says the vendor or the network is unwell (counts toward the breaker)."""
+        if self.ok:
+            return False
+        if self.counts_against_breaker is not None:
+            return self.counts_against_breaker
+        return self.retryable
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from channels_app.http_client import http_client, result_for_response
+from channels_app.http_client import failure_for_exception, failure_for_response, http_client
 from channels_app.providers.base import InboundParse, SendResult, StatusUpdate
 from channels_app.signing import SIGNATURE_HEADER, sign, verify
 from rooms.content import content_text
@@ -108,7 +108,8 @@ class HTTPWebhookProvider:
     def send(self, channel: Channel, delivery: Delivery) -> SendResult:
         url = channel.config.get("url")
         if not url:
-            return SendResult(False, error="channel has no 'url' configured", retryable=False)
+            # Our configuration, not the vendor's health: fail, do not count toward the breaker.
+            return SendResult(False, error="channel has no 'url' configured", retryable=False, counts_against_breaker=False)
         event = delivery.event
         body = json.dumps(
             {
@@ -130,12 +131,9 @@ class HTTPWebhookProvider:
                 url, content=body, headers=headers, timeout=float(channel.config.get("timeout_seconds", 10))
             )
         except httpx.HTTPError as exc:
-            return SendResult(False, error=f"{type(exc).__name__}: {exc}", retryable=True)
-        ok, retryable, retry_after = result_for_response(response)
-        if not ok:
-            return SendResult(
-                False, error=f"HTTP {response.status_code}: {response.text[:300]}", retryable=retryable, retry_after=retry_after
-            )
+            return failure_for_exception(exc)
+        if not 200 <= response.status_code < 300:
+            return failure_for_response(response)
         pmid = ""
         try:
             reply = response.json()

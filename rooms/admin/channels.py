@@ -13,13 +13,51 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from rooms import registries
 from rooms.console import console_send_test_message
 from rooms.errors import RoomKitError
 from rooms.models import Channel
 
+# The delivery policy's knobs as form fields: (config section, key) -> field. Blank = the default
+# (the page shows the effective policy); the sections are validated by channels_app.
+_POLICY_FIELDS: dict[str, tuple[str, str, forms.Field]] = {
+    "retry_max_retries": ("retry", "max_retries", forms.IntegerField(min_value=0, help_text="after the first attempt")),
+    "retry_base_delay_seconds": ("retry", "base_delay_seconds", forms.FloatField(help_text="seconds before the first retry")),
+    "retry_max_delay_seconds": (
+        "retry",
+        "max_delay_seconds",
+        forms.FloatField(help_text="seconds; no retry waits longer, jitter and Retry-After included"),
+    ),
+    "retry_multiplier": ("retry", "multiplier", forms.FloatField(min_value=1, help_text="delay growth per retry")),
+    "circuit_breaker_failure_threshold": (
+        "circuit_breaker",
+        "failure_threshold",
+        forms.IntegerField(min_value=1, help_text="consecutive network/5xx/408/429 failures that open the breaker"),
+    ),
+    "circuit_breaker_recovery_timeout_seconds": (
+        "circuit_breaker",
+        "recovery_timeout_seconds",
+        forms.FloatField(help_text="seconds open, then exactly one probe"),
+    ),
+    "rate_limit_per_second": ("rate_limit", "per_second", forms.FloatField(help_text="sends; any positive number, e.g. 0.2")),
+    "rate_limit_per_minute": ("rate_limit", "per_minute", forms.FloatField(help_text="sends")),
+    "rate_limit_per_hour": ("rate_limit", "per_hour", forms.FloatField(help_text="sends")),
+}
+POLICY_SECTIONS = ("retry", "circuit_breaker", "rate_limit")
+for _section, _key, _field in _POLICY_FIELDS.values():
+    _field.required = False  # blank: the default
 
-class ChannelForm(forms.ModelForm):
-    """Secrets are write-only: the form shows their names, never their values."""
+# Declared as a form class so the admin lists the fields like any other.
+_PolicyFields = type("_PolicyFields", (forms.Form,), {name: field for name, (_, _, field) in _POLICY_FIELDS.items()})
+
+
+class ChannelForm(_PolicyFields, forms.ModelForm):
+    """Secrets are write-only: the form shows their names, never their values.
+
+    The delivery policy (``config["retry"]``, ``["circuit_breaker"]``,
+    ``["rate_limit"]``) is edited with its own fields, not in the config JSON,
+    which shows the rest of the config.
+    """
 
     new_secrets = forms.CharField(
         required=False,
@@ -30,6 +68,20 @@ class ChannelForm(forms.ModelForm):
     class Meta:
         model = Channel
         fields = ["id", "name", "channel_type", "category", "provider", "config", "capabilities", "creates_rooms", "enabled"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        config = self.instance.config if isinstance(self.instance.config, dict) else {}
+        report = registries.channel_policy_report(self.instance) if self.instance.pk else None
+        configured = (report or {}).get("configured") or {}
+        for name, (section, key, _) in _POLICY_FIELDS.items():
+            value = configured.get(section, {}).get(key)
+            if value is not None:
+                self.initial[name] = value
+        if "config" in self.fields and not registries.channel_config_errors(config):
+            # The fields hold the policy. A stored policy that is invalid stays in the JSON, where
+            # the operator sees it (and must move it to the fields to save): nothing is dropped unseen.
+            self.initial["config"] = {k: v for k, v in config.items() if k not in POLICY_SECTIONS}
 
     def clean_new_secrets(self) -> dict[str, str]:
         raw = self.cleaned_data.get("new_secrets", "").strip()
@@ -42,6 +94,33 @@ class ChannelForm(forms.ModelForm):
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise forms.ValidationError("a JSON object of strings is expected")
         return data
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "config" not in self.fields:
+            return cleaned
+        config = cleaned.get("config")
+        if config is None and "config" in self.errors:
+            return cleaned
+        if not isinstance(config, dict):
+            self.add_error("config", "a JSON object is expected")
+            return cleaned
+        mixed = [k for k in POLICY_SECTIONS if k in config]
+        if mixed:
+            self.add_error("config", f"set {', '.join(mixed)} with the delivery policy fields, not in the config JSON")
+            return cleaned
+        sections: dict[str, dict[str, Any]] = {}
+        for name, (section, key, _) in _POLICY_FIELDS.items():
+            value = cleaned.get(name)
+            if value is not None:
+                sections.setdefault(section, {})[key] = value
+        config = {**config, **sections}
+        by_path = {f"{section}.{key}": name for name, (section, key, _) in _POLICY_FIELDS.items()}
+        for path, message in registries.channel_config_errors(config):
+            field = by_path.get(path)
+            self.add_error(field, message if field else f"{path}: {message}")
+        cleaned["config"] = config
+        return cleaned
 
     def save(self, commit: bool = True) -> Channel:
         channel = super().save(commit=False)
@@ -71,7 +150,7 @@ class ChannelAdmin(admin.ModelAdmin):
     actions = ["send_test_message"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> list[str]:
-        fields = ["webhook"]
+        fields = ["webhook", "delivery_policy"]
         if request.user.is_superuser:
             fields.append("configured_secrets")
         return fields
@@ -79,9 +158,49 @@ class ChannelAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Channel | None = None) -> list[str]:
         fields = list(super().get_fields(request, obj))
         if not request.user.is_superuser:
-            # Which secrets are set is itself configuration: superusers only.
-            fields = [f for f in fields if f not in ("new_secrets", "configured_secrets")]
+            # Which secrets are set is itself configuration: superusers only. Others read
+            # the effective delivery policy, not the form that edits it.
+            hidden = {"new_secrets", "configured_secrets", *_POLICY_FIELDS}
+            fields = [f for f in fields if f not in hidden]
         return fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Channel | None = None) -> list[tuple[str | None, dict[str, Any]]]:
+        fields = self.get_fields(request, obj)
+        policy = [f for f in fields if f in _POLICY_FIELDS or f == "delivery_policy"]
+        return [
+            (None, {"fields": [f for f in fields if f not in policy]}),
+            (
+                "Delivery policy: retry, circuit breaker, rate limits",
+                {
+                    "fields": policy,
+                    "description": "Blank fields use the defaults. All rate limits that are set apply together.",
+                },
+            ),
+        ]
+
+    @admin.display(description="Effective policy and breaker")
+    def delivery_policy(self, obj: Channel | None) -> str:
+        if obj is None or not obj.pk:
+            return "—"
+        report = registries.channel_policy_report(obj)
+        if report is None:
+            return "—"
+        breaker = report["breaker"]
+        state = f"{breaker['state']}, {breaker['failures']} consecutive failure(s)"
+        if breaker["opened_at"]:
+            state += f", opened at {breaker['opened_at']}"
+        if breaker["probe_in_flight"]:
+            state += ", probe in flight"
+        effective = report["effective"]
+        return format_html(
+            '<dl class="rk-delivery-policy">'
+            "<dt>Retry</dt><dd>{}</dd><dt>Circuit breaker</dt><dd>{}</dd>"
+            '<dt>Breaker now</dt><dd class="rk-breaker-state">{}</dd><dt>Rate limits</dt><dd>{}</dd></dl>',
+            effective["retry"],
+            effective["circuit_breaker"],
+            state,
+            effective["rate_limit"],
+        )
 
     @admin.display(description="Secrets set")
     def configured_secrets(self, obj: Channel) -> str:

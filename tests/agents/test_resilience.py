@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from django.test import TransactionTestCase
+import time
+from email.utils import formatdate
 
+from django.test import TestCase, TransactionTestCase
+
+from agents.generation import MAX_BACKOFF_SECONDS, GenerationFailed, RoomStream, provider_chain
 from agents.models import GenerationStatus
+from agents.providers.base import AIRequest, ChatMessage
 from rooms.models import Observation
 from tests.agents.fakes import FakeAnthropicServer, FakeOpenAIServer, Turn
 from tests.agents.helpers import agent_replies, last_generation, make_agent, open_room, say_in
+from tests.support import FakeHTTPServer
 
 
 class ResilienceTests(TransactionTestCase):
@@ -108,3 +114,55 @@ class SweeperTests(TransactionTestCase):
         gen.refresh_from_db()
         self.assertEqual(gen.status, GenerationStatus.DONE)
         self.assertEqual(len(agent_replies(room_id)), 1)  # the reply's idempotency key kept it single
+
+
+class RetryTimingTests(TestCase):
+    """How long the engine waits between attempts: the provider chain's ``sleep`` records it
+    (the real provider, SDK and HTTP run; only the waiting itself is not done)."""
+
+    def run_chain(self, agent_id: str, **agent_fields) -> list[float]:
+        chain = provider_chain(make_agent(agent_id, **agent_fields))
+        request = AIRequest("You help.", [ChatMessage("user", "hello")], agent_fields.get("model", "m"))
+        delays: list[float] = []
+        with self.assertRaises(GenerationFailed):
+            chain.stream(request, RoomStream("room-x", "stream-x", agent_id), sleep=delays.append)
+        return delays
+
+    def test_backoff_jitter_never_exceeds_the_cap(self) -> None:
+        # Base 8 s doubles past the 10 s cap at once: before the fix, jitter of ±50 % around
+        # the cap waited up to 15 s.
+        with FakeOpenAIServer(default=Turn(status=500)) as server:
+            delays = self.run_chain(
+                "jittery", provider="openai", base_url=server.base_url, max_retries=30, retry_base_delay_seconds=8
+            )
+        self.assertEqual(len(server.requests), 31)
+        self.assertEqual(len(delays), 30)
+        self.assertLessEqual(max(delays), MAX_BACKOFF_SECONDS)
+        self.assertGreaterEqual(delays[0], 4.0)
+        self.assertGreaterEqual(min(delays[1:]), MAX_BACKOFF_SECONDS / 2)
+
+    def test_retry_after_in_both_forms_is_honoured_and_capped_openai(self) -> None:
+        self.assert_retry_after_honoured("openai", "/v1")
+
+    def test_retry_after_in_both_forms_is_honoured_and_capped_anthropic(self) -> None:
+        self.assert_retry_after_honoured("anthropic", "")
+
+    def assert_retry_after_honoured(self, provider: str, path: str) -> None:
+        error = {"error": {"message": "slow down", "type": "rate_limit_error"}, "type": "error"}
+        # Answers made when each request arrives, so an HTTP-date is 6 s (or an hour) ahead of then.
+        answers = [
+            lambda: (429, error, {"Retry-After": "3"}),
+            lambda: (503, error, {"Retry-After": formatdate(time.time() + 6, usegmt=True)}),
+            lambda: (429, error, {"Retry-After": "120"}),
+            lambda: (503, error, {"Retry-After": formatdate(time.time() + 3600, usegmt=True)}),
+        ]
+        with FakeHTTPServer(default=(500, error, {})) as server:
+            server.handler = lambda req: answers.pop(0)() if answers else server.default
+            delays = self.run_chain(
+                f"{provider}-agent", provider=provider, base_url=server.url + path, max_retries=4, retry_base_delay_seconds=0.01
+            )
+        self.assertEqual(len(server.requests), 5)
+        self.assertEqual(delays[0], 3.0)
+        self.assertGreater(delays[1], 4.0)
+        self.assertLessEqual(delays[1], 6.0)
+        self.assertEqual(delays[2:], [MAX_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS])

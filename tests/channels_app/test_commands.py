@@ -174,6 +174,55 @@ class AddChannelTests(TestCase):
         self.assertEqual((channel.provider, channel.get_secret("signing_secret")), ("http", "one"))
 
 
+class AddChannelDeliveryPolicyTests(TestCase):
+    POLICY = {
+        "retry": {"max_retries": 6, "base_delay_seconds": 0.5, "max_delay_seconds": 20, "multiplier": 3},
+        "circuit_breaker": {"failure_threshold": 3, "recovery_timeout_seconds": 45},
+        "rate_limit": {"per_second": 0.2, "per_minute": 10, "per_hour": 100},
+    }
+
+    def test_a_full_policy_is_accepted_and_stored_as_given(self) -> None:
+        config = {"url": "http://127.0.0.1:9/hook", **self.POLICY}
+
+        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(config))
+
+        self.assertEqual(Channel.objects.get(pk="crm").config, config)
+
+    def test_bad_policy_values_are_refused_naming_the_key_and_nothing_is_written(self) -> None:
+        cases = {
+            "negative rate": ({"rate_limit": {"per_minute": -1}}, "rate_limit.per_minute"),
+            "zero threshold": ({"circuit_breaker": {"failure_threshold": 0}}, "circuit_breaker.failure_threshold"),
+            "unknown key": ({"retry": {"max_retry": 3}}, "retry.max_retry: unknown key"),
+            "a string number": ({"retry": {"max_delay_seconds": "60"}}, "retry.max_delay_seconds"),
+            "base above max": (
+                {"retry": {"base_delay_seconds": 90, "max_delay_seconds": 60}},
+                "base_delay_seconds must not exceed",
+            ),
+            "section not an object": ({"rate_limit": 5}, "rate_limit: must be a JSON object"),
+            "two different counts": ({"retry": {"max_retries": 2, "max_attempts": 5}}, "retry:"),
+            "rate too small": ({"rate_limit": {"per_hour": 0.0001}}, "below one per 7 days"),
+            "rate too large": (
+                {"rate_limit": {"per_hour": 200_000}},
+                "rate_limit.per_hour: Input should be less than or equal to 100000",
+            ),
+        }
+        for label, (config, expected) in cases.items():
+            with self.subTest(label):
+                with self.assertRaises(CommandError) as raised:
+                    run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(config))
+                self.assertIn("invalid delivery policy", str(raised.exception))
+                self.assertIn(expected, str(raised.exception))
+                self.assertFalse(Channel.objects.exists())
+
+    def test_a_refused_policy_leaves_the_channel_as_it_was(self) -> None:
+        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(self.POLICY))
+
+        with self.assertRaises(CommandError):
+            run("add_channel", "crm", "--type", "webhook", "--config", '{"rate_limit": {"per_second": 0}}')
+
+        self.assertEqual(Channel.objects.get(pk="crm").config, self.POLICY)
+
+
 class SimulateInboundTests(TestCase):
     def setUp(self) -> None:
         make_channel("sms-demo", channel_type="sms", provider="")
