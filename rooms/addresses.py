@@ -19,6 +19,7 @@ person typed it, an Observation where a vendor sent it (the message is kept).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import NumberParseException, ValidationResult
@@ -45,6 +46,12 @@ def normalize_phone_address(raw: str, *, default_region: str | None = None) -> s
     international number (how WhatsApp and several SMS vendors send them).
     Raises ``InvalidPhoneNumber`` for anything else.
     """
+    return _normalize(raw, default_region)
+
+
+# A sender writes many messages and a parse costs ~70 µs: answers are kept.
+@lru_cache(maxsize=8192)
+def _normalize(raw: str, default_region: str | None) -> str:
     text = _SCHEME.sub("", (raw or "").strip())
     number = _parse(text, default_region, explicit=text.startswith("+"))
     if number is None and not text.startswith("+") and not default_region:
