@@ -418,25 +418,9 @@ MAX_HELD_FRAMES = 10_000
 # process: a channel layer dropping or badly delaying event frames shows here
 # and in the log.
 stats = {"recovered_events": 0, "gaps_given_up": 0}
-_last_recovery_log = 0.0
+# A hub logs its recoveries at most this often (a struggling layer would
+# otherwise log a line per gap).
 RECOVERY_LOG_INTERVAL = 10.0
-
-
-def _note_recovered(room_id: str, count: int, after_seq: int, through_seq: int) -> None:
-    global _last_recovery_log
-    stats["recovered_events"] += count
-    now = time.monotonic()
-    if now - _last_recovery_log >= RECOVERY_LOG_INTERVAL:
-        _last_recovery_log = now
-        logger.warning(
-            "room %s: event frames in seqs %s..%s did not arrive in time; %s sent from the database "
-            "(%s so far in this process)",
-            room_id,
-            after_seq + 1,
-            through_seq,
-            count,
-            stats["recovered_events"],
-        )
 
 
 class RoomHub:
@@ -467,6 +451,8 @@ class RoomHub:
         self._gap_timer: asyncio.TimerHandle | None = None
         self._filling: asyncio.Task | None = None
         self._fill_failures = 0
+        self._recovered = 0
+        self._last_log = -RECOVERY_LOG_INTERVAL
         # The room's last_seq as the last check saw it, while the hub was behind it.
         self.behind: int | None = None
         self._task = loop.create_task(self._run())
@@ -574,7 +560,7 @@ class RoomHub:
                                 text = encode_frame({"type": "event", "event": event})
                                 await self._relay({"type": FRAME, "text": text, "seq": event["seq"]})
                         if events:
-                            _note_recovered(self.room_id, len(events), after, target)
+                            self._note_recovered(len(events), after, target)
                         self.last_seq = max(self.last_seq, target)
                         # Frames of those seqs that came while we read: already sent.
                         for seq in [seq for seq in self._ahead if seq <= self.last_seq]:
@@ -601,6 +587,23 @@ class RoomHub:
                 self._gap_timer.cancel()
             delay = min(5.0, GAP_WAIT_SECONDS * 2**self._fill_failures)
             self._gap_timer = self.loop.call_later(delay, self._start_fill)
+
+    def _note_recovered(self, count: int, after_seq: int, through_seq: int) -> None:
+        stats["recovered_events"] += count
+        self._recovered += count
+        now = time.monotonic()
+        if now - self._last_log >= RECOVERY_LOG_INTERVAL:
+            self._last_log = now
+            logger.warning(
+                "room %s: event frames of seqs %s..%s did not arrive in time; %s sent from the database "
+                "(%s for this room since it joined, %s in this process)",
+                self.room_id,
+                after_seq + 1,
+                through_seq,
+                count,
+                self._recovered,
+                stats["recovered_events"],
+            )
 
     def _give_up_gap(self) -> None:
         # The database has been unreachable for long: go on with what came,
