@@ -116,7 +116,11 @@ class BadFrameTest(ChatSocketTestBase):
                 await self.assert_still_works(again, "after-replay")
             # Live, as the inbound path publishes an event after its commit.
             seq = await database_sync_to_async(lambda: Room.objects.get(pk=room_id).last_seq + 1)()
-            live = {**(await database_sync_to_async(_event_dict)(room_id, 1)), "seq": seq, "content": {"type": "text", "body": LONE}}
+            live = {
+                **(await database_sync_to_async(_event_dict)(room_id, 1)),
+                "seq": seq,
+                "content": {"type": "text", "body": LONE},
+            }
             realtime.publish_event(room_id, live, public=True)
             frame, _ = await next_frame(ann, is_event(seq))
             self.assertEqual(frame["event"]["content"]["body"], LONE)
@@ -133,7 +137,9 @@ class BadFrameTest(ChatSocketTestBase):
             await ann.send_json_to({"type": "message", "text": "first", "client_msg_id": "c1"})
             await next_frame(ann, is_type("ack"))
             realtime.bind_server_loop(asyncio.get_running_loop())
-            staff = WebsocketCommunicator(staff_application, f"/ws/staff/rooms/{room_id}/", headers=[(b"cookie", cookie.encode())])
+            staff = WebsocketCommunicator(
+                staff_application, f"/ws/staff/rooms/{room_id}/", headers=[(b"cookie", cookie.encode())]
+            )
             self.assertTrue((await staff.connect())[0])
             self.assertEqual(json.loads(await staff.receive_from(5))["type"], "ready")
             event = await database_sync_to_async(_event_dict)(room_id, 1)

@@ -31,7 +31,9 @@ async def _fill_inbox(count: int) -> str:
         pipe = connection.pipeline()
         now = time.time()
         for i in range(count):
-            pipe.zadd(key, {layer.serialize({"type": "room.frame", "text": "x" * 200, "__asgi_channel__": channel}): now + i * 1e-6})
+            pipe.zadd(
+                key, {layer.serialize({"type": "room.frame", "text": "x" * 200, "__asgi_channel__": channel}): now + i * 1e-6}
+            )
         pipe.expire(key, 60)
         await pipe.execute()
     else:

@@ -88,7 +88,9 @@ class MessageRateTest(ChatSocketTestBase):
             self.assertEqual((len(acks1), errors1), (5, []))
             acks2, errors2 = await send_messages(tab2, 5, "tab2")
             self.assertEqual(len(acks2), 2)
-            self.assertEqual([(e["code"], e["client_msg_id"]) for e in errors2], [("rate_limited", f"tab2-{i}") for i in (2, 3, 4)])
+            self.assertEqual(
+                [(e["code"], e["client_msg_id"]) for e in errors2], [("rate_limited", f"tab2-{i}") for i in (2, 3, 4)]
+            )
             self.assertEqual(await database_sync_to_async(stored_messages)(session.room_id), 7)
         finally:
             await self.sockets.close_all()

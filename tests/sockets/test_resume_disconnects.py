@@ -141,7 +141,7 @@ class RandomDisconnectResumeTest(ChatSocketTestBase):
         visible = await database_sync_to_async(visible_seqs)(room_id)
         self.assertGreater(len(visible), 300, note)
         self.assertEqual(sorted(seen), visible, f"the client does not hold exactly the visible events {note}")
-        print(f"\n[resume] {reconnects} reconnects, {received} event frames for {len(visible)} visible events {note}")
+        note += f": {reconnects} connections, {received} event frames for {len(visible)} visible events"
         self.assertGreater(reconnects, 10, note)
         # Resumes overlap (that is their point), but never by more than a replay's worth.
         self.assertGreaterEqual(received, len(visible))
