@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import connection as db_connection
 
 from rooms.realtime_catchup import room_last_seq, room_visible_events_between, rooms_last_seqs
 
@@ -648,9 +649,21 @@ class RoomHub:
 
 
 def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    # Off the thread consumers share for their sync work: a hub's reads must
-    # not queue behind (or hold up) a socket's message.
-    return database_sync_to_async(fn, thread_sensitive=False)
+    """``fn`` on a worker thread of the loop, its database connection closed after.
+
+    Off the thread consumers share for their sync work: a hub's reads must
+    not queue behind (or hold up) a socket's message. They are rare (a hub's
+    start, a gap, a check every few seconds), so the connection is not kept:
+    an idle worker thread of a long-lived loop would otherwise hold one open.
+    """
+
+    def closing(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            db_connection.close()
+
+    return database_sync_to_async(closing, thread_sensitive=False)
 
 
 # loop -> room_id -> hub. Touched only from the loop's own thread.

@@ -23,15 +23,24 @@ class _Lossy:
         self.drop_seqs = set(drop_seqs)
         self.dropped: list[int] = []
 
-    async def group_send(self, group: str, message: dict) -> None:
+    def _lost(self, group: str, message: dict) -> bool:
         if group.startswith("room.") and message.get("seq") in self.drop_seqs:
             self.dropped.append(message["seq"])
-            return
-        await super().group_send(group, message)
+            return True
+        return False
+
+    async def group_send(self, group: str, message: dict) -> None:
+        if not self._lost(group, message):
+            await super().group_send(group, message)
+
+    async def group_send_many(self, group: str, messages: list[dict]) -> None:
+        kept = [m for m in messages if not self._lost(group, m)]
+        if kept:
+            await super().group_send_many(group, kept)
 
 
 class LossyInMemoryChannelLayer(_Lossy, RoomKitInMemoryChannelLayer):
-    pass
+    group_send_many = None  # the in-memory layer has none: the publisher sends one by one
 
 
 class LossyRedisChannelLayer(_Lossy, RoomKitRedisChannelLayer):
