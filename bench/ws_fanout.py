@@ -131,6 +131,11 @@ def _prepare_ours(tmp: Path, receivers: int) -> tuple[dict[str, str], str, list[
             "LOG_LEVEL": "WARNING",
             "MEDIA_ROOT": str(tmp / "media"),
             "PYTHONUNBUFFERED": "1",
+            # One sender at 50 messages/s and bursts: the chat socket's rate
+            # limits (for visitors) would refuse them; this measures fan-out.
+            "ROOMKIT_CHAT_MESSAGE_RATE": "",
+            "ROOMKIT_CHAT_PARTICIPANT_MESSAGE_RATE": "",
+            "ROOMKIT_CHAT_FRAME_RATE": "",
         }
     )
     subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)

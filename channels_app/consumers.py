@@ -16,10 +16,27 @@ client sees each event once, with no gap. (Why no gap: the room's ``seq`` is
 taken under its row lock, so when the replay's last query sees ``seq`` N every
 event up to N is committed, and every later event is published after this
 socket joined the room.)
+
+Order. The room hub hands this socket the room's event frames in ``seq``
+order, none missing, from the moment it joined. Until the client's first
+frame (its ``resume``, for the chat page) event frames are held, for at most
+``RESUME_GRACE_SECONDS``, so that a resume's replay never comes after newer
+live frames: the socket's events then arrive in ``seq`` order, always. After
+each replay the socket sends ``{"type": "resumed", "after_seq", "through_seq"}``:
+every visible event up to ``through_seq`` has been sent, and each live event
+after the marker follows on without a gap, so a client may resume from the
+last event it got after the marker (``rooms/static/rooms/chat.js`` does).
+
+Errors. A client frame that cannot be handled (malformed, nested too deep,
+refused by a service, or failing unexpectedly) gets an ``error`` frame; it
+never closes the socket. Frames and messages are rate limited
+(``channels_app.socket_limits``): over a limit the client gets
+``{"type": "error", "code": "rate_limited", "retry_after": seconds, …}``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -30,6 +47,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from channels_app.socket_limits import chat_frame_check, chat_message_check
 from rooms import realtime
 from rooms.errors import RoomKitError
 from rooms.presence import presence_join, presence_leave
@@ -44,6 +62,10 @@ REPLAY_PAGE = 500
 # Seqs of live event frames remembered until the first resume, so that its
 # replay skips them; a client resumes right after connecting, if at all.
 MAX_REMEMBERED_LIVE = 1000
+# How long event frames wait for the client's first frame (its resume) after
+# the socket opens; a client that never sends one gets them live after this.
+RESUME_GRACE_SECONDS = 1.0
+MAX_SEQ = 2**63 - 1
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -80,8 +102,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.claims = claims
         self.display_name = participant.display_name
         self._floor = 0  # live event frames at or below this seq were sent by a replay
-        # Event frames are held while the socket opens and during a replay.
+        # Event frames are held (``_pending``) while anything holds them: the
+        # socket opening and its grace (one hold from here), a replay, a message
+        # being stored. The last release sends them, in seq order.
         self._pending: list[tuple[int, dict[str, Any]]] | None = []
+        self._holds = 1
+        self._grace = None
         self._live_sent: set[int] | None = set()  # until the first resume
         self._accepted = False
         self._typing = False
@@ -103,17 +129,34 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             online = []
         await self.accept()
         self._accepted = True
-        await self._send_held()
+        # Event frames stay held until the client's first frame or the grace.
+        self._grace = asyncio.get_running_loop().call_later(RESUME_GRACE_SECONDS, self._grace_over)
         for other in online:
             await self._send_frame({"type": "ephemeral", "kind": "presence", "status": "online", **other})
 
     async def disconnect(self, code: int) -> None:
         await self._leave()
 
+    def _grace_over(self) -> None:
+        self._grace = None
+        if not self._left:
+            asyncio.ensure_future(self._release())
+
+    def _end_grace(self) -> bool:
+        """The client spoke first: stop the grace timer. True if the caller now owns the opening hold."""
+        if self._grace is None:
+            return False
+        self._grace.cancel()
+        self._grace = None
+        return True
+
     async def _leave(self) -> None:
         if self._left or self.claims is None:
             return
         self._left = True
+        if getattr(self, "_grace", None) is not None:
+            self._grace.cancel()
+            self._grace = None
         if self._hub is not None:
             await realtime.room_hub_leave(self._hub, self)
         if self._typing:
@@ -145,33 +188,71 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 return
             if self._live_sent is not None:
                 self._remember_live(seq)
-        await self.base_send(out)
+        await self._send_out(out)
+
+    async def _send_out(self, out: dict[str, Any]) -> None:
+        try:
+            await self.base_send(out)
+        except Exception:
+            # The client went away; its disconnect (and our leaving the room) is on its way.
+            logger.debug("a frame for a closed chat socket was dropped", exc_info=True)
 
     def _remember_live(self, seq: int) -> None:
         self._live_sent.add(seq)
         if len(self._live_sent) > MAX_REMEMBERED_LIVE:
             self._live_sent = None
 
-    async def _send_held(self) -> None:
-        """Send the event frames held meanwhile, above the floor and in seq order; then go live."""
-        while self._pending:
+    def _hold(self) -> None:
+        self._holds += 1
+        if self._pending is None:
+            self._pending = []
+
+    async def _release(self) -> None:
+        """Drop one hold; the last one sends the frames held meanwhile, above the floor and in seq order."""
+        self._holds -= 1
+        while self._holds == 0 and self._pending:
             batch, self._pending = sorted(self._pending, key=lambda held: held[0]), []
-            for seq, out in batch:
+            for i, (seq, out) in enumerate(batch):
+                if self._holds:  # held again while we were sending: the next release sends the rest
+                    self._pending = batch[i:] + self._pending
+                    return
                 if seq > self._floor:
                     if self._live_sent is not None:
                         self._remember_live(seq)
-                    await self.base_send(out)
-        self._pending = None
+                    await self._send_out(out)
+        if self._holds == 0:
+            self._pending = None
 
     # Client frames -----------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if self.claims is None:  # refused at connect; frames that raced the close
             return
+        first = self._end_grace()
+        try:
+            wait = chat_frame_check(self.channel_name)
+            if wait is not None:
+                await self._error("rate_limited", f"too many frames; wait {wait:g} s", retry_after=wait)
+            else:
+                await self._client_frame(text_data)
+        except Exception:
+            # One bad frame costs the client an error frame, never the socket.
+            logger.exception("a chat frame of participant %s failed", self.claims.participant_id)
+            await self._error("internal_error", "the server could not handle this frame")
+        finally:
+            if first:
+                # The opening hold ends with the client's first frame (after
+                # its replay, when it is a resume).
+                await self._release()
+
+    async def _client_frame(self, text_data: str | None) -> None:
         if text_data is None:
             await self._error("bad_frame", "frames are JSON text")
             return
         try:
             content = json.loads(text_data)
+        except RecursionError:
+            await self._error("bad_frame", "the frame is nested too deeply")
+            return
         except ValueError:
             await self._error("bad_frame", "frames are JSON objects")
             return
@@ -191,13 +272,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         elif kind == "read":
             await self._read(content.get("seq"))
         else:
-            await self._error("unknown_type", f"unknown frame type {kind!r}")
+            named = f" {kind[:40]!r}" if isinstance(kind, str) else ""
+            await self._error("unknown_type", f"unknown frame type{named}")
 
     async def _message(self, content: dict[str, Any]) -> None:
         client_msg_id = content.get("client_msg_id")
+        extra = {"client_msg_id": client_msg_id} if isinstance(client_msg_id, str) else {}
+        wait = await chat_message_check(self.channel_name, self.claims.participant_id)
+        if wait is not None:
+            await self._error("rate_limited", f"too many messages; wait {wait:g} s", retry_after=wait, **extra)
+            return
         # The sender gets the ack before the message's own event frame: hold
         # event frames while the message is stored.
-        self._pending = []
+        self._hold()
         try:
             # Not thread-sensitive: sockets' messages would otherwise take turns
             # on the one thread consumers share; on threads of their own,
@@ -210,10 +297,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self._typing_frame("stop")
             await self._send_frame({"type": "ack", "client_msg_id": client_msg_id, "seq": result.seq, "status": result.status})
         except RoomKitError as exc:
-            extra = {"client_msg_id": client_msg_id} if isinstance(client_msg_id, str) else {}
             await self._error(exc.code, exc.message, **extra)
+        except Exception:
+            logger.exception("storing a chat message of participant %s failed", self.claims.participant_id)
+            await self._error("internal_error", "the message could not be stored", **extra)
         finally:
-            await self._send_held()
+            await self._release()
 
     async def _typing_frame(self, state: Any) -> None:
         if state not in ("start", "stop"):
@@ -235,14 +324,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._error(exc.code, exc.message)
 
     async def _resume(self, after_seq: Any) -> None:
-        if type(after_seq) is not int or after_seq < 0:
+        if type(after_seq) is not int or not 0 <= after_seq <= MAX_SEQ:
             await self._error("invalid_input", "after_seq must be a non-negative integer")
             return
         # Hold live event frames from now on, while the replay reads the database.
         # (Client frames are handled one at a time: no other resume runs now.)
-        self._pending = []
+        self._hold()
         already_sent, self._live_sent = self._live_sent or set(), None
         covered = after_seq
+        complete = False
         try:
             while True:
                 events, last_seen = await database_sync_to_async(webchat_events_after)(
@@ -254,13 +344,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 if last_seen == covered:
                     break
                 covered = last_seen
+            complete = True
+        except Exception:
+            # The client keeps its resume point (no "resumed" frame) and may ask again.
+            logger.exception("replaying room %s after seq %s failed", self.claims.room_id, covered)
+            await self._error("resume_failed", "the history could not be read; resume again")
         finally:
             # Even after a failed page, go live from what was replayed.
             self._floor = covered
-            await self._send_held()
+            if complete:
+                await self._send_frame({"type": "resumed", "after_seq": after_seq, "through_seq": covered})
+            await self._release()
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
         await self.base_send({"type": "websocket.send", "text": realtime.encode_frame(frame)})
 
     async def _error(self, code: str, message: str, **extra: Any) -> None:
-        await self._send_frame({"type": "error", "code": code, "message": message, **extra})
+        try:
+            await self._send_frame({"type": "error", "code": code, "message": message, **extra})
+        except Exception:  # the socket is gone: nobody to tell
+            logger.debug("could not send an error frame", exc_info=True)

@@ -13,11 +13,14 @@ Channels' ``AuthMiddlewareStack``), admits active staff who may read rooms
   is relayed as it was published; the page reads ``event.room_id``.
 
 A refused socket is accepted and closed with 4403, so the page can tell
-"not allowed" from a network failure and stop reconnecting.
+"not allowed" from a network failure and stop reconnecting. A frame the
+socket cannot handle (malformed, nested too deep, a failing read) gets an
+``error`` frame; it never closes the socket.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -26,7 +29,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from rooms.models import Room
-from rooms.realtime import STAFF_ROOMS_GROUP, staff_group
+from rooms.realtime import STAFF_ROOMS_GROUP, encode_frame, staff_group
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class StaffRoomsConsumer(AsyncJsonWebsocketConsumer):
     """Relays room events to operators' pages; joins groups, checks permission, nothing else."""
 
     groups_joined: set[str]
+    room_id: str | None = None
+    allowed = False
 
     async def connect(self) -> None:
         self.groups_joined = set()
@@ -63,7 +68,8 @@ class StaffRoomsConsumer(AsyncJsonWebsocketConsumer):
         else:
             self.room_id = None
             await self._join(STAFF_ROOMS_GROUP)
-        await self.send_json({"type": "ready", "room_id": self.room_id})
+        self.allowed = True
+        await self.send(text_data=encode_frame({"type": "ready", "room_id": self.room_id}))
 
     async def _join(self, group: str) -> None:
         if group not in self.groups_joined:
@@ -74,6 +80,26 @@ class StaffRoomsConsumer(AsyncJsonWebsocketConsumer):
         for group in getattr(self, "groups_joined", set()):
             await self.channel_layer.group_discard(group, self.channel_name)
         self.groups_joined = set()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if not self.allowed:  # refused at connect; frames that raced the close
+            return
+        try:
+            try:
+                content = json.loads(text_data) if text_data is not None else None
+            except (ValueError, RecursionError):
+                await self._error("bad_frame", "frames are JSON objects")
+                return
+            await self.receive_json(content)
+        except Exception:
+            logger.exception("a staff socket frame failed")
+            await self._error("internal_error", "the server could not handle this frame")
+
+    async def _error(self, code: str, message: str) -> None:
+        try:
+            await self.send(text_data=encode_frame({"type": "error", "code": code, "message": message}))
+        except Exception:  # the socket is gone
+            logger.debug("could not send an error frame", exc_info=True)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if self.room_id is not None or not isinstance(content, dict) or content.get("type") != "watch":

@@ -154,7 +154,12 @@ if REDIS_URL:
                 # blocks on BZPOPMIN for longer than that, so an idle socket
                 # would be dropped. None = wait as long as the pop does.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
-                "capacity": 1000,
+                # All of a process's sockets and room hubs share one inbox key in
+                # Redis, and channels-redis silently skips a group member whose
+                # inbox holds `capacity` messages: it must hold a burst of the
+                # whole process's traffic (streamed AI chunks included), not one
+                # socket's. Messages still expire after `expiry` seconds.
+                "capacity": _env_int("ROOMKIT_CHANNEL_LAYER_CAPACITY", 100_000),
                 "expiry": 60,
             },
         }
@@ -245,6 +250,11 @@ ROOMKIT_CHAT_UPLOADS_PER_SESSION = _env_int("ROOMKIT_CHAT_UPLOADS_PER_SESSION", 
 # X-Forwarded-For); unset: the socket's peer address (REMOTE_ADDR).
 ROOMKIT_CLIENT_IP_HEADER = os.environ.get("ROOMKIT_CLIENT_IP_HEADER", "")
 ROOMKIT_API_CHANNEL_ID = "api"
+# Chat socket rate limits (channels_app.socket_limits), in the `limits` notation;
+# an empty value turns one off. Every message may start a (paid) AI reply.
+ROOMKIT_CHAT_FRAME_RATE = os.environ.get("ROOMKIT_CHAT_FRAME_RATE", "30/second;600/minute")
+ROOMKIT_CHAT_MESSAGE_RATE = os.environ.get("ROOMKIT_CHAT_MESSAGE_RATE", "20/10 seconds;60/minute")
+ROOMKIT_CHAT_PARTICIPANT_MESSAGE_RATE = os.environ.get("ROOMKIT_CHAT_PARTICIPANT_MESSAGE_RATE", "30/10 seconds;90/minute")
 
 LOGGING = {
     "version": 1,

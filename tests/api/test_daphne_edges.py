@@ -108,7 +108,7 @@ class DaphneBodyTests(TransactionTestCase):
         self.assertEqual(RoomEvent.objects.get().content["body"], "hello")
 
     def test_uploads_malformed_or_chunked_over_the_upload_limit(self) -> None:
-        session = chat_session_start(display_name="Ann")
+        session = chat_session_start(display_name="Ann", open_now=True)
         auth = {"Authorization": f"Bearer {session.token}"}
 
         # Bodies Twisted's own multipart parser refused with an empty 400.

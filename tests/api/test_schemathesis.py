@@ -64,7 +64,7 @@ class GeneratedRequestsTests(TransactionTestCase):
         [(_, port)] = start_daphnes(self, 1)
         room_create(name="fuzzed")
         self.run_schemathesis(port, new_token(), "--checks", "all", "--exclude-path", UPLOADS)
-        session = chat_session_start(display_name="Fuzz")
+        session = chat_session_start(display_name="Fuzz", open_now=True)
         self.run_schemathesis(
             port, session.token, "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--include-path", UPLOADS
         )

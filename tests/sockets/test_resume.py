@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.db import connection
 
+from channels_app.consumers import RESUME_GRACE_SECONDS
 from rooms.chat_sessions import chat_session_start
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import ChannelBinding
@@ -103,9 +104,9 @@ class ResumeTest(ChatSocketTestBase):
         try:
             await sync_to_async(_post_sms)(2, "a-")  # seq 1, 2: seen by the client before it dropped
             comm, _ = await self.sockets.connect(session["token"])
-            # Before the client's resume frame is read, three more arrive live.
+            # A client that has not resumed within the grace gets events live.
             await sync_to_async(_post_sms)(3, "b-")
-            live = event_seqs(await drain(comm))
+            live = event_seqs(await drain(comm, quiet=RESUME_GRACE_SECONDS + 0.5))
             self.assertEqual(live, [3, 4, 5])
             # Its resume (it had seen seq 1) replays only what this socket has not had.
             await comm.send_json_to({"type": "resume", "after_seq": 1})
@@ -124,6 +125,8 @@ class ResumeTest(ChatSocketTestBase):
         try:
             watcher_id, watcher_token = await join_room(room_id, "Watcher")
             watcher, _ = await self.sockets.connect(watcher_token)
+            await watcher.send_json_to({"type": "resume", "after_seq": 0})
+            await next_frame(watcher, is_type("resumed"))
             ann, _ = await self.sockets.connect(session["token"])
             await ann.send_json_to({"type": "message", "text": "one", "client_msg_id": "1"})
             await next_frame(ann, is_type("ack"))

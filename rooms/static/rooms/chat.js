@@ -2,7 +2,11 @@
 //
 // A session (room, participant, signed token) is kept in localStorage. The page
 // connects /ws/chat/?token=…, asks the server to replay everything after the
-// last seq it has seen on every (re)connect, and dedupes events by seq. Messages
+// last seq it holds without a gap on every (re)connect, and dedupes events by
+// seq. The server sends a socket's events in seq order; after a replay it says
+// {"type":"resumed","through_seq":N}, and from then on each live event follows
+// the one before it, so the resume point moves only with the replay's marker
+// and with live events after it: a reconnect at any moment loses nothing. Messages
 // go through an outbox, persisted too, and are re-sent with the same
 // client_msg_id until acknowledged, so one typed while offline is sent once.
 //
@@ -23,7 +27,7 @@
   const TYPING_EXPIRE_MS = 8000;
   const STREAM_IDLE_MS = 60000;
   const NEAR_BOTTOM_PX = 80;
-  const RESUME_QUIET_MS = 2000;
+  const RESUME_RETRY_MS = 1000;
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -57,8 +61,8 @@
   let attempt = 0;
   let reconnectTimer = null;
   let sessionRetryTimer = null;
-  let lastSeq = 0;
-  let resumeQuietUntil = 0; // no gap-filling resume while a replay may still be arriving
+  let lastSeq = 0; // highest seq seen (read receipts)
+  let resumeSeq = 0; // every visible event up to here is held: where a reconnect resumes
   let lastReadSent = 0;
   let readTimer = null;
   const seen = new Set(); // seqs rendered or handled
@@ -362,14 +366,12 @@
 
   // ---- events ------------------------------------------------------------
   function handleEvent(ev, live) {
-    if (!ev || typeof ev.seq !== "number" || seen.has(ev.seq)) return;
-    if (live && ev.seq > lastSeq + 1 && Date.now() > resumeQuietUntil && ws && ws.readyState === WebSocket.OPEN) {
-      // A live frame skipped ahead (a frame dropped under load, or an event
-      // hidden from us): ask for what lies between. Replayed events are
-      // dropped by seq; hidden ones simply do not come.
-      resumeQuietUntil = Date.now() + RESUME_QUIET_MS;
-      send({ type: "resume", after_seq: lastSeq });
-    }
+    if (!ev || typeof ev.seq !== "number") return;
+    // After this socket's "resumed" marker its events come in order with no
+    // gap: each one moves the resume point. (Before it, they may be live
+    // events that overtook the replay; the marker covers them.)
+    if (live && ws && ws.inOrder) resumeSeq = Math.max(resumeSeq, ev.seq);
+    if (seen.has(ev.seq)) return;
     seen.add(ev.seq);
     lastSeq = Math.max(lastSeq, ev.seq);
     const src = ev.source || {};
@@ -761,6 +763,24 @@
     finishItem(item);
   }
   function handleError(f) {
+    if (f.code === "rate_limited" && f.client_msg_id) {
+      // Not stored: send it again (same id) once the server allows.
+      const item = outbox.find((i) => i.id === f.client_msg_id);
+      if (item && !item.done) {
+        item.sentOn = 0;
+        setFoot(item.node, "Sending… (slowed down)");
+        setTimeout(flushOutbox, Math.max(100, (Number(f.retry_after) || 1) * 1000));
+        return;
+      }
+    }
+    if (f.code === "resume_failed") {
+      // The history could not be read: ask again from the same point.
+      const sock = ws;
+      setTimeout(() => {
+        if (ws === sock && sock.readyState === WebSocket.OPEN) sock.send(JSON.stringify({ type: "resume", after_seq: resumeSeq }));
+      }, RESUME_RETRY_MS);
+      return;
+    }
     if (f.client_msg_id) {
       const item = outbox.find((i) => i.id === f.client_msg_id);
       if (item) {
@@ -787,13 +807,13 @@
     const sock = new WebSocket(socketUrl());
     sock.serial = ++socketSerial;
     sock.resumed = false;
+    sock.inOrder = false; // until its "resumed" marker
     ws = sock;
     sock.addEventListener("open", () => {
       if (ws !== sock) return;
       attempt = 0;
       // Everything after what we have, in seq order, then live.
-      sock.send(JSON.stringify({ type: "resume", after_seq: lastSeq }));
-      resumeQuietUntil = Date.now() + RESUME_QUIET_MS;
+      sock.send(JSON.stringify({ type: "resume", after_seq: resumeSeq }));
       sock.resumed = true;
       connectedStatus();
       flushOutbox();
@@ -848,6 +868,10 @@
         break;
       case "ack":
         handleAck(f);
+        break;
+      case "resumed":
+        if (typeof f.through_seq === "number") resumeSeq = Math.max(resumeSeq, f.through_seq);
+        if (ws) ws.inOrder = true;
         break;
       case "stream_start":
         streamStart(f);
@@ -914,6 +938,7 @@
   }
   function resetView() {
     lastSeq = 0;
+    resumeSeq = 0;
     lastReadSent = 0;
     seen.clear();
     byEventId.clear();
