@@ -25,6 +25,8 @@ import httpx
 from django.db import connections
 
 from channels_app.signing import SIGNATURE_HEADER, sign
+from rooms.chat_sessions import chat_session_open
+from rooms.tokens import chat_token_verify
 from tests.concurrency.processes import VENV_BIN, Child, child_env, free_port, wait_for_port
 
 E2E_ENABLED = os.environ.get("ROOMKIT_E2E") == "1"
@@ -229,13 +231,19 @@ def session_of(page: Any) -> dict[str, Any] | None:
     return page.evaluate(f"() => JSON.parse(localStorage.getItem('{SESSION_KEY}') || 'null')")
 
 
-def start_chat(page: Any, base_url: str, name: str) -> dict[str, Any]:
-    """Open the page as a new visitor, give a name, start; the stored session."""
+def start_chat(page: Any, base_url: str, name: str, *, open_room: bool = True) -> dict[str, Any]:
+    """Open the page as a new visitor, give a name, start; the stored session.
+
+    ``open_room``: create the room the session reserved now, as the visitor's
+    first message would, for tests that bind others to it before anyone writes.
+    """
     page.goto(base_url + "/")
     page.fill("#display-name", name)
     page.click("#start")
     session = wait_until(lambda: session_of(page), message="the page stored a session")
     wait_connected(page)
+    if open_room:
+        chat_session_open(chat_token_verify(session["token"]))
     return session
 
 

@@ -19,7 +19,7 @@ from django.test import TransactionTestCase, override_settings
 from rooms.chat_sessions import chat_session_join
 from rooms.enums import ChannelCategory, ChannelType, EventType
 from rooms.inbound import InboundMessage, process_inbound
-from rooms.models import RoomEvent
+from rooms.models import Room, RoomEvent
 from rooms.services import channel_attach, room_close
 from tests.concurrency.processes import quiet_logger
 from tests.e2e.support import (
@@ -137,6 +137,18 @@ class ChatPageBrowserTests(TransactionTestCase):
         return page.evaluate("() => window.__rkAdded")
 
     # -- scenarios -------------------------------------------------------------
+    def test_the_room_appears_with_the_first_message(self) -> None:
+        page = self.new_page()
+        session = start_chat(page, self.server.base_url, "Ann", open_room=False)
+        # Connected, and nothing stored: a visitor who never writes leaves no room.
+        self.assertFalse(Room.objects.filter(pk=session["room_id"]).exists())
+
+        send_text(page, "Hello, first words")
+        [mine] = self.wait_texts(page, ["Hello, first words"])
+        self.assertEqual((mine["mine"], mine["seq"]), (True, 1))
+        room = Room.objects.get(pk=session["room_id"])
+        self.assertEqual(room.participants.get().display_name, "Ann")
+
     def test_two_visitors_chat_in_one_room(self) -> None:
         ann = self.new_page()
         ann_session = start_chat(ann, self.server.base_url, "Ann")
