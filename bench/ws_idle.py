@@ -196,9 +196,12 @@ async def _hold_clients(url: str, tokens: list[str]) -> None:
         except Exception:
             pass
 
+    retries = 0
+
     async def one(token: str):
+        nonlocal retries
         async with gate:
-            for attempt in range(5):
+            for attempt in range(20):
                 try:
                     return await connect(
                         f"{url}?token={token}",
@@ -208,7 +211,10 @@ async def _hold_clients(url: str, tokens: list[str]) -> None:
                         open_timeout=120,
                         close_timeout=30,
                     )
-                except OSError:
+                except Exception:
+                    # A refused or dropped handshake (a server too busy to
+                    # answer within its handshake timeout): try again.
+                    retries += 1
                     await asyncio.sleep(0.2 * (attempt + 1))
             raise RuntimeError("could not connect")
 
@@ -234,7 +240,8 @@ async def _hold_clients(url: str, tokens: list[str]) -> None:
             sockets, readers = [], []
         elif command in ("quit", ""):
             return
-        print(json.dumps({"done": command, "open": len(sockets), "seconds": time.perf_counter() - started}), flush=True)
+        status = {"done": command, "open": len(sockets), "retries": retries, "seconds": time.perf_counter() - started}
+        print(json.dumps(status), flush=True)
 
 
 def clients(url: str, tokens_file: str, first: int, count: int) -> None:
@@ -358,7 +365,8 @@ class ClientProcesses:
                 subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
             )
 
-    async def command(self, command: str) -> float:
+    async def command(self, command: str) -> tuple[float, int]:
+        """Run ``command`` in every client process: (seconds, handshakes retried so far)."""
         started = time.perf_counter()
 
         def ask(proc) -> dict:
@@ -369,8 +377,8 @@ class ClientProcesses:
                 raise RuntimeError(f"client process failed during {command!r}")
             return json.loads(line)
 
-        await asyncio.gather(*(asyncio.to_thread(ask, p) for p in self.procs))
-        return time.perf_counter() - started
+        answers = await asyncio.gather(*(asyncio.to_thread(ask, p) for p in self.procs))
+        return time.perf_counter() - started, sum(a["retries"] for a in answers)
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -489,13 +497,14 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
         client_procs = ClientProcesses(url, tokens_file, n)
         cycles = []
         for cycle in range(1, args.cycles + 1):
-            connect_s = await client_procs.command("connect")
+            connect_s, retried = await client_procs.command("connect")
             opened = await server.wait_for("sockets open", lambda s: s["hubs"] >= n + 1 and s["presence_rooms"] >= n + 1)
             await asyncio.sleep(args.settle)
             opened = await server.stats()
             per_socket_kb = (opened["rss_kb"] - base["rss_kb"]) / n
             print(
-                f"  cycle {cycle}: {n} idle sockets open in {connect_s:.1f} s; RSS {opened['rss_kb'] / 1024:.1f} MiB "
+                f"  cycle {cycle}: {n} idle sockets open in {connect_s:.1f} s ({retried} handshakes retried); "
+                f"RSS {opened['rss_kb'] / 1024:.1f} MiB "
                 f"({per_socket_kb:.1f} KB per socket); layer {opened['layer_channels']} channels, "
                 f"{opened['layer_groups']} groups",
                 flush=True,
@@ -523,7 +532,7 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
                     f"(max {lat_row['loop_stall_max_ms']:.0f} ms)",
                     flush=True,
                 )
-            close_s = await client_procs.command("close")
+            close_s, _ = await client_procs.command("close")
             closed = await server.wait_for("sockets closed", _baseline_counts(base))
             await asyncio.sleep(args.settle)
             closed = await server.stats()
@@ -543,6 +552,7 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
                 {
                     "cycle": cycle,
                     "connect_s": connect_s,
+                    "handshakes_retried": retried,
                     "open_rss_kb": opened["rss_kb"],
                     "per_socket_kb": per_socket_kb,
                     "open_blocks_per_socket": (opened["allocated_blocks"] - base["allocated_blocks"]) / n,
