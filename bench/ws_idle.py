@@ -22,7 +22,11 @@ channels and groups, room hubs, presence) to a file.
   ``--tracemalloc`` also traced bytes) before the idle sockets connect, with
   them open (per socket = difference / N), and after they all closed, for
   ``--cycles`` connect/close rounds (a second round that does not grow RSS
-  shows that freed memory is reused rather than leaked).
+  shows that freed memory is reused rather than leaked);
+- at the end, an audit: the server unfreezes everything ``gc.freeze()`` put
+  out of the collector's reach and collects; the unreachable objects it finds
+  are garbage that freezing kept (cycles among objects that were alive at a
+  freeze), i.e. what the GC policy leaks.
 
 Run: ``.venv/bin/python bench/ws_idle.py [--sizes 5000,10000]`` (about two
 minutes per size).
@@ -94,6 +98,7 @@ class _ServerProbe:
         self.loop = None
         gc.callbacks.append(self._on_gc)
         signal.signal(signal.SIGUSR1, self._dump)
+        signal.signal(signal.SIGUSR2, self._audit)
 
         import daphne.server
 
@@ -122,6 +127,17 @@ class _ServerProbe:
             late = (time.perf_counter() - started - tick) * 1000
             if late > 10:
                 self.stalls.append((time.time(), late))
+
+    def _audit(self, signum, frame) -> None:
+        """Unfreeze and collect everything: the garbage found is what freezing kept from the collector."""
+        import gc
+
+        frozen = gc.get_freeze_count()
+        gc.unfreeze()
+        started = time.perf_counter()
+        found = gc.collect()
+        audit = {"time": time.time(), "frozen": frozen, "found": found, "ms": (time.perf_counter() - started) * 1000}
+        Path(self.stats_file + ".audit").write_text(json.dumps(audit))
 
     def _dump(self, signum, frame) -> None:
         import gc
@@ -332,6 +348,20 @@ class ServerProcess:
                     return stats
             await asyncio.sleep(0.02)
         raise RuntimeError("the server did not answer SIGUSR1")
+
+    async def audit(self) -> dict:
+        """Unfreeze and collect in the server (SIGUSR2; it stays unfrozen: do it last)."""
+        path = self.stats_file + ".audit"
+        asked = time.time()
+        self.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if os.path.exists(path):
+                audit = json.loads(Path(path).read_text())
+                if audit["time"] >= asked:
+                    return audit
+            await asyncio.sleep(0.05)
+        raise RuntimeError("the server did not answer SIGUSR2")
 
     async def wait_for(self, what: str, done, timeout: float = 300) -> dict:
         """Poll snapshots until ``done(stats)``; returns that snapshot."""
@@ -570,6 +600,13 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
             )
         row["cycles"] = cycles
         await room.close()
+        audit = await server.audit()
+        row["audit"] = audit
+        print(
+            f"  audit: unfreezing {audit['frozen']:,} objects and collecting found {audit['found']:,} unreachable "
+            f"({audit['found'] / n / args.cycles:.2f} per socket opened) in {audit['ms']:.0f} ms",
+            flush=True,
+        )
     finally:
         if client_procs is not None:
             client_procs.stop()
