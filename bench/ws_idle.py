@@ -96,6 +96,7 @@ class _ServerProbe:
         self._gc_started = 0.0
         self.daphne = None
         self.loop = None
+        self.baseline_snapshot = None  # with --tracemalloc: taken at the first snapshot request
         gc.callbacks.append(self._on_gc)
         signal.signal(signal.SIGUSR1, self._dump)
         signal.signal(signal.SIGUSR2, self._audit)
@@ -118,25 +119,48 @@ class _ServerProbe:
             self.gc_passes.append((time.time(), info["generation"], (time.perf_counter() - self._gc_started) * 1000))
 
     async def watch_loop(self) -> None:
-        """Record every time the loop woke this task more than 10 ms late: something held the loop."""
+        """Record every time the loop woke this task more than 10 ms late: something held the loop.
+
+        With the CPU time the loop's thread used meanwhile: a stall the
+        thread spent running is work on the loop; one it spent waiting is
+        the machine's other processes or the GIL held by another thread.
+        """
         self.loop = asyncio.get_running_loop()
         tick = 0.005
         while True:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             await asyncio.sleep(tick)
             late = (time.perf_counter() - started - tick) * 1000
             if late > 10:
-                self.stalls.append((time.time(), late))
+                self.stalls.append((time.time(), late, (time.thread_time() - cpu) * 1000))
 
     def _audit(self, signum, frame) -> None:
         """Unfreeze and collect everything: the garbage found is what freezing kept from the collector."""
         import gc
+        import tracemalloc
 
         frozen = gc.get_freeze_count()
+        grown = None
+        if self.baseline_snapshot is not None:
+            # What is still allocated, over the baseline, by the line that allocated it.
+            stats = tracemalloc.take_snapshot().compare_to(self.baseline_snapshot, "lineno")
+            grown = [(str(s.traceback), s.size_diff, s.count_diff) for s in stats[:25]]
+        trim = None
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+            before = _rss_kb()
+            started = time.perf_counter()
+            libc.malloc_trim(0)
+            trim = {"ms": (time.perf_counter() - started) * 1000, "rss_before_kb": before, "rss_after_kb": _rss_kb()}
+        except OSError:
+            pass
         gc.unfreeze()
         started = time.perf_counter()
         found = gc.collect()
-        audit = {"time": time.time(), "frozen": frozen, "found": found, "ms": (time.perf_counter() - started) * 1000}
+        ms = (time.perf_counter() - started) * 1000
+        audit = {"time": time.time(), "frozen": frozen, "found": found, "ms": ms, "trim": trim, "grown": grown}
         Path(self.stats_file + ".audit").write_text(json.dumps(audit))
 
     def _dump(self, signum, frame) -> None:
@@ -147,6 +171,8 @@ class _ServerProbe:
 
         from rooms import presence, realtime
 
+        if tracemalloc.is_tracing() and self.baseline_snapshot is None:
+            self.baseline_snapshot = tracemalloc.take_snapshot()
         layer = get_channel_layer()
         hubs = sum(len(h) for h in list(realtime._hubs.values()))
         stats = {
@@ -165,6 +191,8 @@ class _ServerProbe:
             "hubs": hubs,
             "presence_rooms": len(presence._local.rooms),
             "tasks": len(asyncio.all_tasks(self.loop)) if self.loop is not None else None,
+            "loop_thread_cpu_s": time.thread_time(),  # the handler runs on the loop's (main) thread
+            "process_cpu_s": time.process_time(),
         }
         tmp = self.stats_file + ".tmp"
         with open(tmp, "w") as fh:
@@ -488,7 +516,8 @@ def _gc_between(stats_from: dict, stats_to: dict) -> dict:
     passes = [(gen, ms) for t, gen, ms in stats_to["gc_passes"] if t0 <= t < t1]
     full = [ms for gen, ms in passes if gen == 2]
     young = [ms for gen, ms in passes if gen < 2]
-    stalls = [ms for t, ms in stats_to["stalls"] if t0 <= t < t1]
+    stalls = [(ms, cpu) for t, ms, cpu in stats_to["stalls"] if t0 <= t < t1]
+    busy = [ms for ms, cpu in stalls if cpu >= ms / 2]
     return {
         "gc_passes": len(passes),
         "gc_full_passes": len(full),
@@ -497,7 +526,13 @@ def _gc_between(stats_from: dict, stats_to: dict) -> dict:
         "gc_young_max_ms": max(young, default=0.0),
         "gc_young_total_ms": sum(young),
         "loop_stalls_over_10ms": len(stalls),
-        "loop_stall_max_ms": max(stalls, default=0.0),
+        "loop_stall_max_ms": max((ms for ms, _ in stalls), default=0.0),
+        # stalls in which the loop's thread was running at least half the time
+        "loop_busy_stalls": len(busy),
+        "loop_busy_stall_max_ms": max(busy, default=0.0),
+        "loop_thread_cpu_ms": (stats_to["loop_thread_cpu_s"] - stats_from["loop_thread_cpu_s"]) * 1000,
+        "process_cpu_ms": (stats_to["process_cpu_s"] - stats_from["process_cpu_s"]) * 1000,
+        "seconds": t1 - t0,
     }
 
 
@@ -559,7 +594,10 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
                     f"({lat_row['over_100ms']} over 100 ms, {lost} lost); GC: {lat_row['gc_passes']} passes, "
                     f"{lat_row['gc_full_passes']} full (max {lat_row['gc_full_max_ms']:.0f} ms), young max "
                     f"{lat_row['gc_young_max_ms']:.1f} ms; loop stalls >10 ms: {lat_row['loop_stalls_over_10ms']} "
-                    f"(max {lat_row['loop_stall_max_ms']:.0f} ms)",
+                    f"(max {lat_row['loop_stall_max_ms']:.0f} ms), of which the loop was busy in "
+                    f"{lat_row['loop_busy_stalls']} (max {lat_row['loop_busy_stall_max_ms']:.0f} ms); server CPU "
+                    f"{lat_row['process_cpu_ms'] / lat_row['seconds'] / 10:.0f} % of a core, loop thread "
+                    f"{lat_row['loop_thread_cpu_ms'] / lat_row['seconds'] / 10:.0f} %",
                     flush=True,
                 )
             close_s, _ = await client_procs.command("close")
@@ -607,6 +645,15 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
             f"({audit['found'] / n / args.cycles:.2f} per socket opened) in {audit['ms']:.0f} ms",
             flush=True,
         )
+        for where, size, count in audit["grown"] or ():
+            print(f"    {size / 1024:+9.1f} KiB {count:+7d} blocks  {where}")
+        if audit["trim"]:
+            t = audit["trim"]
+            print(
+                f"  malloc_trim(0) after the sockets closed: RSS {t['rss_before_kb'] / 1024:.1f} -> "
+                f"{t['rss_after_kb'] / 1024:.1f} MiB in {t['ms']:.0f} ms",
+                flush=True,
+            )
     finally:
         if client_procs is not None:
             client_procs.stop()

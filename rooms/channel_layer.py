@@ -51,6 +51,10 @@ EXPIRY_SLACK_SECONDS = 1.0
 # Heap entries handled per timer call; the rest wait for the next turn of the
 # loop, so expiring a crowd never holds a message up for long.
 EXPIRY_BATCH = 256
+# Entries whose channel or membership went away stay in the heap until due
+# (a membership's in a day); once they are more than half of it, and at
+# least this many, the timer rebuilds the heap without them.
+COMPACT_MIN_STALE = 64
 
 _Item = tuple[float, dict]  # (monotonic expiry, message)
 
@@ -83,8 +87,14 @@ class RoomKitInMemoryChannelLayer(InMemoryChannelLayer):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._timer_at = math.inf
+        self._stale = 0  # heap entries that no longer match a channel or membership
         # Heap entries examined, all by the timer: publishes and receives never add to it.
         self.expiry_checks = 0
+
+    @property
+    def scheduled_expiries(self) -> int:
+        """Deadlines in the heap, stale ones included (they are compacted away in bulk)."""
+        return len(self._deadlines)
 
     # Channels ----------------------------------------------------------------------
 
@@ -97,6 +107,8 @@ class RoomKitInMemoryChannelLayer(InMemoryChannelLayer):
     def _forget_if_idle(self, name: str, ch: _Channel) -> None:
         if ch.idle() and self.channels.get(name) is ch:
             del self.channels[name]
+            if ch.expiry_at is not None:
+                self._went_stale()
 
     def _offer(self, name: str, ch: _Channel, item: _Item, now: float) -> bool:
         """Hand ``item`` to a waiting receiver, else queue it; False if the queue is full."""
@@ -146,6 +158,8 @@ class RoomKitInMemoryChannelLayer(InMemoryChannelLayer):
             ch.messages = deque()
         ch.messages.appendleft(item)
         if ch.expiry_at is None or item[0] < ch.expiry_at:
+            if ch.expiry_at is not None:
+                self._went_stale()
             ch.expiry_at = item[0]
             self._schedule(item[0], name, "")
 
@@ -207,7 +221,8 @@ class RoomKitInMemoryChannelLayer(InMemoryChannelLayer):
         self.require_valid_group_name(group)
         self._discard(group, channel)
 
-    def _discard(self, group: str, channel: str) -> None:
+    def _discard(self, group: str, channel: str, *, entry_due: bool = False) -> None:
+        """End a membership (``entry_due``: its heap entry is the one being handled)."""
         members = self.groups.get(group)
         if members is not None:
             members.pop(channel, None)
@@ -215,7 +230,8 @@ class RoomKitInMemoryChannelLayer(InMemoryChannelLayer):
                 del self.groups[group]
         ch = self.channels.get(channel)
         if ch is not None and ch.groups:
-            ch.groups.pop(group, None)
+            if ch.groups.pop(group, None) is not None and not entry_due:
+                self._went_stale()
             if not ch.groups:
                 ch.groups = None
             self._forget_if_idle(channel, ch)
@@ -248,7 +264,7 @@ class RoomKitInMemoryChannelLayer(InMemoryChannelLayer):
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._timer_loop, self._timer_at = None, None, math.inf
-        self.channels, self.groups, self._deadlines = {}, {}, []
+        self.channels, self.groups, self._deadlines, self._stale = {}, {}, [], 0
 
     # Expiry: a heap of deadlines, handled by a timer -----------------------------------
 
@@ -275,15 +291,37 @@ class RoomKitInMemoryChannelLayer(InMemoryChannelLayer):
         self._timer = loop.call_later(max(0.0, at - time.monotonic()), self._expire_due)
         self._timer_loop, self._timer_at = loop, at
 
+    def _went_stale(self) -> None:
+        self._stale += 1
+        if self._stale >= COMPACT_MIN_STALE and self._stale * 2 > len(self._deadlines):
+            self._arm(0.0)  # the timer compacts, off the caller's path
+
+    def _live(self, entry: tuple[float, str, str]) -> bool:
+        deadline, name, group = entry
+        ch = self.channels.get(name)
+        if ch is None:
+            return False
+        if group:
+            return bool(ch.groups) and ch.groups.get(group) == deadline
+        return ch.expiry_at == deadline
+
     def _expire_due(self, budget: int | None = EXPIRY_BATCH) -> None:
         self._timer, self._timer_at = None, math.inf
+        if self._stale >= COMPACT_MIN_STALE and self._stale * 2 > len(self._deadlines):
+            self._deadlines = [entry for entry in self._deadlines if self._live(entry)]
+            heapq.heapify(self._deadlines)
+            self._stale = 0
         now = time.monotonic()
         heap = self._deadlines
         while heap and heap[0][0] <= now and budget != 0:
-            deadline, channel, group = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
             self.expiry_checks += 1
             if budget is not None:
                 budget -= 1
+            if not self._live(entry):
+                self._stale = max(0, self._stale - 1)
+                continue
+            deadline, channel, group = entry
             if group:
                 self._expire_membership(deadline, channel, group, now)
             else:
@@ -292,9 +330,7 @@ class RoomKitInMemoryChannelLayer(InMemoryChannelLayer):
             self._arm(0.0 if heap[0][0] <= now else None)
 
     def _expire_messages(self, deadline: float, name: str, now: float) -> None:
-        ch = self.channels.get(name)
-        if ch is None or ch.expiry_at != deadline:
-            return  # a stale entry: the channel was forgotten, or has a newer one
+        ch = self.channels[name]
         ch.expiry_at = None
         self._drop_expired(name, ch, now)
         if ch.messages:
@@ -304,12 +340,10 @@ class RoomKitInMemoryChannelLayer(InMemoryChannelLayer):
             self._forget_if_idle(name, ch)
 
     def _expire_membership(self, deadline: float, name: str, group: str, now: float) -> None:
-        ch = self.channels.get(name)
-        if ch is None or not ch.groups or ch.groups.get(group) != deadline:
-            return  # a stale entry: the membership ended, or was renewed with a newer one
+        ch = self.channels[name]
         joined = self.groups.get(group, {}).get(name)
         if joined is None or joined + self.group_expiry <= now:
-            self._discard(group, name)
+            self._discard(group, name, entry_due=True)
             return
         ch.groups[group] = joined + self.group_expiry  # renewed since: wait for the new deadline
         heapq.heappush(self._deadlines, (joined + self.group_expiry, name, group))
