@@ -84,6 +84,30 @@ def _rss_kb() -> int:
     return 0
 
 
+def _pymalloc_stats() -> dict[str, int]:
+    """pymalloc's arenas: how many are mapped and how many bytes of them are in use (``sys._debugmallocstats``)."""
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        os.dup2(out.fileno(), 2)  # it writes to the C stderr
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    stats = {}
+    for key, label in (
+        ("arenas", "# arenas allocated current"),
+        ("bytes_in_use", "# bytes in allocated blocks"),
+        ("bytes_free_in_pools", "# bytes in available blocks"),
+    ):
+        for line in text.splitlines():
+            if line.startswith(label):
+                stats[key] = int(line.rsplit("=", 1)[1].replace(",", ""))
+    return stats
+
+
 class _ServerProbe:
     """Observes the server process; never changes what it does."""
 
@@ -97,6 +121,7 @@ class _ServerProbe:
         self.daphne = None
         self.loop = None
         self.baseline_snapshot = None  # with --tracemalloc: taken at the first snapshot request
+        self.baseline_pymalloc: dict | None = None
         gc.callbacks.append(self._on_gc)
         signal.signal(signal.SIGUSR1, self._dump)
         signal.signal(signal.SIGUSR2, self._audit)
@@ -145,6 +170,7 @@ class _ServerProbe:
             # What is still allocated, over the baseline, by the line that allocated it.
             stats = tracemalloc.take_snapshot().compare_to(self.baseline_snapshot, "lineno")
             grown = [(str(s.traceback), s.size_diff, s.count_diff) for s in stats[:25]]
+        arenas = _pymalloc_stats()
         trim = None
         try:
             import ctypes
@@ -160,7 +186,16 @@ class _ServerProbe:
         started = time.perf_counter()
         found = gc.collect()
         ms = (time.perf_counter() - started) * 1000
-        audit = {"time": time.time(), "frozen": frozen, "found": found, "ms": ms, "trim": trim, "grown": grown}
+        audit = {
+            "time": time.time(),
+            "frozen": frozen,
+            "found": found,
+            "ms": ms,
+            "trim": trim,
+            "grown": grown,
+            "pymalloc": arenas,
+            "pymalloc_baseline": self.baseline_pymalloc,
+        }
         Path(self.stats_file + ".audit").write_text(json.dumps(audit))
 
     def _dump(self, signum, frame) -> None:
@@ -171,6 +206,8 @@ class _ServerProbe:
 
         from rooms import presence, realtime
 
+        if self.baseline_pymalloc is None:
+            self.baseline_pymalloc = _pymalloc_stats()
         if tracemalloc.is_tracing() and self.baseline_snapshot is None:
             self.baseline_snapshot = tracemalloc.take_snapshot()
         layer = get_channel_layer()
@@ -647,6 +684,15 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
         )
         for where, size, count in audit["grown"] or ():
             print(f"    {size / 1024:+9.1f} KiB {count:+7d} blocks  {where}")
+        if audit["pymalloc"]:
+            p = audit["pymalloc"]
+            b = audit["pymalloc_baseline"] or p
+            print(
+                f"  pymalloc after the sockets closed: {p['arenas']} arenas of 1 MiB mapped (baseline {b['arenas']}), "
+                f"{p['bytes_in_use'] / 2**20:.1f} MiB of blocks in use (baseline {b['bytes_in_use'] / 2**20:.1f}), "
+                f"{p['bytes_free_in_pools'] / 2**20:.1f} MiB free in partly used pools",
+                flush=True,
+            )
         if audit["trim"]:
             t = audit["trim"]
             print(
