@@ -115,9 +115,10 @@ class _ServerProbe:
         import gc
 
         self.stats_file = stats_file
-        self.gc_passes: list[tuple[float, int, float]] = []  # (wall time, generation, ms)
+        # (wall time, generation, ms, ms of CPU the collecting thread got meanwhile)
+        self.gc_passes: list[tuple[float, int, float, float]] = []
         self.stalls: list[tuple[float, float]] = []  # (wall time, ms late)
-        self._gc_started = 0.0
+        self._gc_started = self._gc_cpu = 0.0
         self.daphne = None
         self.loop = None
         self.baseline_snapshot = None  # with --tracemalloc: taken at the first snapshot request
@@ -139,9 +140,10 @@ class _ServerProbe:
 
     def _on_gc(self, phase: str, info: dict) -> None:
         if phase == "start":
-            self._gc_started = time.perf_counter()
+            self._gc_started, self._gc_cpu = time.perf_counter(), time.thread_time()
         else:
-            self.gc_passes.append((time.time(), info["generation"], (time.perf_counter() - self._gc_started) * 1000))
+            ms = (time.perf_counter() - self._gc_started) * 1000
+            self.gc_passes.append((time.time(), info["generation"], ms, (time.thread_time() - self._gc_cpu) * 1000))
 
     async def watch_loop(self) -> None:
         """Record every time the loop woke this task more than 10 ms late: something held the loop.
@@ -221,6 +223,7 @@ class _ServerProbe:
             "gc_count": gc.get_count(),
             "gc_threshold": gc.get_threshold(),
             "gc_frozen": gc.get_freeze_count(),
+            "gc_tracked": len(gc.get_objects()),  # what a full collection scans now
             "stalls": self.stalls,
             "connections": len(self.daphne.connections) if self.daphne is not None else None,
             "layer_channels": len(getattr(layer, "channels", ())),
@@ -550,9 +553,9 @@ class ActiveRoom:
 
 def _gc_between(stats_from: dict, stats_to: dict) -> dict:
     t0, t1 = stats_from["time"], stats_to["time"]
-    passes = [(gen, ms) for t, gen, ms in stats_to["gc_passes"] if t0 <= t < t1]
-    full = [ms for gen, ms in passes if gen == 2]
-    young = [ms for gen, ms in passes if gen < 2]
+    passes = [(gen, ms, cpu) for t, gen, ms, cpu in stats_to["gc_passes"] if t0 <= t < t1]
+    full = [ms for gen, ms, _ in passes if gen == 2]
+    young = [ms for gen, ms, _ in passes if gen < 2]
     stalls = [(ms, cpu) for t, ms, cpu in stats_to["stalls"] if t0 <= t < t1]
     busy = [ms for ms, cpu in stalls if cpu >= ms / 2]
     return {
@@ -560,6 +563,8 @@ def _gc_between(stats_from: dict, stats_to: dict) -> dict:
         "gc_full_passes": len(full),
         "gc_full_max_ms": max(full, default=0.0),
         "gc_full_total_ms": sum(full),
+        # the CPU the longest full pass used: wall time above it is the machine's other processes
+        "gc_full_max_cpu_ms": max(((ms, cpu) for gen, ms, cpu in passes if gen == 2), default=(0.0, 0.0))[1],
         "gc_young_max_ms": max(young, default=0.0),
         "gc_young_total_ms": sum(young),
         "loop_stalls_over_10ms": len(stalls),
@@ -608,7 +613,8 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
                 f"  cycle {cycle}: {n} idle sockets open in {connect_s:.1f} s ({retried} handshakes retried); "
                 f"RSS {opened['rss_kb'] / 1024:.1f} MiB "
                 f"({per_socket_kb:.1f} KB per socket); layer {opened['layer_channels']} channels, "
-                f"{opened['layer_groups']} groups",
+                f"{opened['layer_groups']} groups; the collector tracks {opened['gc_tracked']:,} objects "
+                f"(baseline {base['gc_tracked']:,}), {opened['gc_frozen']:,} frozen",
                 flush=True,
             )
             lat_row: dict = {}
@@ -629,7 +635,8 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
                     f"  latency over {args.messages} messages at {args.rate:g}/s: p50 {lat_row['p50_ms']:.1f} "
                     f"p90 {lat_row['p90_ms']:.1f} p99 {lat_row['p99_ms']:.1f} max {lat_row['max_ms']:.1f} ms "
                     f"({lat_row['over_100ms']} over 100 ms, {lost} lost); GC: {lat_row['gc_passes']} passes, "
-                    f"{lat_row['gc_full_passes']} full (max {lat_row['gc_full_max_ms']:.0f} ms), young max "
+                    f"{lat_row['gc_full_passes']} full (max {lat_row['gc_full_max_ms']:.0f} ms, "
+                    f"{lat_row['gc_full_max_cpu_ms']:.0f} ms of it on CPU), young max "
                     f"{lat_row['gc_young_max_ms']:.1f} ms; loop stalls >10 ms: {lat_row['loop_stalls_over_10ms']} "
                     f"(max {lat_row['loop_stall_max_ms']:.0f} ms), of which the loop was busy in "
                     f"{lat_row['loop_busy_stalls']} (max {lat_row['loop_busy_stall_max_ms']:.0f} ms); server CPU "

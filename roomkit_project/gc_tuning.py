@@ -12,11 +12,12 @@ that arrives meanwhile waits for it.
 
 ``gc_tune_for_serving`` (called by ``manage.py serve``):
 
-- every ``FREEZE_INTERVAL_SECONDS``, on the event loop, a full collection
-  followed by ``gc.freeze()``: whatever survived is moved out of the
-  collector's reach, so neither that collection nor the automatic ones ever
-  scan more than what survived since the last one (milliseconds), however
-  many sockets are open;
+- on the event loop, a full collection followed by ``gc.freeze()``: whatever
+  survived is moved out of the collector's reach, so neither that collection
+  nor the automatic ones ever scan more than what survived since the last
+  one, however many sockets are open. It runs once a second if objects were
+  promoted to the oldest generation since the last one (sockets opening
+  fast: what each scans stays small), else every ``FREEZE_INTERVAL_SECONDS``;
 - young collections a tenth as often (``YOUNG_THRESHOLD``, CPython's default
   is 700): short-lived objects have time to die by reference counting
   before a collection would promote them.
@@ -35,9 +36,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 
 logger = logging.getLogger(__name__)
 
+CHECK_INTERVAL_SECONDS = 1.0
 FREEZE_INTERVAL_SECONDS = 10.0
 YOUNG_THRESHOLD = 7_000
 
@@ -54,12 +57,19 @@ def gc_tune_for_serving(loop: asyncio.AbstractEventLoop) -> None:
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
     collect_and_freeze()
+    last = time.monotonic()
 
     def tick() -> None:
-        try:
-            collect_and_freeze()
-        except Exception:  # never let the policy stop the loop
-            logger.exception("periodic garbage collection failed")
-        loop.call_later(FREEZE_INTERVAL_SECONDS, tick)
+        nonlocal last
+        # The third count is how many middle-generation collections (each
+        # promoting its survivors to the oldest generation) ran since the last
+        # full one.
+        if gc.get_count()[2] > 0 or time.monotonic() - last >= FREEZE_INTERVAL_SECONDS:
+            try:
+                collect_and_freeze()
+            except Exception:  # never let the policy stop the loop
+                logger.exception("periodic garbage collection failed")
+            last = time.monotonic()
+        loop.call_later(CHECK_INTERVAL_SECONDS, tick)
 
-    loop.call_later(FREEZE_INTERVAL_SECONDS, tick)
+    loop.call_later(CHECK_INTERVAL_SECONDS, tick)

@@ -77,9 +77,7 @@ class ServeTuningTest(TransactionTestCase):
         sockets = []
         try:
             for token in tokens:
-                sockets.append(
-                    ws_connect(f"ws://127.0.0.1:{self.port}/ws/chat/?token={token}", origin=ORIGIN, open_timeout=20)
-                )
+                sockets.append(ws_connect(f"ws://127.0.0.1:{self.port}/ws/chat/?token={token}", origin=ORIGIN, open_timeout=20))
             report = self._wait_for(
                 lambda r: r["ws_protocols"] == SOCKETS and r["ws_protocols_scanned_by_gc"] == 0,
                 "every open socket's protocol is out of the collector's reach",
