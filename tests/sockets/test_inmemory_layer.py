@@ -45,11 +45,11 @@ class ExpiryOffThePublishPathTest(SimpleTestCase):
         await asyncio.sleep(0)  # every reader is now waiting
         time.sleep(0.06)  # the stale messages expire; the loop gets no turn
 
-        checks, channels = layer.expiry_checks, len(layer.channels)
+        before_publish, channels = layer.expiry_checks, len(layer.channels)
         await layer.group_send("room.active", {"type": "frame", "n": 1})
         # The publish examined nothing for expiry and swept nothing: every
         # stale channel and its group is still there.
-        self.assertEqual(layer.expiry_checks, checks)
+        self.assertEqual(layer.expiry_checks, before_publish)
         self.assertEqual(len(layer.channels), channels)
         self.assertEqual(len(layer.groups), 5_001)
         self.assertEqual([m["n"] for m in await asyncio.gather(*readers)], [1, 1, 1])
@@ -64,7 +64,7 @@ class ExpiryOffThePublishPathTest(SimpleTestCase):
         # their groups go; the idle and active channels stay.
         await wait_until(lambda: not any(n.startswith("dead") for n in layer.channels), "stale channels are dropped")
         self.assertEqual(set(layer.groups), {"room.active"})
-        self.assertGreaterEqual(layer.expiry_checks - checks, 5_000)
+        self.assertGreaterEqual(layer.expiry_checks - before_publish, 5_000)
         self.assertEqual(sum(1 for n in layer.channels if n.startswith("idle")), 5_000)
         for task in idle:
             task.cancel()
