@@ -40,6 +40,7 @@ import json
 import os
 import resource
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -500,6 +501,7 @@ class ActiveRoom:
         self.tokens = tokens
         self.sent: dict[str, float] = {}
         self.arrived: dict[str, float] = {}
+        self.closed: list[str] = []  # why the room's sockets stopped reading, if they did
         self.counter = 0
 
     async def open(self) -> None:
@@ -522,8 +524,10 @@ class ActiveRoom:
                     body = frame["event"]["content"].get("body", "")
                     if body.startswith("b:"):
                         self.arrived[body[2:]] = now
-        except Exception:
-            pass
+        except Exception as exc:
+            self.closed.append(f"{'receiver' if record else 'sender'}: {exc!r}")
+        else:
+            self.closed.append(f"{'receiver' if record else 'sender'}: closed {ws.close_code} {ws.close_reason!r}")
 
     async def send(self, count: int, rate: float) -> tuple[list[float], int]:
         """``count`` messages at ``rate`` per second; (latencies in ms, messages lost)."""
@@ -620,6 +624,8 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
             lat_row: dict = {}
             if cycle == 1:
                 latencies, lost = await room.send(args.messages, args.rate)
+                if not latencies:
+                    raise RuntimeError(f"no message reached the room's receiver: {room.closed}")
                 after = await server.stats()
                 lat_row = {
                     "messages": args.messages,
@@ -745,6 +751,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait before a memory snapshot")
     parser.add_argument("--tracemalloc", action="store_true", help="trace Python allocations in the server (slower)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (server logs, stats)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     limit = _raise_fd_limit()
@@ -752,12 +759,17 @@ def main() -> None:
         sys.exit(f"need {max(sizes) + 200} file descriptors; the hard limit is {limit}")
     started = time.monotonic()
     print(f"idle sockets {sizes}, {args.messages} messages at {args.rate:g}/s into one room; {os.cpu_count()} CPUs", flush=True)
-    with tempfile.TemporaryDirectory(prefix="ws-idle-") as name:
-        tmp = Path(name)
+    tmp = Path(tempfile.mkdtemp(prefix="ws-idle-"))
+    try:
         env, active, idle = _prepare(tmp, max(sizes))
         tokens_file = str(tmp / "tokens.json")
         Path(tokens_file).write_text(json.dumps(idle))
         rows = asyncio.run(_run(args, sizes, env, tmp, active, tokens_file))
+    finally:
+        if args.keep:
+            print(f"(scratch directory kept: {tmp})")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(_table(rows))
     if args.json:
