@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import resource
@@ -54,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ORIGIN = "http://127.0.0.1:8000"
 SOCKETS_PER_CLIENT_PROCESS = 2500
-CONNECT_CONCURRENCY = 32  # per client process; Daphne's listen backlog is 50
+CONNECT_CONCURRENCY = 16  # per client process: handshakes in flight stay well within Daphne's 5 s handshake timeout
 
 
 def _raise_fd_limit() -> int:
@@ -83,6 +84,10 @@ def _rss_kb() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def _type_name(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _pymalloc_stats() -> dict[str, int]:
@@ -209,6 +214,7 @@ class _ServerProbe:
 
         from rooms import presence, realtime
 
+        tracked = gc.get_objects()
         if self.baseline_pymalloc is None:
             self.baseline_pymalloc = _pymalloc_stats()
         if tracemalloc.is_tracing() and self.baseline_snapshot is None:
@@ -224,7 +230,8 @@ class _ServerProbe:
             "gc_count": gc.get_count(),
             "gc_threshold": gc.get_threshold(),
             "gc_frozen": gc.get_freeze_count(),
-            "gc_tracked": len(gc.get_objects()),  # what a full collection scans now
+            "gc_tracked": len(tracked),  # what a full collection scans now
+            "gc_tracked_types": collections.Counter(_type_name(o) for o in tracked).most_common(12),
             "stalls": self.stalls,
             "connections": len(self.daphne.connections) if self.daphne is not None else None,
             "layer_channels": len(getattr(layer, "channels", ())),
@@ -627,6 +634,7 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
                 if not latencies:
                     raise RuntimeError(f"no message reached the room's receiver: {room.closed}")
                 after = await server.stats()
+                print(f"  the collector tracks {after['gc_tracked']:,} objects: {after['gc_tracked_types']}", flush=True)
                 lat_row = {
                     "messages": args.messages,
                     "lost": lost,

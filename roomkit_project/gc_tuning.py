@@ -2,9 +2,9 @@
 
 CPython's collector is generational: young objects are scanned often and
 cheaply, and a full collection scans every tracked object. An open chat
-socket holds ~150 of them (Twisted and autobahn protocol state, asyncio tasks
+socket holds ~140 of them (Twisted and autobahn protocol state, asyncio tasks
 and futures, the consumer, its room hub), so with 10,000 sockets open a full
-collection walks 1.5 million objects and stops the event loop, and every
+collection walks 1.4 million objects and stops the event loop, and every
 thread, for one to two seconds. One comes whenever the objects that survived
 young collections since the last one reach a quarter of the old ones: with
 sockets opening, pinging and closing, every minute or so, and each message
@@ -12,12 +12,13 @@ that arrives meanwhile waits for it.
 
 ``gc_tune_for_serving`` (called by ``manage.py serve``):
 
-- on the event loop, a full collection followed by ``gc.freeze()``: whatever
-  survived is moved out of the collector's reach, so neither that collection
-  nor the automatic ones ever scan more than what survived since the last
-  one, however many sockets are open. It runs once a second if objects were
-  promoted to the oldest generation since the last one (sockets opening
-  fast: what each scans stays small), else every ``FREEZE_INTERVAL_SECONDS``;
+- every ``FREEZE_INTERVAL_SECONDS``, on the event loop, a full collection
+  followed by ``gc.freeze()``: whatever survived is moved out of the
+  collector's reach, so neither that collection nor the automatic ones ever
+  scan more than what was allocated since the last one and is still alive,
+  however many sockets are open. With 10,000 idle sockets that is a few
+  thousand objects a second (each keep-alive ping replaces a handful of
+  objects its socket keeps until the next one): a few milliseconds;
 - young collections a tenth as often (``YOUNG_THRESHOLD``, CPython's default
   is 700): short-lived objects have time to die by reference counting
   before a collection would promote them.
@@ -36,12 +37,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 
 logger = logging.getLogger(__name__)
 
-CHECK_INTERVAL_SECONDS = 1.0
-FREEZE_INTERVAL_SECONDS = 10.0
+FREEZE_INTERVAL_SECONDS = 1.0
 YOUNG_THRESHOLD = 7_000
 
 
@@ -57,19 +56,12 @@ def gc_tune_for_serving(loop: asyncio.AbstractEventLoop) -> None:
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
     collect_and_freeze()
-    last = time.monotonic()
 
     def tick() -> None:
-        nonlocal last
-        # The third count is how many middle-generation collections (each
-        # promoting its survivors to the oldest generation) ran since the last
-        # full one.
-        if gc.get_count()[2] > 0 or time.monotonic() - last >= FREEZE_INTERVAL_SECONDS:
-            try:
-                collect_and_freeze()
-            except Exception:  # never let the policy stop the loop
-                logger.exception("periodic garbage collection failed")
-            last = time.monotonic()
-        loop.call_later(CHECK_INTERVAL_SECONDS, tick)
+        try:
+            collect_and_freeze()
+        except Exception:  # never let the policy stop the loop
+            logger.exception("periodic garbage collection failed")
+        loop.call_later(FREEZE_INTERVAL_SECONDS, tick)
 
-    loop.call_later(CHECK_INTERVAL_SECONDS, tick)
+    loop.call_later(FREEZE_INTERVAL_SECONDS, tick)

@@ -31,7 +31,7 @@ def main(report_file: str, port: str) -> None:
 
     from roomkit_project import gc_tuning
 
-    gc_tuning.CHECK_INTERVAL_SECONDS = gc_tuning.FREEZE_INTERVAL_SECONDS = 0.5
+    gc_tuning.FREEZE_INTERVAL_SECONDS = 0.5
     alive: dict[type, weakref.WeakSet] = {WebSocketProtocol: weakref.WeakSet(), HTTPChannel: weakref.WeakSet()}
     for cls, instances in alive.items():
         original = cls.__init__
