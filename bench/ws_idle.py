@@ -123,7 +123,9 @@ class _ServerProbe:
         self.stats_file = stats_file
         # (wall time, generation, ms, ms of CPU the collecting thread got meanwhile)
         self.gc_passes: list[tuple[float, int, float, float]] = []
-        self.stalls: list[tuple[float, float]] = []  # (wall time, ms late)
+        self.stalls: list[tuple[float, float, float]] = []  # (wall time, ms late, ms of CPU meanwhile)
+        self.slow_callbacks: list[tuple[float, float, str]] = []  # with --slow-callbacks
+        self.callback_ms: dict[str, list] = {}  # callback name -> [calls, total ms, max ms]
         self._gc_started = self._gc_cpu = 0.0
         self.daphne = None
         self.loop = None
@@ -166,6 +168,29 @@ class _ServerProbe:
             late = (time.perf_counter() - started - tick) * 1000
             if late > 10:
                 self.stalls.append((time.time(), late, (time.thread_time() - cpu) * 1000))
+
+    def time_callbacks(self, slow_ms: float) -> None:
+        """Diagnostics (``--slow-callbacks``): record every loop callback that runs longer than ``slow_ms``."""
+        import asyncio.events
+
+        original = asyncio.events.Handle._run
+        probe = self
+
+        def _run(handle) -> None:
+            callback = handle._callback
+            started, cpu = time.perf_counter(), time.thread_time()
+            original(handle)
+            ms = (time.perf_counter() - started) * 1000
+            name = getattr(callback, "__qualname__", None) or type(callback).__qualname__
+            totals = probe.callback_ms.setdefault(name, [0, 0.0, 0.0])
+            totals[0] += 1
+            totals[1] += ms
+            totals[2] = max(totals[2], ms)
+            if ms > slow_ms:
+                cpu_ms = (time.thread_time() - cpu) * 1000
+                probe.slow_callbacks.append((time.time(), ms, f"{name} ({cpu_ms:.0f} ms on CPU): {callback!r}"[:300]))
+
+        asyncio.events.Handle._run = _run
 
     def _audit(self, signum, frame) -> None:
         """Unfreeze and collect everything: the garbage found is what freezing kept from the collector."""
@@ -233,6 +258,8 @@ class _ServerProbe:
             "gc_tracked": len(tracked),  # what a full collection scans now
             "gc_tracked_types": collections.Counter(_type_name(o) for o in tracked).most_common(12),
             "stalls": self.stalls,
+            "slow_callbacks": self.slow_callbacks,
+            "callback_ms": self.callback_ms,
             "connections": len(self.daphne.connections) if self.daphne is not None else None,
             "layer_channels": len(getattr(layer, "channels", ())),
             "layer_groups": len(getattr(layer, "groups", ())),
@@ -258,6 +285,9 @@ def serve(stats_file: str, host: str, port: str, trace: bool) -> None:
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     probe = _ServerProbe(stats_file)
+    slow_ms = float(os.environ.get("WS_IDLE_SLOW_CALLBACK_MS") or 0)
+    if slow_ms:
+        probe.time_callbacks(slow_ms)
     import django
 
     django.setup()
@@ -635,6 +665,17 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
                     raise RuntimeError(f"no message reached the room's receiver: {room.closed}")
                 after = await server.stats()
                 print(f"  the collector tracks {after['gc_tracked']:,} objects: {after['gc_tracked_types']}", flush=True)
+                slow = sorted((x for x in after["slow_callbacks"] if opened["time"] <= x[0] < after["time"]), key=lambda x: -x[1])
+                for _, ms, what in slow[:20]:
+                    print(f"    slow callback {ms:6.1f} ms: {what}", flush=True)
+                if after["callback_ms"]:
+                    before_cb = opened["callback_ms"]
+                    spent = []
+                    for name, (calls, total, most) in after["callback_ms"].items():
+                        c0, t0, _ = before_cb.get(name, (0, 0.0, 0.0))
+                        spent.append((total - t0, calls - c0, most, name))
+                    for total, calls, most, name in sorted(spent, reverse=True)[:15]:
+                        print(f"    {total:8.0f} ms in {calls:7d} calls (max {most:5.1f} ms): {name}", flush=True)
                 lat_row = {
                     "messages": args.messages,
                     "lost": lost,
@@ -760,8 +801,11 @@ def main() -> None:
     parser.add_argument("--tracemalloc", action="store_true", help="trace Python allocations in the server (slower)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (server logs, stats)")
+    parser.add_argument("--slow-callbacks", type=float, metavar="MS", help="list the server's loop callbacks longer than MS")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.slow_callbacks:
+        os.environ["WS_IDLE_SLOW_CALLBACK_MS"] = str(args.slow_callbacks)
     limit = _raise_fd_limit()
     if limit < max(sizes) + 200:
         sys.exit(f"need {max(sizes) + 200} file descriptors; the hard limit is {limit}")
