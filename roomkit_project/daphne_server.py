@@ -8,9 +8,11 @@ reap finished applications, kill those that outlive a closed socket) and
 every two seconds (``timeout_checker``: timeouts and keep-alive pings), each
 in one go: with 10,000 sockets open, each walk holds the event loop for tens
 of milliseconds, and every message that arrives meanwhile waits. Here one
-timer every ``TICK_SECONDS`` does a slice of each walk: every connection is
-still visited once per second and once per two seconds, with the same checks,
-and no turn of the loop does more than a slice.
+timer every ``TICK_SECONDS`` does a slice of each walk
+(``roomkit_project.daphne_tuning.SlicedRound``): every connection is still
+visited once per second and once per two seconds, with the same checks, no
+turn of the loop does more than a slice, and a slice sends at most a few
+dozen keep-alive pings (sockets that opened together fall due together).
 
 A connection Daphne forgets still leaves two reference cycles behind: the
 HTTP request that was upgraded stays in its ``HTTPChannel``'s list of
@@ -35,36 +37,15 @@ import daphne.server  # noqa: F401  (installs the asyncio reactor before anythin
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import WebRequest
 from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
+
+from roomkit_project.daphne_tuning import TICK_SECONDS, SlicedRound, check_websocket_timeouts, pings_per_tick
 
 logger = logging.getLogger("daphne.server")
 
-TICK_SECONDS = 0.05
 APPLICATION_CHECK_PERIOD = 1.0  # as Daphne's application_checker
 TIMEOUT_CHECK_PERIOD = 2.0  # as Daphne's timeout_checker
-
-
-class _SlicedRound:
-    """Visits a snapshot of the connections once per ``period``, a slice per tick."""
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self.pending: list[Any] = []
-        self.position = 0
-        self.per_tick = 0
-        self.started = -period
-
-    def next_slice(self, connections: dict, now: float) -> list[Any]:
-        if self.position >= len(self.pending):
-            self.pending = []
-            if now - self.started < self.period:
-                return []
-            self.pending, self.position, self.started = list(connections), 0, now
-            ticks = max(1, round(self.period / TICK_SECONDS) - 1)  # done within the period
-            self.per_tick = -(-len(self.pending) // ticks)
-        chunk = self.pending[self.position : self.position + self.per_tick]
-        self.position += len(chunk)
-        return chunk
 
 
 def _cut_cycles(protocol: Any) -> None:
@@ -86,16 +67,21 @@ class RoomKitDaphneServer(Server):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._application_round = _SlicedRound(APPLICATION_CHECK_PERIOD)
-        self._timeout_round = _SlicedRound(TIMEOUT_CHECK_PERIOD)
+        self._application_round = SlicedRound(APPLICATION_CHECK_PERIOD)
+        self._timeout_round = SlicedRound(TIMEOUT_CHECK_PERIOD)
 
     def application_checker(self) -> None:
         # Daphne schedules this once, a second after start; from then on it ticks.
         now = time.monotonic()
         for protocol in self._application_round.next_slice(self.connections, now):
             self._check_application(protocol)
+        pings = pings_per_tick(len(self.connections), self.ping_interval)
         for protocol in self._timeout_round.next_slice(self.connections, now):
-            if protocol in self.connections:
+            if protocol not in self.connections:
+                continue
+            if isinstance(protocol, WebSocketProtocol):
+                pings -= check_websocket_timeouts(protocol, self, may_ping=pings > 0)
+            else:
                 protocol.check_timeouts()
         reactor.callLater(TICK_SECONDS, self.application_checker)
 

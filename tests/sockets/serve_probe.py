@@ -4,7 +4,8 @@ Run as ``python -m tests.sockets.serve_probe REPORT_FILE PORT`` (from the
 project root, with the test database's ``DATABASE_URL``). On ``SIGUSR1`` it
 writes to REPORT_FILE how many Daphne WebSocket protocols and HTTP channels
 are alive in this process, how many of the WebSocket protocols the garbage
-collector still scans (not frozen), its thresholds and the open-file limit.
+collector still scans (not frozen), its thresholds, the open-file limit and
+whether autobahn's debug-log helpers were replaced.
 The periodic collect-and-freeze runs every half second whatever happened.
 """
 
@@ -43,6 +44,10 @@ def main(report_file: str, port: str) -> None:
         cls.__init__ = init
 
     def report(signum, frame) -> None:
+        import autobahn.util
+        from autobahn.twisted import websocket as twisted_adapter
+        from autobahn.websocket import protocol
+
         unfrozen = sum(1 for o in gc.get_objects() if isinstance(o, WebSocketProtocol))
         data = {
             "ws_protocols": len(alive[WebSocketProtocol]),
@@ -50,6 +55,9 @@ def main(report_file: str, port: str) -> None:
             "ws_protocols_scanned_by_gc": unfrozen,
             "gc_threshold": gc.get_threshold(),
             "open_file_limit": resource.getrlimit(resource.RLIMIT_NOFILE),
+            # daphne_tuning's plain helpers in place of autobahn's colouring ones
+            "autobahn_plain_log_helpers": twisted_adapter.hltype is not autobahn.util.hltype
+            and protocol.hltype is not autobahn.util.hltype,
         }
         with open(report_file + ".tmp", "w") as fh:
             json.dump(data, fh)

@@ -83,6 +83,7 @@ class ServeTuningTest(TransactionTestCase):
                 "every open socket's protocol is out of the collector's reach",
             )
             self.assertEqual(report["gc_threshold"][0], YOUNG_THRESHOLD)
+            self.assertTrue(report["autobahn_plain_log_helpers"])
             soft, hard = report["open_file_limit"]
             self.assertEqual(soft, hard if hard >= 0 else soft)  # serve raised it to the hard limit
         finally:
