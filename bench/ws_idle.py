@@ -542,6 +542,7 @@ class ActiveRoom:
         self.arrived: dict[str, float] = {}
         self.closed: list[str] = []  # why the room's sockets stopped reading, if they did
         self.counter = 0
+        self.run_id = secrets.token_hex(4)
 
     async def open(self) -> None:
         from websockets.asyncio.client import connect
@@ -574,7 +575,7 @@ class ActiveRoom:
         start = time.perf_counter() + 0.05
         for i in range(count):
             self.counter += 1
-            mid = f"m{self.counter}"
+            mid = f"{self.run_id}-{self.counter}"  # client_msg_id: unique across runs on one database
             mids.append(mid)
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
