@@ -35,6 +35,7 @@ minutes per size).
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import collections
 import json
@@ -122,8 +123,10 @@ class _ServerProbe:
 
         self.stats_file = stats_file
         # (wall time, generation, ms, ms of CPU the collecting thread got meanwhile)
-        self.gc_passes: list[tuple[float, int, float, float]] = []
-        self.stalls: list[tuple[float, float, float]] = []  # (wall time, ms late, ms of CPU meanwhile)
+        # Flat arrays of floats, not lists of tuples: recording allocates no
+        # Python objects, so the server's allocation counts are its own.
+        self.gc_passes = array.array("d")  # per pass: wall time, generation, ms, ms of CPU meanwhile
+        self.stalls = array.array("d")  # per stall: wall time, ms late, ms of CPU meanwhile
         self.slow_callbacks: list[tuple[float, float, str]] = []  # with --slow-callbacks
         self.callback_ms: dict[str, list] = {}  # callback name -> [calls, total ms, max ms]
         self._gc_started = self._gc_cpu = 0.0
@@ -152,7 +155,7 @@ class _ServerProbe:
             self._gc_started, self._gc_cpu = time.perf_counter(), time.thread_time()
         else:
             ms = (time.perf_counter() - self._gc_started) * 1000
-            self.gc_passes.append((time.time(), info["generation"], ms, (time.thread_time() - self._gc_cpu) * 1000))
+            self.gc_passes.extend((time.time(), info["generation"], ms, (time.thread_time() - self._gc_cpu) * 1000))
 
     async def watch_loop(self) -> None:
         """Record every time the loop woke this task more than 10 ms late: something held the loop.
@@ -168,7 +171,7 @@ class _ServerProbe:
             await asyncio.sleep(tick)
             late = (time.perf_counter() - started - tick) * 1000
             if late > 10 and self.last_dump_end < started:  # a snapshot for the bench is not the server's doing
-                self.stalls.append((time.time(), late, (time.thread_time() - cpu) * 1000))
+                self.stalls.extend((time.time(), late, (time.thread_time() - cpu) * 1000))
 
     def time_callbacks(self, slow_ms: float) -> None:
         """Diagnostics (``--slow-callbacks``): record every loop callback that runs longer than ``slow_ms``."""
@@ -240,6 +243,7 @@ class _ServerProbe:
 
         from rooms import presence, realtime
 
+        blocks = sys.getallocatedblocks()  # first: before this snapshot allocates anything
         tracked = gc.get_objects()
         if self.baseline_pymalloc is None:
             self.baseline_pymalloc = _pymalloc_stats()
@@ -250,15 +254,15 @@ class _ServerProbe:
         stats = {
             "time": time.time(),
             "rss_kb": _rss_kb(),
-            "allocated_blocks": sys.getallocatedblocks(),
+            "allocated_blocks": blocks,
             "traced_bytes": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None,
-            "gc_passes": self.gc_passes,
+            "gc_passes": [self.gc_passes[i : i + 4].tolist() for i in range(0, len(self.gc_passes), 4)],
             "gc_count": gc.get_count(),
             "gc_threshold": gc.get_threshold(),
             "gc_frozen": gc.get_freeze_count(),
             "gc_tracked": len(tracked),  # what a full collection scans now
             "gc_tracked_types": collections.Counter(_type_name(o) for o in tracked).most_common(12),
-            "stalls": self.stalls,
+            "stalls": [self.stalls[i : i + 3].tolist() for i in range(0, len(self.stalls), 3)],
             "slow_callbacks": self.slow_callbacks,
             "callback_ms": self.callback_ms,
             "connections": len(self.daphne.connections) if self.daphne is not None else None,
@@ -597,7 +601,7 @@ class ActiveRoom:
 
 def _gc_between(stats_from: dict, stats_to: dict) -> dict:
     t0, t1 = stats_from["time"], stats_to["time"]
-    passes = [(gen, ms, cpu) for t, gen, ms, cpu in stats_to["gc_passes"] if t0 <= t < t1]
+    passes = [(int(gen), ms, cpu) for t, gen, ms, cpu in stats_to["gc_passes"] if t0 <= t < t1]
     full = [ms for gen, ms, _ in passes if gen == 2]
     young = [ms for gen, ms, _ in passes if gen < 2]
     stalls = [(ms, cpu) for t, ms, cpu in stats_to["stalls"] if t0 <= t < t1]
