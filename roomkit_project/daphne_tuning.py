@@ -1,4 +1,4 @@
-"""Per-frame overhead in Daphne's WebSocket stack that costs us and buys nothing.
+"""Costs in Daphne that grow with the sockets it holds and buy nothing.
 
 autobahn (Daphne's WebSocket protocol) builds the arguments of its debug log
 lines before calling the logger, even when debug logging is off: for every
@@ -10,6 +10,9 @@ connection pretty-prints its whole configuration (``pformat``). While
 autobahn's log level is above debug, we give its protocol and Twisted adapter
 modules plain versions of those helpers: same log text, without colour, never
 computed for nothing that matters. With debug logging on, nothing changes.
+
+Below that: Daphne's passes over every connection cut into slices, with the
+keep-alive pings paced (used by ``roomkit_project.daphne_server``).
 """
 
 from __future__ import annotations
