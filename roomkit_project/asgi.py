@@ -46,8 +46,10 @@ async def application(scope, receive, send):
     bind_server_loop(asyncio.get_running_loop())
     return await _router(scope, receive, send)
 
+
 # Everything imported at start-up lives as long as the process: move it out of
 # the collector's reach so full collections (the latency tail on the socket
-# path) scan only what requests create.
+# path) scan only what requests create. ``manage.py serve`` goes on freezing
+# what survives (roomkit_project.gc_tuning).
 gc.collect()
 gc.freeze()

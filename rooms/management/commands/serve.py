@@ -3,8 +3,15 @@
 Embedded default: Daphne in this process, tasks and the beat schedule on
 in-process threads. With REDIS_URL: Daphne here plus a Celery worker and beat
 as child processes (scale out by running more of each elsewhere).
+
+Tuned for many open sockets in one process: the open-file limit raised to its
+hard limit (a socket is a file descriptor), Daphne's passes over every
+connection done in slices (``roomkit_project.daphne_server``) and garbage
+collection that never scans the long-lived sockets (``roomkit_project.gc_tuning``).
 """
 
+import asyncio
+import resource
 import subprocess
 import sys
 
@@ -41,10 +48,27 @@ class Command(BaseCommand):
             f"  webhooks  {base}/webhooks/<channel_id>/\n  health    {base}/healthz\n"
             f"  background work: {mode}\n"
         )
-        from daphne.cli import CommandLineInterface
+        raise_open_file_limit()
+        # Imported here: it installs Twisted's asyncio reactor (before anything imports another).
+        from roomkit_project.daphne_server import RoomKitDaphneCLI, reactor
+        from roomkit_project.gc_tuning import gc_tune_for_serving
 
+        # Runs once the reactor's asyncio loop does (callWhenRunning fires before it runs).
+        reactor.callLater(0, lambda: gc_tune_for_serving(asyncio.get_running_loop()))
         try:
-            CommandLineInterface().run(["-b", host, "-p", str(port), "roomkit_project.asgi:application"])
+            RoomKitDaphneCLI().run(["-b", host, "-p", str(port), "roomkit_project.asgi:application"])
         finally:
             for child in children:
                 child.terminate()
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to the hard one (often 1,024 against 500,000+); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
