@@ -1,4 +1,4 @@
-"""What the benchmarks share: a scratch database, percentiles, and a real chat socket.
+"""What the benchmarks share: a scratch database or project, percentiles, free ports, and a real chat socket.
 
 The socket is a real ChatConsumer on an event loop in its own thread, as Daphne
 serves sockets while sync views run on worker threads. It is driven the way a
@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +28,48 @@ PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scratch_project(tmp: Path, **extra_env: str) -> dict[str, str]:
+    """A migrated SQLite project in ``tmp``, set up in this process too; the environment for its servers.
+
+    No Redis (the embedded default), no background work, a throwaway secret,
+    and no limits on the chat socket: a bench's sender writes faster than a
+    visitor may, and what is measured is delivery, not the abuse controls.
+    """
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env.pop("REDIS_URL", None)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "roomkit_project.settings",
+            "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
+            "SECRET_KEY": secrets.token_urlsafe(40),
+            "ROOMKIT_TASK_MODE": "off",
+            "LOG_LEVEL": "WARNING",
+            "MEDIA_ROOT": str(tmp / "media"),
+            "PYTHONUNBUFFERED": "1",
+            "ROOMKIT_CHAT_MESSAGE_RATE": "",
+            "ROOMKIT_CHAT_PARTICIPANT_MESSAGE_RATE": "",
+            "ROOMKIT_CHAT_FRAME_RATE": "",
+            "ROOMKIT_CHAT_SESSION_RATE": "",
+            **extra_env,
+        }
+    )
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=root, env=env, check=True)
+    os.environ.update(env)
+    os.environ.pop("REDIS_URL", None)
+    sys.path.insert(0, str(root))
+    import django
+
+    django.setup()
+    return env
 
 
 def prepare_database(db: str, name: str) -> str:

@@ -41,7 +41,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import socket
 import statistics
 import subprocess
@@ -52,6 +51,10 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import free_port, percentile, scratch_project  # noqa: E402
+
 ORIGIN = "http://127.0.0.1:8000"
 PYTHON = sys.executable
 # Messages per second in the latency phase, per N: the raw relay spends about
@@ -62,22 +65,10 @@ BURSTS = {10: 90, 100: 90, 500: 20}
 CONNECT_CONCURRENCY = 50
 
 
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
         self.name = name
-        self.port = _free_port()
+        self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix=f"ws-fanout-{name}-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [*args, "-b", "127.0.0.1", "-p", str(self.port)],
@@ -120,31 +111,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def _prepare_ours(tmp: Path, receivers: int) -> tuple[dict[str, str], str, list[str]]:
     """A migrated scratch database with one room: (env for the server, sender token, receiver tokens)."""
-    env = dict(os.environ)
-    env.pop("REDIS_URL", None)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "roomkit_project.settings",
-            "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "ROOMKIT_TASK_MODE": "off",
-            "LOG_LEVEL": "WARNING",
-            "MEDIA_ROOT": str(tmp / "media"),
-            "PYTHONUNBUFFERED": "1",
-            # One sender at 50 messages/s and bursts: the chat socket's rate
-            # limits (for visitors) would refuse them; this measures fan-out.
-            "ROOMKIT_CHAT_MESSAGE_RATE": "",
-            "ROOMKIT_CHAT_PARTICIPANT_MESSAGE_RATE": "",
-            "ROOMKIT_CHAT_FRAME_RATE": "",
-        }
-    )
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    os.environ.update(env)
-    os.environ.pop("REDIS_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    env = scratch_project(tmp)
     from django.conf import settings
 
     from rooms.chat_sessions import chat_session_start
@@ -265,7 +232,7 @@ class Harness:
             "messages": count,
             "complete": complete,
             "p50_ms": statistics.median(lat),
-            "p99_ms": _percentile(lat, 99),
+            "p99_ms": percentile(lat, 99),
         }
 
     async def throughput_phase(self, messages: int) -> dict:
@@ -289,7 +256,7 @@ class Harness:
             "deliveries_per_s": len(arrivals) / elapsed,
             "server_cpu_us_per_delivery": server_cpu / len(arrivals) * 1e6,
             "burst_p50_ms": statistics.median(lat),
-            "burst_p99_ms": _percentile(lat, 99),
+            "burst_p99_ms": percentile(lat, 99),
         }
 
     async def close(self) -> None:

@@ -53,6 +53,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import free_port, percentile, scratch_project  # noqa: E402
+
 PYTHON = sys.executable
 ORIGIN = "http://127.0.0.1:8000"
 SOCKETS_PER_CLIENT_PROCESS = 2500
@@ -64,20 +68,6 @@ def _raise_fd_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --- The server wrapper (runs in the server process) -----------------------------------
 
 
 def _rss_kb() -> int:
@@ -383,26 +373,7 @@ def clients(url: str, tokens_file: str, first: int, count: int) -> None:
 
 def _prepare(tmp: Path, idle: int) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """A migrated scratch database: (server env, active room's tokens, idle visitors' tokens)."""
-    env = dict(os.environ)
-    env.pop("REDIS_URL", None)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "roomkit_project.settings",
-            "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "ROOMKIT_TASK_MODE": "off",
-            "LOG_LEVEL": "WARNING",
-            "MEDIA_ROOT": str(tmp / "media"),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    os.environ.update(env)
-    os.environ.pop("REDIS_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    env = scratch_project(tmp)
     from django.conf import settings
     from django.db import transaction
 
@@ -427,7 +398,7 @@ def _prepare(tmp: Path, idle: int) -> tuple[dict[str, str], dict[str, str], list
 
 class ServerProcess:
     def __init__(self, env: dict[str, str], tmp: Path, trace: bool) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.stats_file = str(tmp / f"stats-{self.port}.json")
         self.log = open(tmp / f"server-{self.port}.log", "w")
         argv = [PYTHON, str(Path(__file__).resolve()), "--serve", self.stats_file, "127.0.0.1", str(self.port)]
@@ -687,8 +658,8 @@ async def run_size(n: int, env: dict, tmp: Path, active_tokens: dict, tokens_fil
                     "messages": args.messages,
                     "lost": lost,
                     "p50_ms": statistics.median(latencies),
-                    "p90_ms": _percentile(latencies, 90),
-                    "p99_ms": _percentile(latencies, 99),
+                    "p90_ms": percentile(latencies, 90),
+                    "p99_ms": percentile(latencies, 99),
                     "max_ms": max(latencies),
                     "over_100ms": sum(1 for x in latencies if x > 100),
                     **_gc_between(opened, after),

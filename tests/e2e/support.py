@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 from django.db import connections
+from django.test import TransactionTestCase
 
 from channels_app.signing import SIGNATURE_HEADER, sign
 from rooms.chat_sessions import chat_session_open
@@ -272,3 +273,38 @@ def wait_connected(page: Any, timeout: float = 15.0) -> None:
 def send_text(page: Any, text: str) -> None:
     page.fill("#text", text)
     page.press("#text", "Enter")
+
+
+class BrowserTestCase(TransactionTestCase):
+    """One Daphne (``ChatServer``) and one Chromium for the test class.
+
+    ``server_env``: environment overrides for the server (e.g. in-process
+    workers so agents answer). Playwright's sync API keeps an event loop in
+    this thread; the test's own ORM calls between browser steps are plain
+    synchronous calls, so Django's async-safety check is turned off for the class.
+    """
+
+    server_env: dict[str, str] = {}
+    server: ChatServer
+    browser: Any
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        sync_playwright = require_browser()
+        previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+        cls.addClassCleanup(
+            lambda: (
+                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+                if previous is None
+                else os.environ.__setitem__("DJANGO_ALLOW_ASYNC_UNSAFE", previous)
+            )
+        )
+        cls.server = ChatServer(**cls.server_env)
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+        cls.playwright = sync_playwright().start()
+        cls.addClassCleanup(cls.playwright.stop)
+        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        cls.addClassCleanup(cls.browser.close)

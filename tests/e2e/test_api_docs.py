@@ -5,38 +5,14 @@ Run with ``ROOMKIT_E2E=1 make test TESTS=tests.e2e.test_api_docs``.
 
 from __future__ import annotations
 
-import os
 import unittest
 from typing import Any
 
-from django.test import TransactionTestCase
-
-from tests.e2e.support import CHROMIUM, CHROMIUM_ARGS, E2E_ENABLED, SKIP_REASON, ChatServer, require_browser
+from tests.e2e.support import E2E_ENABLED, SKIP_REASON, BrowserTestCase
 
 
 @unittest.skipUnless(E2E_ENABLED, SKIP_REASON)
-class APIDocsBrowserTests(TransactionTestCase):
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        sync_playwright = require_browser()
-        # Playwright's sync API keeps an event loop running: let the test's own database calls through.
-        previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-        cls.addClassCleanup(
-            lambda: (
-                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-                if previous is None
-                else os.environ.__setitem__("DJANGO_ALLOW_ASYNC_UNSAFE", previous)
-            )
-        )
-        cls.server = ChatServer()
-        cls.addClassCleanup(cls.server.stop)
-        cls.server.start()
-        cls.playwright = sync_playwright().start()
-        cls.addClassCleanup(cls.playwright.stop)
-        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        cls.addClassCleanup(cls.browser.close)
+class APIDocsBrowserTests(BrowserTestCase):
 
     def test_every_operation_is_shown_from_this_site_alone_with_no_policy_violation(self) -> None:
         context = self.browser.new_context(viewport={"width": 1280, "height": 900})

@@ -29,6 +29,7 @@ from tests.e2e.support import (
     E2E_REDIS_URL,
     RECORD_ADDED,
     SKIP_REASON,
+    BrowserTestCase,
     ChatServer,
     bubbles,
     off_loop,
@@ -54,31 +55,9 @@ def _message_rows(room_id: str) -> list[RoomEvent]:
 
 
 @unittest.skipUnless(E2E_ENABLED, SKIP_REASON)
-class ChatPageBrowserTests(TransactionTestCase):
+class ChatPageBrowserTests(BrowserTestCase):
     """One Daphne on the embedded default (in-memory channel layer) and one Chromium for the class."""
 
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        sync_playwright = require_browser()
-        # Playwright's sync API keeps an event loop in this thread; Django's
-        # ORM calls between browser steps are still plain synchronous calls.
-        previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-        cls.addClassCleanup(
-            lambda: (
-                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-                if previous is None
-                else os.environ.__setitem__("DJANGO_ALLOW_ASYNC_UNSAFE", previous)
-            )
-        )
-        cls.server = ChatServer()
-        cls.addClassCleanup(cls.server.stop)
-        cls.server.start()
-        cls.playwright = sync_playwright().start()
-        cls.addClassCleanup(cls.playwright.stop)
-        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        cls.addClassCleanup(cls.browser.close)
 
     def setUp(self) -> None:
         quiet_logger(self, "httpx")

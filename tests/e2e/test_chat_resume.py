@@ -11,7 +11,6 @@ room's stored messages, in ``seq`` order, none ever shown twice.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import threading
@@ -20,22 +19,17 @@ import unittest
 import uuid
 from typing import Any
 
-from django.test import TransactionTestCase
-
 from rooms.enums import EventType
 from rooms.models import RoomEvent
 from rooms.services import channel_attach
 from tests.concurrency.processes import quiet_logger
 from tests.e2e.support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     E2E_ENABLED,
     RECORD_ADDED,
     SKIP_REASON,
-    ChatServer,
+    BrowserTestCase,
     bubbles,
     post_webhook,
-    require_browser,
     send_text,
     start_chat,
     wait_until,
@@ -48,27 +42,7 @@ PER_WRITER = 40
 
 
 @unittest.skipUnless(E2E_ENABLED, SKIP_REASON)
-class ChatPageResumeTest(TransactionTestCase):
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        sync_playwright = require_browser()
-        previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-        cls.addClassCleanup(
-            lambda: (
-                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-                if previous is None
-                else os.environ.__setitem__("DJANGO_ALLOW_ASYNC_UNSAFE", previous)
-            )
-        )
-        cls.server = ChatServer()
-        cls.addClassCleanup(cls.server.stop)
-        cls.server.start()
-        cls.playwright = sync_playwright().start()
-        cls.addClassCleanup(cls.playwright.stop)
-        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        cls.addClassCleanup(cls.browser.close)
+class ChatPageResumeTest(BrowserTestCase):
 
     def test_random_cuts_while_others_write_lose_and_double_nothing(self) -> None:
         quiet_logger(self, "httpx")

@@ -14,7 +14,6 @@ import unittest
 from typing import Any
 
 from django.conf import settings
-from django.test import TransactionTestCase
 
 from rooms.enums import ChannelType
 from rooms.models import Room, RoomEvent, RoomReadMarker
@@ -22,13 +21,10 @@ from tests.agents.helpers import make_agent
 from tests.concurrency.processes import quiet_logger
 from tests.console.helpers import PASSWORD, operator
 from tests.e2e.support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     E2E_ENABLED,
     SKIP_REASON,
-    ChatServer,
+    BrowserTestCase,
     bubbles,
-    require_browser,
     send_text,
     start_chat,
     wait_until,
@@ -44,29 +40,10 @@ def staff_socket_routed() -> bool:
 
 
 @unittest.skipUnless(E2E_ENABLED, SKIP_REASON)
-class ConsoleBrowserTests(TransactionTestCase):
+class ConsoleBrowserTests(BrowserTestCase):
     """One Daphne (with in-process workers, so agents answer) and one Chromium for the class."""
 
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        sync_playwright = require_browser()
-        previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-        cls.addClassCleanup(
-            lambda: (
-                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-                if previous is None
-                else os.environ.__setitem__("DJANGO_ALLOW_ASYNC_UNSAFE", previous)
-            )
-        )
-        cls.server = ChatServer(ROOMKIT_TASK_MODE="thread")
-        cls.addClassCleanup(cls.server.stop)
-        cls.server.start()
-        cls.playwright = sync_playwright().start()
-        cls.addClassCleanup(cls.playwright.stop)
-        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        cls.addClassCleanup(cls.browser.close)
+    server_env = {"ROOMKIT_TASK_MODE": "thread"}
 
     def setUp(self) -> None:
         quiet_logger(self, "httpx")

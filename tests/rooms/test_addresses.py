@@ -107,25 +107,23 @@ class OutboundNormalizationTests(TestCase):
 
 
 class IdentityAddressAdminTests(TestCase):
-    def test_an_identity_s_phone_address_is_stored_as_senders_are_looked_up(self) -> None:
+    def add_identity(self, identity_id: str, name: str, addresses: list[tuple[str, str]]):
+        """The admin's "add identity" form, posted by a superuser, with one inline row per address."""
         from django.contrib.auth import get_user_model
-
-        from rooms.models import Identity
 
         admin_user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
         self.client.force_login(admin_user)
-        form = {
-            "id": "ann",
-            "display_name": "Ann",
-            "metadata": "{}",
-            "addresses-TOTAL_FORMS": "2",
-            "addresses-INITIAL_FORMS": "0",
-            "addresses-0-channel_type": "sms",
-            "addresses-0-address": "+1 (555) 000-1234",
-            "addresses-1-channel_type": "email",
-            "addresses-1-address": "Ann@Example.com",
-        }
-        response = self.client.post("/admin/rooms/identity/add/", form)
+        form = {"id": identity_id, "display_name": name, "metadata": "{}", "addresses-INITIAL_FORMS": "0"}
+        form["addresses-TOTAL_FORMS"] = str(len(addresses))
+        for i, (channel_type, address) in enumerate(addresses):
+            form[f"addresses-{i}-channel_type"] = channel_type
+            form[f"addresses-{i}-address"] = address
+        return self.client.post("/admin/rooms/identity/add/", form)
+
+    def test_an_identity_s_phone_address_is_stored_as_senders_are_looked_up(self) -> None:
+        from rooms.models import Identity
+
+        response = self.add_identity("ann", "Ann", [("sms", "+1 (555) 000-1234"), ("email", "Ann@Example.com")])
         self.assertEqual(response.status_code, 302, response.content[:2000])
         identity = Identity.objects.get(display_name="Ann")
         self.assertEqual(
@@ -137,19 +135,6 @@ class IdentityAddressAdminTests(TestCase):
         self.assertEqual(Participant.objects.get(pk=result.event.source_participant_id).identity_id, identity.id)
 
     def test_an_address_that_is_no_number_is_a_form_error(self) -> None:
-        from django.contrib.auth import get_user_model
-
-        admin_user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
-        self.client.force_login(admin_user)
-        form = {
-            "id": "bob",
-            "display_name": "Bob",
-            "metadata": "{}",
-            "addresses-TOTAL_FORMS": "1",
-            "addresses-INITIAL_FORMS": "0",
-            "addresses-0-channel_type": "whatsapp",
-            "addresses-0-address": "not a number!",
-        }
-        response = self.client.post("/admin/rooms/identity/add/", form)
+        response = self.add_identity("bob", "Bob", [("whatsapp", "not a number!")])
         self.assertEqual(response.status_code, 200)
         self.assertContains(response, "is not a phone number")
