@@ -13,7 +13,8 @@ import time
 import unittest
 from typing import Any
 
-from django.conf import settings
+from django.conf import global_settings, settings
+from django.test import override_settings
 
 from rooms.enums import ChannelType
 from rooms.models import Room, RoomEvent, RoomReadMarker
@@ -48,7 +49,9 @@ class ConsoleBrowserTests(BrowserTestCase):
     def setUp(self) -> None:
         quiet_logger(self, "httpx")
         self.errors: list[str] = []
-        self.operator = operator()
+        # The server logs in with the project's own hashers, not the suite's fast one.
+        with override_settings(PASSWORD_HASHERS=global_settings.PASSWORD_HASHERS):
+            self.operator = operator()
 
     def tearDown(self) -> None:
         if os.environ.get("ROOMKIT_E2E_SERVER_LOG"):
