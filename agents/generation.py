@@ -48,12 +48,12 @@ from agents.providers.base import (
 from agents.selectors import PipelineInfo, agent_for_run, pipeline_for, room_agent_ids_at_version
 from agents.statements import ClaimedGeneration, claim_generation
 from agents.tools import Tool, ToolContext, get_tool, run_tool_calls
-from rooms import realtime
-from rooms.backoff import retry_delay
+from rooms.content.storable import scrub_text
 from rooms.enums import Direction, EventStatus, RoomStatus
 from rooms.inbound import InboundMessage, process_inbound
+from rooms.infra.backoff import retry_delay
 from rooms.models import Observation, RoomEvent
-from rooms.storable import scrub_text
+from rooms.realtime import broadcast as realtime
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class GenerationFailed(Exception):
 def _publish_stream_abandoned(room_id: str, stream_id: str, reason: str) -> None:
     """End a stream whose text will not be the reply: ``stream_end`` with no event, flagged ``abandoned``.
 
-    A client drops what it showed of that stream (rooms/static/rooms/chat.js
+    A client drops what it showed of that stream (channels_app/static/webchat/chat.js
     removes a stream that ends without an ``event_id``).
     """
     realtime.publish_stream_end(room_id, stream_id, None, abandoned=True, reason=reason)
@@ -356,7 +356,7 @@ def generation_execute(generation_id: str) -> str:
 def _release_unread_steering(generation_id: str) -> None:
     from agents.services import generation_release_steering
     from agents.tasks import generate_reply_task
-    from rooms.task_queue import enqueue
+    from rooms.infra.task_queue import enqueue
 
     for steer_id in Generation.objects.filter(steer_target_id=generation_id, status=GenerationStatus.STEERING).values_list(
         "id", flat=True

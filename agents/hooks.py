@@ -16,11 +16,11 @@ from agents.orchestration import ConversationState, route
 from agents.selectors import agent_get, pipeline_for
 from agents.services import conversation_activate, generation_plan
 from agents.statements import conversation_state
-from rooms.content import content_text
+from rooms.content.kinds import content_text
 from rooms.enums import ChannelCategory, ChannelType, EventType
 from rooms.hooks import HookContext, HookResult, HookTrigger, hook
+from rooms.inbound.visibility import can_receive, visible_to
 from rooms.models import RoomEvent
-from rooms.visibility import can_receive, visible_to
 
 _NOT_ROUTED_SOURCES = frozenset({ChannelType.AI, ChannelType.CONSOLE})
 # Events with no channel (system records) or from agents and operators never

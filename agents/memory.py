@@ -26,10 +26,10 @@ from agents.orchestration import ConversationState
 from agents.providers.base import ChatMessage
 from agents.selectors import agent_get
 from agents.statements import memory_page
-from rooms.content import content_text
+from rooms.content.kinds import content_text
 from rooms.enums import ChannelCategory, ChannelType
+from rooms.inbound.visibility import visible_to
 from rooms.models import RoomEvent
-from rooms.visibility import visible_to
 
 # Images larger than this are described, not sent.
 MAX_INLINE_IMAGE_BYTES = 4 * 1024 * 1024

@@ -16,9 +16,9 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from agents.models import Agent, Generation, GenerationStatus, MCPServer, Pipeline, PipelineStage
-from rooms import route_cache
 from rooms.enums import ChannelCategory, ChannelType
 from rooms.errors import NotFound
+from rooms.inbound import route_cache
 from rooms.models import Channel, ChannelBinding, Room
 
 CACHE_TTL = 2.0

@@ -24,9 +24,9 @@ from rooms.enums import ChannelCategory, ChannelType, EventType, Visibility
 from rooms.errors import Conflict, InvalidInput, NotFound
 from rooms.hooks import HookTrigger
 from rooms.inbound import InboundMessage, process_inbound
+from rooms.infra.task_queue import enqueue
 from rooms.models import Channel, Room
 from rooms.selectors import clear_channel_cache
-from rooms.task_queue import enqueue
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from agents.generation import generation_execute
 from agents.models import Generation, GenerationStatus
-from rooms.task_queue import enqueue
+from rooms.infra.task_queue import enqueue
 
 logger = logging.getLogger(__name__)
 

@@ -76,7 +76,7 @@ def child(db: str, messages: int, warmup: int, ttft_ms: float) -> None:
     call_command("migrate", verbosity=0)
     from agents.models import Agent
     from agents.services import agent_save
-    from rooms.chat_sessions import chat_session_start
+    from channels_app.webchat.sessions import chat_session_start
     from rooms.enums import ChannelCategory, ChannelType
     from rooms.inbound import InboundMessage, process_inbound
     from rooms.models import Channel

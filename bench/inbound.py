@@ -53,7 +53,7 @@ class _EventArrivals:
 
 
 def _run_variant(variant: str, messages: int, warmup: int) -> dict:
-    from rooms.chat_sessions import chat_session_start
+    from channels_app.webchat.sessions import chat_session_start
     from rooms.inbound import InboundMessage, process_inbound
     from rooms.models import Channel, Delivery
     from rooms.services import channel_attach
@@ -105,7 +105,7 @@ def _run_senders(senders: int, messages: int, warmup: int) -> dict:
 
     from django.db import connection
 
-    from rooms.chat_sessions import chat_session_start
+    from channels_app.webchat.sessions import chat_session_start
     from rooms.inbound import InboundMessage, process_inbound
     from rooms.models import Channel
     from rooms.services import channel_attach
@@ -179,7 +179,7 @@ def _writer(room_id: str, channel_id: str, first: int, count: int, go_at: float)
 
 def _run_writers(writers: int, messages: int) -> dict:
     """K processes send ``messages`` in all into one room at once; durable events/s and call latency."""
-    from rooms.chat_sessions import chat_session_start
+    from channels_app.webchat.sessions import chat_session_start
     from rooms.models import Channel, Room, RoomEvent
     from rooms.services import channel_attach
 

@@ -114,9 +114,9 @@ def _prepare_ours(tmp: Path, receivers: int) -> tuple[dict[str, str], str, list[
     env = scratch_project(tmp)
     from django.conf import settings
 
-    from rooms.chat_sessions import chat_session_start
+    from channels_app.webchat.sessions import chat_session_start
+    from channels_app.webchat.tokens import chat_token_issue
     from rooms.models import Participant
-    from rooms.tokens import chat_token_issue
 
     session = chat_session_start(display_name="Sender", open_now=True)
     viewers = [

@@ -231,7 +231,8 @@ class _ServerProbe:
 
         from channels.layers import get_channel_layer
 
-        from rooms import presence, realtime
+        from rooms.realtime import broadcast as realtime
+        from rooms.realtime import presence
 
         blocks = sys.getallocatedblocks()  # first: before this snapshot allocates anything
         tracked = gc.get_objects()
@@ -377,10 +378,10 @@ def _prepare(tmp: Path, idle: int) -> tuple[dict[str, str], dict[str, str], list
     from django.conf import settings
     from django.db import transaction
 
-    from rooms.chat_sessions import chat_session_join, chat_session_start, ensure_system_channel
+    from channels_app.webchat.sessions import chat_session_join, chat_session_start, ensure_system_channel
+    from channels_app.webchat.tokens import chat_token_issue
     from rooms.enums import ChannelType
     from rooms.models import Participant, Room
-    from rooms.tokens import chat_token_issue
 
     sender = chat_session_start(display_name="Sender", open_now=True)
     receiver = chat_session_join(sender.room_id, display_name="Receiver")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rooms import registries
-from rooms.task_queue import enqueue
+from rooms.infra.task_queue import enqueue
 
 
 def _dispatch(delivery_ids: list[int]) -> None:

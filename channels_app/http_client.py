@@ -9,7 +9,7 @@ import threading
 import httpx
 
 from channels_app.providers.base import SendResult
-from rooms.backoff import parse_retry_after
+from rooms.infra.backoff import parse_retry_after
 
 _local = threading.local()
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Literal
 from django.conf import settings
 
 from channels_app.delivery_policy import CircuitBreakerPolicy, RateLimitPolicy
-from rooms.rate_limits import moving_window_limiter
+from rooms.infra.rate_limits import moving_window_limiter
 
 if TYPE_CHECKING:
     from limits import RateLimitItem

@@ -18,12 +18,12 @@ from django.utils import timezone
 from channels_app import resilience
 from channels_app.delivery_policy import DeliveryPolicy, RetryPolicy, channel_delivery_policy
 from channels_app.providers import SendResult, StatusUpdate, get_provider
-from rooms.backoff import retry_delay
 from rooms.enums import DeliveryStatus
 from rooms.errors import Conflict, NotFound
 from rooms.hooks import HookTrigger
+from rooms.infra.backoff import retry_delay
+from rooms.infra.task_queue import enqueue
 from rooms.models import Channel, Delivery
-from rooms.task_queue import enqueue
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Channels' ``AuthMiddlewareStack``), admits active staff who may read rooms
 (``rooms.view_room``) and relays: no business rule lives here.
 
 - A room page's socket joins ``staff_group(room_id)``, where
-  ``rooms.realtime.publish_event`` sends every stored event of the room
+  ``rooms.realtime.broadcast.publish_event`` sends every stored event of the room
   (internal notes included), and gets each as ``{"type": "event", "event": …}``.
 - The list's socket joins ``staff.rooms`` (room-level changes, when the
   publisher sends there) and, for the rooms the page shows, their staff
@@ -29,7 +29,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from rooms.models import Room
-from rooms.realtime import STAFF_ROOMS_GROUP, encode_frame, staff_group
+from rooms.realtime.broadcast import STAFF_ROOMS_GROUP, encode_frame, staff_group
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class StaffRoomsConsumer(AsyncJsonWebsocketConsumer):
             await self._join(staff_group(room_id))
 
     async def room_frame(self, message: dict[str, Any]) -> None:
-        """A frame published by ``rooms.realtime``: already encoded, sent as is."""
+        """A frame published by ``rooms.realtime.broadcast``: already encoded, sent as is."""
         text = message.get("text")
         if isinstance(text, str):
             await self.send(text_data=text)

@@ -15,8 +15,8 @@ from django.views.decorators.csrf import csrf_exempt
 from channels_app.providers import get_provider
 from channels_app.services import delivery_apply_status
 from rooms.errors import NotFound
-from rooms.http import allow_methods, error_response, json_errors
 from rooms.inbound import process_inbound
+from rooms.infra.http import allow_methods, error_response, json_errors
 from rooms.selectors import get_channel
 
 logger = logging.getLogger(__name__)

@@ -12,13 +12,13 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from channels_app.consumers import ChatConsumer  # noqa: E402
 from channels_app.staff_consumer import staff_rooms_app  # noqa: E402
+from channels_app.webchat.consumer import ChatConsumer  # noqa: E402
 from roomkit_project.daphne_requests import leave_form_bodies_to_django  # noqa: E402
 from roomkit_project.daphne_tuning import skip_autobahn_debug_formatting  # noqa: E402
 from roomkit_project.middleware import BodySizeLimitASGI  # noqa: E402
 from roomkit_project.ws_origin import WebSocketOriginMiddleware  # noqa: E402
-from rooms.realtime import bind_server_loop  # noqa: E402
+from rooms.realtime.broadcast import bind_server_loop  # noqa: E402
 
 skip_autobahn_debug_formatting()
 leave_form_bodies_to_django()

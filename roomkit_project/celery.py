@@ -2,7 +2,7 @@
 
 With ``REDIS_URL`` set, workers and beat run as separate processes
 (``celery -A roomkit_project worker`` / ``beat``). Without it, the same task
-functions run in-process (see ``rooms.task_queue``).
+functions run in-process (see ``rooms.infra.task_queue``).
 """
 
 import os

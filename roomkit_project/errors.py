@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotFound, HttpRes
 from django.http.multipartparser import MultiPartParserError
 from django.views import defaults
 
-from rooms.http import error_response
+from rooms.infra.http import error_response
 
 _MACHINE_PREFIXES = ("/api/", "/webhooks/", "/healthz")
 

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from rooms.http import allow_methods
+from rooms.infra.http import allow_methods
 
 LAYER_TIMEOUT_SECONDS = 2.0
 

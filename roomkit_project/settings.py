@@ -148,7 +148,7 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # channels-redis with a fix for receives cancelled across event loops.
-            "BACKEND": "rooms.channel_layer.RoomKitRedisChannelLayer",
+            "BACKEND": "rooms.realtime.channel_layer.RoomKitRedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 defaults socket_timeout to 5 s; channels-redis
                 # blocks on BZPOPMIN for longer than that, so an idle socket
@@ -165,7 +165,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "rooms.channel_layer.RoomKitInMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "rooms.realtime.channel_layer.RoomKitInMemoryChannelLayer"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
@@ -204,7 +204,7 @@ WHITENOISE_USE_FINDERS = True
 # STATIC_ROOT only exists after collectstatic; the finders serve without it.
 warnings.filterwarnings("ignore", message="No directory at", module="django.core.handlers.base")
 MEDIA_URL = "media/"
-# Uploaded chat attachments (served by rooms.views.media_file, not a web server).
+# Uploaded chat attachments (served by channels_app.webchat.views.media_file, not a web server).
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
 
 # --- Content-Security-Policy (django-csp) -------------------------------------
@@ -234,11 +234,11 @@ ROOMKIT_MAX_UPLOAD_BYTES = _env_int("ROOMKIT_MAX_UPLOAD_BYTES", 5 * 1024 * 1024)
 # multipart framing instead of ROOMKIT_MAX_BODY_BYTES (roomkit_project.middleware).
 ROOMKIT_UPLOAD_PATHS = ("/api/v1/chat/uploads",)
 ROOMKIT_MAX_CHAIN_DEPTH = _env_int("ROOMKIT_MAX_CHAIN_DEPTH", 5)
-# Group commit (rooms.group_commit): messages arriving together in one process
+# Group commit (rooms.inbound.group_commit): messages arriving together in one process
 # share a transaction. Off only to compare, or to debug one message at a time.
 ROOMKIT_GROUP_COMMIT = _env_bool("ROOMKIT_GROUP_COMMIT", True)
 ROOMKIT_HOOK_TIMEOUT_SECONDS = float(os.environ.get("ROOMKIT_HOOK_TIMEOUT_SECONDS", "5"))
-ROOMKIT_IDENTITY_RESOLVERS = ["rooms.identity.AddressBookResolver"]
+ROOMKIT_IDENTITY_RESOLVERS = ["rooms.inbound.identity.AddressBookResolver"]
 ROOMKIT_CHAT_TOKEN_MAX_AGE = _env_int("ROOMKIT_CHAT_TOKEN_MAX_AGE", 7 * 24 * 3600)
 ROOMKIT_WEBCHAT_CHANNEL_ID = os.environ.get("ROOMKIT_WEBCHAT_CHANNEL_ID", "webchat")
 # Abuse limits of the open chat endpoints (``limits`` syntax: "20/minute",

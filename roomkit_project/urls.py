@@ -2,14 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from roomkit_project.health import healthz
-from rooms.api import api
+from rooms.api.endpoints import api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", api.urls),
     path("webhooks/", include("channels_app.urls")),
-    path("", include("rooms.urls")),
+    path("", include("channels_app.webchat.urls")),
 ]
 
 handler400 = "roomkit_project.errors.bad_request"

@@ -148,7 +148,7 @@ class DeliveryStatus(models.TextChoices):
 T = ContentType
 _ALL_MEDIA = [t.value for t in ContentType]
 # What each channel type can carry, after the seeds' channel table. Content a
-# target cannot carry is transcoded (rooms.transcoding); text longer than
+# target cannot carry is transcoded (rooms.inbound.transcoding); text longer than
 # max_length is cut. ``sms_segments``: cut with ASCII dots and count GSM-7 /
 # UCS-2 segments on each delivery.
 DEFAULT_CAPABILITIES: dict[str, dict] = {

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import models
 
-from rooms.storable import scrub_unstorable
+from rooms.content.storable import scrub_unstorable
 
 
 class SafeJSONField(models.JSONField):

@@ -3,7 +3,7 @@
 Register with the decorator, in any installed app's ``hooks.py`` (imported by
 ``RoomsConfig.ready``)::
 
-    from rooms.content import content_text
+    from rooms.content.kinds import content_text
     from rooms.hooks import HookResult, HookTrigger, hook
 
     @hook(HookTrigger.BEFORE_BROADCAST, channel_types={"sms"}, priority=10)
@@ -476,7 +476,7 @@ def _report_failure(failure: HookFailure, room_id: str | None, channel_id: str |
     }
 
     def fire_on_error() -> None:
-        from rooms.task_queue import enqueue
+        from rooms.infra.task_queue import enqueue
         from rooms.tasks import fire_hooks_task
 
         enqueue(fire_hooks_task, HookTrigger.ON_ERROR.value, "error", payload)

@@ -162,7 +162,7 @@ class ChannelBinding(models.Model):
     category = models.CharField(max_length=16, choices=enums.ChannelCategory.choices, default=enums.ChannelCategory.TRANSPORT)
     access = models.CharField(max_length=16, choices=enums.Access.choices, default=enums.Access.READ_WRITE)
     muted = models.BooleanField(default=False)
-    # Who sees events that come from this channel (see rooms.visibility).
+    # Who sees events that come from this channel (see rooms.inbound.visibility).
     visibility = models.CharField(max_length=255, default=enums.Visibility.ALL)
     # The sender/recipient address on this channel: a phone number, an email,
     # a chat participant id. Routing finds a room by (channel, address).
@@ -189,7 +189,7 @@ class RoomEvent(models.Model):
     source_participant = models.ForeignKey(Participant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     provider_message_id = models.CharField(max_length=255, null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
-    # Typed content: {"type": "text", "body": "..."}; see rooms.content.
+    # Typed content: {"type": "text", "body": "..."}; see rooms.content.kinds.
     content = SafeJSONField(default=dict)
     status = models.CharField(max_length=16, choices=enums.EventStatus.choices, default=enums.EventStatus.DELIVERED)
     blocked_by = models.CharField(max_length=255, blank=True)
@@ -316,7 +316,7 @@ class RoomReadMarker(models.Model):
 
 
 class AuditEntry(models.Model):
-    """Who did which console action when: written by ``rooms.console`` only, never edited."""
+    """Who did which console action when: written by ``rooms.console.actions`` only, never edited."""
 
     id = models.BigAutoField(primary_key=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -14,15 +14,15 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from rooms import realtime
 from rooms.addresses import normalize_channel_address
 from rooms.enums import Access, ChannelCategory, EventType, RoomStatus, Visibility
 from rooms.errors import Conflict, InvalidInput, NotFound
 from rooms.hooks import HookTrigger
 from rooms.inbound import InboundMessage, process_inbound
+from rooms.infra.task_queue import enqueue
 from rooms.models import ChannelBinding, Participant, Room
+from rooms.realtime import broadcast as realtime
 from rooms.selectors import get_channel, get_room
-from rooms.task_queue import enqueue
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from agents.providers.base import (
     retryable_status,
 )
 from agents.providers.openai_chat import parse_arguments
-from rooms.backoff import parse_retry_after
+from rooms.infra.backoff import parse_retry_after
 
 
 def _client(api_key: str, base_url: str | None, timeout: float) -> anthropic.Anthropic:

@@ -10,7 +10,7 @@ import httpx
 from httpx_sse import EventSource
 
 from agents.providers.base import ProviderError, ProviderTimeout, cached_client, retryable_status
-from rooms.backoff import parse_retry_after
+from rooms.infra.backoff import parse_retry_after
 
 
 def http_client(timeout: float) -> httpx.Client:

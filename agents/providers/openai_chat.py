@@ -24,7 +24,7 @@ from agents.providers.base import (
     retryable_status,
 )
 from agents.providers.http_common import sse_json
-from rooms.backoff import parse_retry_after
+from rooms.infra.backoff import parse_retry_after
 
 # --- keeping the connection after a stream ------------------------------------------------
 #

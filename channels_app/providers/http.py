@@ -17,11 +17,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from channels_app.http_client import failure_for_exception, failure_for_response, http_client
 from channels_app.providers.base import InboundParse, SendResult, StatusUpdate
 from channels_app.signing import SIGNATURE_HEADER, sign, verify
-from rooms.content import content_text
+from rooms.content.kinds import content_text
 from rooms.enums import DeliveryStatus
 from rooms.errors import InvalidInput
-from rooms.http import json_object_body
 from rooms.inbound import InboundMessage, InboundResult
+from rooms.infra.http import json_object_body
 from rooms.models import Channel, Delivery
 
 _STATUSES = {s.value for s in DeliveryStatus}

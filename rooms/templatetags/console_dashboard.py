@@ -6,8 +6,8 @@ from typing import Any
 
 from django import template
 
-from rooms.console import can_view_console
-from rooms.console_selectors import dashboard_stats
+from rooms.console.actions import can_view_console
+from rooms.console.selectors import dashboard_stats
 
 register = template.Library()
 

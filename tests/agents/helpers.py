@@ -10,10 +10,10 @@ from typing import Any
 
 from agents.models import Agent, Generation, Pipeline, PipelineStage
 from agents.services import agent_save
-from rooms import realtime
 from rooms.enums import ChannelType
 from rooms.inbound import InboundMessage, InboundResult, process_inbound
 from rooms.models import Room, RoomEvent
+from rooms.realtime import broadcast as realtime
 from tests.support import make_channel
 
 

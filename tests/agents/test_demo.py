@@ -9,10 +9,10 @@ from django.core.management import call_command
 from django.test import TransactionTestCase, override_settings
 
 from agents.models import Agent, Pipeline
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.services import webchat_message_send
+from channels_app.webchat.sessions import chat_session_start
+from channels_app.webchat.tokens import chat_token_verify
 from rooms.models import Channel
-from rooms.tokens import chat_token_verify
-from rooms.webchat import webchat_message_send
 from tests.agents.helpers import agent_replies, state_of
 
 

@@ -88,7 +88,7 @@ class SweeperTests(TransactionTestCase):
 
         from agents.models import Generation
         from agents.tasks import generate_reply_task, sweep_generations_task
-        from rooms.task_queue import enqueue
+        from rooms.infra.task_queue import enqueue
         from tests.agents.helpers import make_agent
 
         make_agent("helper", provider="scripted")

@@ -16,11 +16,11 @@ from django.db import connection
 from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.services import webchat_message_send
+from channels_app.webchat.sessions import chat_session_start
+from channels_app.webchat.tokens import chat_token_verify
 from rooms.models import APIToken, Room, RoomEvent
 from rooms.services import channel_attach, room_close, room_pause
-from rooms.tokens import chat_token_verify
-from rooms.webchat import webchat_message_send
 from tests.channels_app.helpers import error_of, row_counts
 from tests.support import make_channel
 

@@ -12,12 +12,12 @@ import threading
 from django.db import connection
 from django.test import TestCase, TransactionTestCase, override_settings
 
+from channels_app.webchat.services import webchat_message_send
+from channels_app.webchat.tokens import chat_token_verify
 from rooms.errors import InvalidInput
 from rooms.hooks import HookTrigger
+from rooms.infra.rate_limits import rate_limit_reset
 from rooms.models import ChannelBinding, Participant, Room, RoomEvent
-from rooms.rate_limits import rate_limit_reset
-from rooms.tokens import chat_token_verify
-from rooms.webchat import webchat_message_send
 from tests.api.test_uploads import UploadTestCase, png_bytes
 from tests.rooms.fixtures import use_hook
 
@@ -65,7 +65,9 @@ class RoomOnFirstMessageTests(TestCase):
     def test_no_room_exists_before_the_first_message(self) -> None:
         rooms_before = Room.objects.count()
         for _ in range(5):
-            self.assertEqual(self.client.post(SESSIONS, data={"display_name": "Ann"}, content_type="application/json").status_code, 201)
+            self.assertEqual(
+                self.client.post(SESSIONS, data={"display_name": "Ann"}, content_type="application/json").status_code, 201
+            )
         self.assertEqual(Room.objects.count(), rooms_before)
         self.assertFalse(Participant.objects.exists())
 

@@ -19,8 +19,8 @@ from asgiref.sync import async_to_sync
 from django.test import SimpleTestCase, TransactionTestCase, override_settings
 
 from channels_app.signing import SIGNATURE_HEADER, sign
+from channels_app.webchat.sessions import chat_session_start
 from roomkit_project.asgi import application
-from rooms.chat_sessions import chat_session_start
 from rooms.models import RoomEvent
 from rooms.services import room_create
 from tests.api.test_api import new_token
@@ -122,8 +122,7 @@ class DaphneBodyTests(TransactionTestCase):
         # A picture larger than the whole upload allowance, chunked: refused while it arrives.
         boundary = "b0undary"
         part = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
-            "Content-Type: image/png\r\n\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
         ).encode()
         body = part + b"\x89PNG\r\n\x1a\n" + b"\x00" * (UPLOAD_LIMIT + 70 * 1024) + f"\r\n--{boundary}--\r\n".encode()
         r = self.post(

@@ -18,7 +18,7 @@ import tempfile
 
 from django.test import TransactionTestCase
 
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.sessions import chat_session_start
 from rooms.services import room_create
 from tests.api.test_api import new_token
 from tests.concurrency.processes import VENV_BIN, child_env, start_daphnes

@@ -16,11 +16,11 @@ from pathlib import Path
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TestCase, override_settings
 
-from rooms.chat_sessions import chat_session_join, chat_session_start
+from channels_app.webchat.sessions import chat_session_join, chat_session_start
+from channels_app.webchat.tokens import chat_token_issue
 from rooms.errors import Conflict, NotFound
 from rooms.models import ChannelBinding, Participant
 from rooms.services import room_close
-from rooms.tokens import chat_token_issue
 
 URL = "/api/v1/chat/uploads"
 
@@ -174,7 +174,8 @@ class RefusedUploadTests(UploadTestCase):
                 {
                     "Authorization": "Bearer "
                     + chat_token_issue(
-                        room_id=self.session.room_id, participant_id=chat_session_start(display_name="Eve", open_now=True).participant_id
+                        room_id=self.session.room_id,
+                        participant_id=chat_session_start(display_name="Eve", open_now=True).participant_id,
                     )
                 },
             ),
@@ -278,9 +279,9 @@ class ChatPageTests(TestCase):
         self.assertIn("script-src 'self'", csp)
         self.assertNotIn("unsafe-inline", csp.split("script-src", 1)[1].split(";", 1)[0])
         html = r.content.decode()
-        self.assertIn('src="/static/rooms/chat.js"', html)
+        self.assertIn('src="/static/webchat/chat.js"', html)
         self.assertIn('data-max-upload-bytes="5242880"', html)
-        for asset in ("/static/rooms/chat.js", "/static/rooms/chat.css"):
+        for asset in ("/static/webchat/chat.js", "/static/webchat/chat.css"):
             with self.subTest(asset):
                 got = self.client.get(asset)
                 self.assertEqual(got.status_code, 200)

@@ -281,7 +281,6 @@ class CircuitBreakerTests(OutboundTestCase):
         self.assertEqual(self.delivery_for(self.send("the next probe")["event_id"]).status, "sent")
         self.assertEqual(breaker_of("hook-out", config).state, "closed")
 
-
     def test_a_probe_held_back_by_the_rate_limit_is_handed_on(self) -> None:
         config = {
             "retry": NO_RETRY,

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.test import Client
 
-from rooms.console import OPERATOR_GROUP, VIEWER_GROUP, console_groups_ensure
+from rooms.console.actions import OPERATOR_GROUP, VIEWER_GROUP, console_groups_ensure
 from rooms.enums import ChannelType
 from rooms.inbound import InboundMessage, InboundResult, process_inbound
 from rooms.models import AuditEntry, ChannelBinding, Delivery, Room, RoomEvent, RoomReadMarker

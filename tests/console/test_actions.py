@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.test import TestCase
 
-from rooms.console import CONSOLE_CHANNEL_ID
+from rooms.console.actions import CONSOLE_CHANNEL_ID
 from rooms.enums import DeliveryStatus, EventType, ParticipantRole, RoomStatus, Visibility
 from rooms.models import AuditEntry, ChannelBinding, Delivery, Room, RoomEvent
 from rooms.services import room_pause

@@ -7,8 +7,8 @@ from datetime import timedelta
 from django.test import TestCase
 from django.utils import timezone
 
-from rooms.console import console_reply
-from rooms.console_selectors import dashboard_stats, first_response_seconds
+from rooms.console.actions import console_reply
+from rooms.console.selectors import dashboard_stats, first_response_seconds
 from rooms.enums import DeliveryStatus
 from rooms.models import Delivery, RoomEvent
 from rooms.services import room_close

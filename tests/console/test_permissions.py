@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.test import TestCase, override_settings
 
-from rooms.console import can_operate
+from rooms.console.actions import can_operate
 from rooms.enums import DeliveryStatus
 from rooms.models import AuditEntry, Channel, ChannelBinding, Delivery, Room, RoomEvent
 from tests.console.helpers import (

@@ -6,7 +6,7 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
-from rooms.console import console_mark_read
+from rooms.console.actions import console_mark_read
 from rooms.enums import RoomStatus
 from rooms.models import Room
 from rooms.services import room_close

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
-from rooms.console import console_note
+from rooms.console.actions import console_note
 from rooms.hooks import HookResult, HookTrigger
 from rooms.models import Delivery, Observation, Room, RoomReadMarker, Task
 from tests.console.helpers import chat_room, csrf_post, logged_in, operator, say, sms_and_web_channels, viewer

@@ -14,8 +14,8 @@ from django.test import TransactionTestCase
 from django.urls import path
 
 from channels_app.staff_consumer import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, staff_rooms_app
-from rooms import realtime
-from rooms.console import console_note
+from rooms.console.actions import console_note
+from rooms.realtime import broadcast as realtime
 from tests.console.helpers import chat_room, logged_in, make_user, operator, say, sms_and_web_channels, viewer
 
 # The routes the lead adds to roomkit_project/asgi.py, here without the origin check.

@@ -26,8 +26,8 @@ from django.db import connections
 from django.test import TransactionTestCase
 
 from channels_app.signing import SIGNATURE_HEADER, sign
-from rooms.chat_sessions import chat_session_open
-from rooms.tokens import chat_token_verify
+from channels_app.webchat.sessions import chat_session_open
+from channels_app.webchat.tokens import chat_token_verify
 from tests.concurrency.processes import VENV_BIN, Child, child_env, free_port, wait_for_port
 
 E2E_ENABLED = os.environ.get("ROOMKIT_E2E") == "1"
@@ -181,7 +181,7 @@ def off_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` in a fresh thread; its result, or its exception re-raised.
 
     Playwright's sync API keeps an event loop running in the test's thread, and
-    the publisher in ``rooms.realtime`` sends through a running loop when it
+    the publisher in ``rooms.realtime.broadcast`` sends through a running loop when it
     finds one; code that publishes (the inbound path, stream frames) runs here
     instead, as a worker would: no loop, its own database connection.
     """

@@ -13,7 +13,6 @@ from tests.e2e.support import E2E_ENABLED, SKIP_REASON, BrowserTestCase
 
 @unittest.skipUnless(E2E_ENABLED, SKIP_REASON)
 class APIDocsBrowserTests(BrowserTestCase):
-
     def test_every_operation_is_shown_from_this_site_alone_with_no_policy_violation(self) -> None:
         context = self.browser.new_context(viewport={"width": 1280, "height": 900})
         self.addCleanup(context.close)

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.test import TransactionTestCase, override_settings
 
-from rooms.chat_sessions import chat_session_join
+from channels_app.webchat.sessions import chat_session_join
 from rooms.enums import ChannelCategory, ChannelType, EventType
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import Room, RoomEvent
@@ -57,7 +57,6 @@ def _message_rows(room_id: str) -> list[RoomEvent]:
 @unittest.skipUnless(E2E_ENABLED, SKIP_REASON)
 class ChatPageBrowserTests(BrowserTestCase):
     """One Daphne on the embedded default (in-memory channel layer) and one Chromium for the class."""
-
 
     def setUp(self) -> None:
         quiet_logger(self, "httpx")
@@ -407,7 +406,7 @@ class StreamedReplyBrowserTests(TransactionTestCase):
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
 
     def test_a_streamed_reply_grows_then_becomes_the_stored_event(self) -> None:
-        from rooms import realtime
+        from rooms.realtime import broadcast as realtime
 
         def publish(fn: Any, *args: Any) -> None:
             # From a thread without a loop, as a generation worker publishes.

@@ -4,7 +4,7 @@ Playwright sits between the page and the server (``page.route_web_socket``),
 passes every frame through, and cuts the page's socket at random moments:
 during a replay, in live traffic, right after a reconnect. Meanwhile three
 writers post to the room through the provider webhook, and the visitor types
-too. The page (``rooms/static/rooms/chat.js``) resumes each time from the
+too. The page (``channels_app/static/webchat/chat.js``) resumes each time from the
 last event it holds without a gap; at the end it must show exactly the
 room's stored messages, in ``seq`` order, none ever shown twice.
 """
@@ -43,7 +43,6 @@ PER_WRITER = 40
 
 @unittest.skipUnless(E2E_ENABLED, SKIP_REASON)
 class ChatPageResumeTest(BrowserTestCase):
-
     def test_random_cuts_while_others_write_lose_and_double_nothing(self) -> None:
         quiet_logger(self, "httpx")
         seed = random.randrange(1 << 30)

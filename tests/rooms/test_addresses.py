@@ -6,7 +6,7 @@ from django.test import SimpleTestCase, TestCase
 
 from rooms import services
 from rooms.addresses import InvalidPhoneNumber, normalize_phone_address
-from rooms.console import console_send_test_message
+from rooms.console.actions import console_send_test_message
 from rooms.enums import ChannelType
 from rooms.models import ChannelBinding, Delivery, Observation, Participant, Room, RoomEvent
 from tests.console.helpers import operator
@@ -63,7 +63,9 @@ class InboundNormalizationTests(TestCase):
 
     def test_a_vendor_s_sender_that_is_no_number_is_kept_with_an_observation(self) -> None:
         make_channel("hook-sms", channel_type=ChannelType.SMS, secrets={"signing_secret": "s3cret"})
-        response = post_signed(self.client, "/webhooks/hook-sms/", {"id": "m1", "sender": "not a number!", "text": "hi"}, "s3cret")
+        response = post_signed(
+            self.client, "/webhooks/hook-sms/", {"id": "m1", "sender": "not a number!", "text": "hi"}, "s3cret"
+        )
 
         self.assertEqual(response.status_code, 200, response.content)
         event = RoomEvent.objects.get(pk=response.json()["event_id"])
@@ -73,7 +75,9 @@ class InboundNormalizationTests(TestCase):
 
     def test_a_webhook_s_numbers_are_stored_in_e164(self) -> None:
         make_channel("hook-sms", channel_type=ChannelType.SMS, secrets={"signing_secret": "s3cret"})
-        first = post_signed(self.client, "/webhooks/hook-sms/", {"id": "m1", "sender": "+1 (555) 000-1234", "text": "a"}, "s3cret")
+        first = post_signed(
+            self.client, "/webhooks/hook-sms/", {"id": "m1", "sender": "+1 (555) 000-1234", "text": "a"}, "s3cret"
+        )
         second = post_signed(self.client, "/webhooks/hook-sms/", {"id": "m2", "sender": "15550001234", "text": "b"}, "s3cret")
         self.assertEqual(first.json()["room_id"], second.json()["room_id"])
         self.assertFalse(Observation.objects.filter(kind="invalid_address").exists())
@@ -127,7 +131,8 @@ class IdentityAddressAdminTests(TestCase):
         self.assertEqual(response.status_code, 302, response.content[:2000])
         identity = Identity.objects.get(display_name="Ann")
         self.assertEqual(
-            sorted(identity.addresses.values_list("channel_type", "address")), [("email", "Ann@Example.com"), ("sms", "+15550001234")]
+            sorted(identity.addresses.values_list("channel_type", "address")),
+            [("email", "Ann@Example.com"), ("sms", "+15550001234")],
         )
         # And a message from that number, however written, is Ann's.
         make_channel("sms-in", channel_type=ChannelType.SMS, provider="", config={"default_region": "US"})

@@ -7,7 +7,7 @@ from email.utils import format_datetime
 
 from django.test import SimpleTestCase
 
-from rooms.backoff import backoff_delay, parse_retry_after, retry_delay
+from rooms.infra.backoff import backoff_delay, parse_retry_after, retry_delay
 
 NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
 

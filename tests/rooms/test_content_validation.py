@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.test import TestCase
 
-from rooms.content import MAX_TEXT, validate_content
+from rooms.content.kinds import MAX_TEXT, validate_content
 from rooms.enums import ChannelType
 from rooms.errors import InvalidInput
 from rooms.models import Room

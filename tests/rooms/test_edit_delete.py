@@ -60,7 +60,10 @@ class AuthorTests(EditDeleteTestCase):
         got = dict(Delivery.objects.filter(event_id=result.event_id).values_list("recipient", "content"))
         self.assertEqual(
             got,
-            {"+15550102": {"type": "text", "body": "[Edited] fixed"}, "obs@example.com": {"type": "text", "body": "[Edited] fixed"}},
+            {
+                "+15550102": {"type": "text", "body": "[Edited] fixed"},
+                "obs@example.com": {"type": "text", "body": "[Edited] fixed"},
+            },
         )
 
     def test_author_deletes_their_message(self) -> None:

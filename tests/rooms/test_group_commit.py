@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from django.db import connection
 from django.test import SimpleTestCase, TransactionTestCase, override_settings
 
-from rooms import inbound, route_cache, services
+from rooms import services
 from rooms.enums import ChannelType, EventStatus
 from rooms.errors import InvalidInput
-from rooms.group_commit import GroupCommit
 from rooms.hooks import HookAction, HookResult, HookTrigger
-from rooms.inbound import InboundMessage, InboundResult
+from rooms.inbound import InboundMessage, InboundResult, route_cache
+from rooms.inbound import process as inbound
+from rooms.inbound.group_commit import GroupCommit
 from rooms.models import Delivery, Observation, RoomEvent
 from tests.rooms.fixtures import send, seqs, use_hook
 from tests.support import make_channel

@@ -12,11 +12,11 @@ from __future__ import annotations
 from django.db import DatabaseError, IntegrityError, connection
 from django.test import TestCase, TransactionTestCase, override_settings
 
-from rooms import inbound, route_cache
 from rooms.enums import ChannelType, IdentificationStatus
 from rooms.hooks import HookResult, HookTrigger
-from rooms.identity import IdentityResult
-from rooms.inbound import InboundMessage
+from rooms.inbound import InboundMessage, route_cache
+from rooms.inbound import process as inbound
+from rooms.inbound.identity import IdentityResult
 from rooms.models import Observation, Participant, RoomEvent, Task
 from tests.rooms.fixtures import send, use_hook
 from tests.support import make_channel
@@ -125,7 +125,9 @@ class BrokenResolver:
         return IdentityResult(IdentificationStatus.IDENTIFIED)
 
 
-@override_settings(ROOMKIT_IDENTITY_RESOLVERS=["tests.rooms.test_hook_containment.BrokenResolver", "rooms.identity.AddressBookResolver"])
+@override_settings(
+    ROOMKIT_IDENTITY_RESOLVERS=["tests.rooms.test_hook_containment.BrokenResolver", "rooms.inbound.identity.AddressBookResolver"]
+)
 class ContainedResolverTests(TestCase):
     def test_a_resolver_whose_query_fails_counts_as_unknown(self) -> None:
         make_channel("sms-in", channel_type=ChannelType.SMS)
@@ -224,8 +226,7 @@ class HooksOncePerMessageTests(TransactionTestCase):
 
         use_hook(self, HookTrigger.BEFORE_BROADCAST, counts_the_room)
         outcomes = inbound._run_batch(
-            [inbound._prepare(_msg("+15550001", f"a{i}")) for i in range(4)]
-            + [inbound._prepare(_msg("+15550002", "b1"))]
+            [inbound._prepare(_msg("+15550001", f"a{i}")) for i in range(4)] + [inbound._prepare(_msg("+15550002", "b1"))]
         )
 
         self.assertEqual([o.status for o in outcomes], ["stored"] * 5)

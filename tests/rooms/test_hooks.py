@@ -71,7 +71,7 @@ class RegistrationTests(TestCase):
         self.assertEqual(seen, ["sms-in", "mail"])
 
     def test_the_example_in_the_hooks_docstring_works(self) -> None:
-        from rooms.content import content_text
+        from rooms.content.kinds import content_text
 
         def no_shouting(event, ctx):
             text = content_text(event.content)

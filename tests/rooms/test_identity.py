@@ -7,7 +7,7 @@ from django.test import TestCase
 from rooms import services
 from rooms.enums import ChannelType, Direction, EventStatus, EventType, IdentificationStatus
 from rooms.hooks import HookResult, HookTrigger
-from rooms.identity import IdentityResult
+from rooms.inbound.identity import IdentityResult
 from rooms.models import Delivery, Identity, IdentityAddress, Participant, Room, RoomEvent
 from tests.rooms.fixtures import row_counts, send, use_hook
 from tests.support import FakeHTTPServer, make_channel

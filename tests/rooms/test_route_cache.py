@@ -9,9 +9,9 @@ from django.db import connection, transaction
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
-from rooms import route_cache, services
+from rooms import services
 from rooms.enums import Access, ChannelType, EventStatus
-from rooms.inbound import InboundMessage, InboundResult, process_inbound
+from rooms.inbound import InboundMessage, InboundResult, process_inbound, route_cache
 from rooms.models import ChannelBinding, Delivery, Participant, Room
 from tests.support import make_channel
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from django.test import SimpleTestCase, TestCase
 
 from rooms import services
-from rooms.content import content_text
+from rooms.content.kinds import content_text
 from rooms.enums import DEFAULT_CAPABILITIES, ChannelType
 from rooms.hooks import HookTrigger
+from rooms.inbound.sms_encoding import GSM7, UCS2, sms_size
+from rooms.inbound.transcoding import transcode, transcode_for
 from rooms.models import Delivery, Observation, RoomEvent
-from rooms.sms_encoding import GSM7, UCS2, sms_size
-from rooms.transcoding import transcode, transcode_for
 from tests.rooms.fixtures import send, use_hook
 from tests.support import make_channel
 
@@ -245,7 +245,10 @@ class EmptyRenderingTests(SimpleTestCase):
             "rich that is only markup": {"type": "rich", "format": "html", "body": "<div><p> </p><br/></div>"},
             "composite of empty parts": {
                 "type": "composite",
-                "parts": [{"type": "rich", "format": "html", "body": "<p></p>"}, {"type": "rich", "format": "html", "body": "<span/>"}],
+                "parts": [
+                    {"type": "rich", "format": "html", "body": "<p></p>"},
+                    {"type": "rich", "format": "html", "body": "<span/>"},
+                ],
             },
             "media of an unknown type": {"type": "media", "url": "https://cdn/x", "mime_type": "x-blob/whatever"},
         }.items():

@@ -17,11 +17,11 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.test import TestCase, TransactionTestCase
 
-from rooms.console import console_reply
+from rooms.console.actions import console_reply
+from rooms.content.storable import find_unstorable, scrub_unstorable, storable_text
 from rooms.enums import ChannelType
 from rooms.errors import InvalidInput
 from rooms.models import Room, RoomEvent
-from rooms.storable import find_unstorable, scrub_unstorable, storable_text
 from tests.console.helpers import chat_room, logged_in, operator, say, sms_and_web_channels
 from tests.rooms.fixtures import row_counts, send
 from tests.sockets.helpers import Sockets, is_event, is_type, next_frame
@@ -50,7 +50,9 @@ class EveryEntranceRefusesTests(TestCase):
         cases = {
             "text body": {"text": f"hi {SURROGATE}"},
             "rich body": {"content": {"type": "rich", "body": f"<b>{SURROGATE}</b>"}},
-            "media caption": {"content": {"type": "media", "url": "https://x/a.png", "mime_type": "image/png", "caption": SURROGATE}},
+            "media caption": {
+                "content": {"type": "media", "url": "https://x/a.png", "mime_type": "image/png", "caption": SURROGATE}
+            },
             "content metadata": {"content": {"type": "text", "body": "hi", "metadata": {"k": SURROGATE}}},
             "event metadata": {"metadata": {"k": SURROGATE}},
             "sender": {"sender": f"+1555{SURROGATE}"},
@@ -66,7 +68,7 @@ class EveryEntranceRefusesTests(TestCase):
         self.assertEqual(row_counts(), before)
 
     def test_the_api_answers_400(self) -> None:
-        from rooms.tokens import api_token_create
+        from channels_app.webchat.tokens import api_token_create
 
         _, token = api_token_create(username="integrator")
         room_id = send("sms-in", "+15550001", "hello").room_id
@@ -95,7 +97,9 @@ class ChatSocketRefusesTests(TransactionTestCase):
         self.sockets = Sockets()
 
     async def test_the_sender_gets_an_error_frame_and_the_socket_stays_open(self) -> None:
-        response = await self.async_client.post("/api/v1/chat/sessions", data={"display_name": "Ann"}, content_type="application/json")
+        response = await self.async_client.post(
+            "/api/v1/chat/sessions", data={"display_name": "Ann"}, content_type="application/json"
+        )
         session = response.json()
         try:
             comm, _ = await self.sockets.connect(session["token"])
@@ -141,7 +145,7 @@ class PoisonedRowTests(TransactionTestCase):
         page = logged_in(operator()).get(f"/admin/rooms/room/{self.room.id}/console/")
         self.assertEqual(page.status_code, 200)
         self.assertContains(page, "bad \ufffd row")
-        from rooms.tokens import api_token_create
+        from channels_app.webchat.tokens import api_token_create
 
         _, token = api_token_create(username="integrator")
         response = self.client.get(f"/api/v1/rooms/{self.room.id}/events", HTTP_AUTHORIZATION=f"Bearer {token}")
@@ -149,7 +153,7 @@ class PoisonedRowTests(TransactionTestCase):
         self.assertIn("bad \ufffd row", [e["content"].get("body") for e in response.json()["events"]])
 
     async def test_a_resume_from_before_it_replays_everything(self) -> None:
-        from rooms.chat_sessions import chat_session_join
+        from channels_app.webchat.sessions import chat_session_join
 
         session = await database_sync_to_async(chat_session_join)(self.room.id, display_name="Bea")
         try:

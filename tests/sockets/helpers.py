@@ -14,9 +14,9 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
+from channels_app.webchat.tokens import chat_token_issue
 from roomkit_project.asgi import application
 from rooms.models import Participant
-from rooms.tokens import chat_token_issue
 
 ORIGIN_HEADERS = [(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")]
 EVENT_FIELDS = {"id", "room_id", "seq", "type", "direction", "source", "content", "created_at"}

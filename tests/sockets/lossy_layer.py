@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from rooms.channel_layer import RoomKitInMemoryChannelLayer, RoomKitRedisChannelLayer
+from rooms.realtime.channel_layer import RoomKitInMemoryChannelLayer, RoomKitRedisChannelLayer
 
 
 class _Lossy:

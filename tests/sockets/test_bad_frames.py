@@ -26,9 +26,9 @@ from django.db.models import F
 from django.urls import path
 
 from channels_app.staff_consumer import staff_rooms_app
-from rooms import realtime
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.sessions import chat_session_start
 from rooms.models import Room, RoomEvent
+from rooms.realtime import broadcast as realtime
 from rooms.serializers import event_to_dict
 from tests.console.helpers import logged_in, operator
 from tests.sockets.helpers import is_event, is_type, next_frame

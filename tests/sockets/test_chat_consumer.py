@@ -14,11 +14,11 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.test import Client, TransactionTestCase
 
-from rooms.chat_sessions import chat_session_open, chat_session_start
+from channels_app.webchat.sessions import chat_session_open, chat_session_start
+from channels_app.webchat.tokens import chat_token_issue, chat_token_verify
 from rooms.enums import RoomStatus
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import ChannelBinding, Participant, Room, RoomEvent
-from rooms.tokens import chat_token_issue, chat_token_verify
 from tests.sockets.helpers import EVENT_FIELDS, SOURCE_FIELDS, Sockets, drain, is_event, is_type, join_room, next_frame
 from tests.support import make_channel, post_signed
 

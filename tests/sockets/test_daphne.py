@@ -17,10 +17,10 @@ from django.conf import settings
 from django.test import TransactionTestCase
 
 from channels_app.signing import SIGNATURE_HEADER, sign
-from rooms import realtime
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.sessions import chat_session_start
+from channels_app.webchat.tokens import chat_token_issue
 from rooms.models import ChannelBinding, Participant, RoomEvent
-from rooms.tokens import chat_token_issue
+from rooms.realtime import broadcast as realtime
 from tests.concurrency.processes import ORIGIN, quiet_logger, start_daphnes
 from tests.support import make_channel
 

@@ -61,7 +61,7 @@ class LayerHealthTest(TestCase):
     @override_settings(
         CHANNEL_LAYERS={
             "default": {
-                "BACKEND": "rooms.channel_layer.RoomKitRedisChannelLayer",
+                "BACKEND": "rooms.realtime.channel_layer.RoomKitRedisChannelLayer",
                 "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0", "socket_timeout": None}]},
             }
         }

@@ -21,7 +21,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.test import TransactionTestCase
 
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.sessions import chat_session_start
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import ChannelBinding
 from tests.sockets.helpers import Sockets, is_event, is_type, next_frame

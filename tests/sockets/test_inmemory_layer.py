@@ -16,7 +16,7 @@ import time
 from channels.exceptions import ChannelFull
 from django.test import SimpleTestCase
 
-from rooms.channel_layer import EXPIRY_SLACK_SECONDS, RoomKitInMemoryChannelLayer
+from rooms.realtime.channel_layer import EXPIRY_SLACK_SECONDS, RoomKitInMemoryChannelLayer
 
 WAIT = 5.0 + EXPIRY_SLACK_SECONDS
 

@@ -20,10 +20,10 @@ from django.core.management import call_command
 from django.test import TransactionTestCase
 
 from agents.models import Generation
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.services import webchat_events_after
+from channels_app.webchat.sessions import chat_session_start
+from channels_app.webchat.tokens import chat_token_issue
 from rooms.models import Participant, RoomEvent
-from rooms.tokens import chat_token_issue
-from rooms.webchat import webchat_events_after
 from tests.concurrency.processes import ORIGIN, start_daphnes
 
 try:

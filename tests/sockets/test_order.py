@@ -21,12 +21,12 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from rooms import channel_layer as layers
-from rooms import realtime
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.services import webchat_events_after
+from channels_app.webchat.sessions import chat_session_start
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import ChannelBinding
-from rooms.webchat import webchat_events_after
+from rooms.realtime import broadcast as realtime
+from rooms.realtime import channel_layer as layers
 from tests.sockets.helpers import is_type, join_room, next_frame
 from tests.sockets.lossy_layer import layer_settings
 from tests.sockets.test_chat_consumer import ChatSocketTestBase
@@ -162,7 +162,7 @@ class OrderTest(ChatSocketTestBase):
         with override_settings(CHANNEL_LAYERS=layer_settings(drop_seqs=lost)):
             try:
                 ann = await self.open_resumed(session.token)
-                with self.assertLogs("rooms.realtime", "WARNING") as logged:
+                with self.assertLogs("rooms.realtime.broadcast", "WARNING") as logged:
                     await sync_to_async(_write)(0, 20, errors=[])
                     started = time.monotonic()
                     got = await event_seqs_until(ann, 20, timeout=4 * realtime.CATCH_UP_CHECK_SECONDS + 5)

@@ -10,8 +10,8 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
+from channels_app.webchat.sessions import chat_session_start
 from roomkit_project.asgi import application
-from rooms.chat_sessions import chat_session_start
 from tests.sockets.test_chat_consumer import ChatSocketTestBase
 
 

@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.test import TransactionTestCase, override_settings
 
 from agents.models import Generation
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.sessions import chat_session_start
 from rooms.models import RoomEvent
 from tests.concurrency.processes import ORIGIN, start_daphnes
 from tests.sockets.helpers import is_type, next_frame

@@ -14,10 +14,10 @@ import asyncio
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from rooms import realtime
 from rooms.errors import InvalidInput
 from rooms.models import Participant, RoomEvent
-from rooms.presence import presence_online
+from rooms.realtime import broadcast as realtime
+from rooms.realtime.presence import presence_online
 from rooms.services import participant_mark_read
 from tests.sockets.helpers import drain, is_ephemeral, is_type, join_room, next_frame
 from tests.sockets.test_chat_consumer import ChatSocketTestBase
@@ -144,7 +144,7 @@ class ReadReceiptTest(ChatSocketTestBase):
             await self.sockets.close_all()
 
     def test_service_never_moves_backwards(self):
-        from rooms.chat_sessions import chat_session_start
+        from channels_app.webchat.sessions import chat_session_start
         from rooms.inbound import InboundMessage, process_inbound
 
         session = chat_session_start(display_name="Ann", open_now=True)

@@ -10,8 +10,8 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.db import connection
 
-from channels_app.consumers import RESUME_GRACE_SECONDS
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.consumer import RESUME_GRACE_SECONDS
+from channels_app.webchat.sessions import chat_session_start
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import ChannelBinding
 from rooms.services import room_pause
@@ -63,7 +63,7 @@ class ResumeTest(ChatSocketTestBase):
                 connection.close()
 
         # Small replay pages, so the replay takes several queries while the burst commits.
-        with mock.patch("channels_app.consumers.REPLAY_PAGE", 40):
+        with mock.patch("channels_app.webchat.consumer.REPLAY_PAGE", 40):
             try:
                 comm, _ = await self.sockets.connect(session.token)
                 await comm.send_json_to({"type": "resume", "after_seq": 20})

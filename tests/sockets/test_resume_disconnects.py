@@ -1,7 +1,7 @@
 """The loss-free reconnect promise: a client that drops at random moments while others write loses nothing.
 
 The client here keeps its resume point the way the chat page does
-(``rooms/static/rooms/chat.js``): it resumes from ``resume_seq``, which moves
+(``channels_app/static/webchat/chat.js``): it resumes from ``resume_seq``, which moves
 only with the server's ``resumed`` marker (``through_seq``) and with event
 frames that come after that marker on the same socket. It disconnects at
 random points: before its replay started, in the middle of it, in live
@@ -24,9 +24,9 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.db import connection
 
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.services import webchat_events_after
+from channels_app.webchat.sessions import chat_session_start
 from rooms.inbound import InboundMessage, process_inbound
-from rooms.webchat import webchat_events_after
 from tests.sockets.test_chat_consumer import ChatSocketTestBase
 from tests.sockets.test_order import SENDER, SMS, _bind_sms, visible_seqs
 

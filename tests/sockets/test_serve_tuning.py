@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 from django.test import TransactionTestCase
 
+from channels_app.webchat.sessions import chat_session_start
 from roomkit_project.gc_tuning import YOUNG_THRESHOLD
-from rooms.chat_sessions import chat_session_start
 from tests.concurrency.processes import ORIGIN, VENV_BIN, child_env, free_port, start_child, wait_for_port
 
 try:

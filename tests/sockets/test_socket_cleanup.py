@@ -20,9 +20,10 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.test import TransactionTestCase
 
-from rooms import presence, realtime
-from rooms.channel_layer import RoomKitInMemoryChannelLayer
-from rooms.chat_sessions import chat_session_start
+from channels_app.webchat.sessions import chat_session_start
+from rooms.realtime import broadcast as realtime
+from rooms.realtime import presence
+from rooms.realtime.channel_layer import RoomKitInMemoryChannelLayer
 from tests.sockets.helpers import Sockets, is_ephemeral, join_room, next_frame
 
 VISITORS = 60  # each alone in a room

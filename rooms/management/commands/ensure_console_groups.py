@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from rooms.console import console_groups_ensure
+from rooms.console.actions import console_groups_ensure
 
 
 class Command(BaseCommand):

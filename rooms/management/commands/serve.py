@@ -37,7 +37,7 @@ class Command(BaseCommand):
                 children.append(subprocess.Popen(celery + ["beat", "-l", "INFO"]))
             mode = "Celery workers + beat on Redis"
         else:
-            from rooms.task_queue import start_embedded_beat
+            from rooms.infra.task_queue import start_embedded_beat
 
             start_embedded_beat()
             mode = "in-process worker threads"

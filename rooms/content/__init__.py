@@ -1,0 +1,1 @@
+"""What an event holds: the content kinds and their validation, and text every database can store."""

@@ -1,9 +1,0 @@
-from django.conf import settings
-from django.urls import path
-
-from rooms import views
-
-urlpatterns = [
-    path("", views.chat_page, name="chat"),
-    path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", views.media_file, name="media"),
-]
