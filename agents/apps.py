@@ -6,8 +6,9 @@ class AgentsConfig(AppConfig):
     verbose_name = "AI agents"
 
     def ready(self) -> None:
-        from agents import intelligence, selectors, tools  # noqa: F401  (built-in tools, cache signals)
+        from agents import console_actions, intelligence, selectors, tools  # noqa: F401  (built-in tools, cache signals)
         from rooms import registries
         from rooms.enums import ChannelType
 
         registries.register_intelligence_handler(ChannelType.AI, intelligence.on_room_event)
+        console_actions.register()

@@ -286,6 +286,24 @@ def conversation_handback(room_id: str, agent_id: str) -> ConversationState:
     return state
 
 
+def conversation_operator_handoff(*, room_id: str, target: str, operator: str) -> str | None:
+    """An operator gives the room to agent ``target``; the agent that handed it off, or None.
+
+    From a human (or from nobody) that is a handback; from an active agent it
+    is that agent's handoff, under its transition rules (``Conflict`` when
+    they refuse it).
+    """
+    state = Room.objects.filter(pk=room_id).values_list("conversation_state", flat=True).first() or {}
+    active = state.get("active_agent_id")
+    if state.get("human") or not active:
+        conversation_handback(room_id, target)
+        return None
+    result = conversation_handoff(room_id=room_id, from_agent_id=active, target=target, reason=f"operator {operator}")
+    if not result.accepted:
+        raise Conflict(result.reason, code="handoff_refused")
+    return active
+
+
 def conversation_set_language(room_id: str, language: str) -> ConversationState:
     """Set the room's language; every agent's prompt asks for replies in it."""
     with transaction.atomic():

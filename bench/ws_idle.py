@@ -378,10 +378,11 @@ def _prepare(tmp: Path, idle: int) -> tuple[dict[str, str], dict[str, str], list
     from django.conf import settings
     from django.db import transaction
 
-    from channels_app.webchat.sessions import chat_session_join, chat_session_start, ensure_system_channel
+    from channels_app.webchat.sessions import chat_session_join, chat_session_start
     from channels_app.webchat.tokens import chat_token_issue
     from rooms.enums import ChannelType
     from rooms.models import Participant, Room
+    from rooms.services import ensure_system_channel
 
     sender = chat_session_start(display_name="Sender", open_now=True)
     receiver = chat_session_join(sender.room_id, display_name="Receiver")

@@ -1,8 +1,9 @@
 """Where the core reaches the other apps without importing them.
 
 ``channels_app`` registers how deliveries are dispatched and the transport
-adapters; ``agents`` registers intelligence handlers by channel type. Each
-app fills these in its ``AppConfig.ready()``.
+adapters; ``agents`` registers intelligence handlers by channel type; both add
+the operator actions their rules own (a delivery's retry, a takeover) to the
+console. Each app fills these in its ``AppConfig.ready()``.
 """
 
 from __future__ import annotations
@@ -65,3 +66,19 @@ def channel_config_errors(config: dict) -> list[tuple[str, str]]:
 def channel_policy_report(channel: Any) -> dict[str, Any] | None:
     """The channel's configured and effective delivery policy and its breaker's state, if known."""
     return _channel_policy_reporter(channel) if _channel_policy_reporter else None
+
+
+# --- operator actions on a room that another app's rules own (the console lists and audits them) ---
+
+ConsoleAction = Callable[[Any, str, dict[str, str]], str]  # (operator, room_id, params) -> what happened
+
+_console_actions: dict[str, ConsoleAction] = {}
+
+
+def register_console_action(name: str, fn: ConsoleAction) -> None:
+    """Offer ``name`` as a room action in the console; ``fn`` raises ``RoomKitError`` to refuse."""
+    _console_actions[name] = fn
+
+
+def console_action(name: str) -> ConsoleAction | None:
+    return _console_actions.get(name)

@@ -73,6 +73,14 @@ def get_room_detail(room_id: str) -> Room:
     return room
 
 
+def room_list(*, status: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[Room], int]:
+    """A page of rooms, most recently active first, optionally of one ``status``, and how many there are."""
+    qs = Room.objects.all().order_by("-last_activity_at", "-created_at")
+    if status:
+        qs = qs.filter(status=status)
+    return list(qs[offset : offset + limit]), qs.count()
+
+
 def room_events(room_id: str, *, after_seq: int = 0, limit: int = 100) -> list[RoomEvent]:
     return list(
         RoomEvent.objects.filter(room_id=room_id, seq__gt=after_seq).select_related("source_participant").order_by("seq")[:limit]

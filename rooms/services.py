@@ -20,11 +20,20 @@ from rooms.errors import Conflict, InvalidInput, NotFound
 from rooms.hooks import HookTrigger
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.infra.task_queue import enqueue
-from rooms.models import ChannelBinding, Participant, Room
+from rooms.models import Channel, ChannelBinding, Participant, Room
 from rooms.realtime import broadcast as realtime
 from rooms.selectors import get_channel, get_room
 
 logger = logging.getLogger(__name__)
+
+
+def ensure_system_channel(channel_id: str, channel_type: str, name: str) -> Channel:
+    """Our own entry-point channels (web chat, API, console) exist on first use."""
+    channel, _ = Channel.objects.get_or_create(
+        pk=channel_id,
+        defaults={"channel_type": channel_type, "category": ChannelCategory.TRANSPORT, "name": name},
+    )
+    return channel
 
 
 def fire_hooks_on_commit(trigger: HookTrigger, kind: str, obj_id: Any) -> None:

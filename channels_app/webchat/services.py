@@ -16,13 +16,11 @@ from django.core.files.storage import default_storage
 
 from channels_app.webchat.media import IMAGE_TYPES
 from channels_app.webchat.tokens import ChatClaims
-from rooms.enums import ChannelCategory, EventStatus, RoomStatus
+from rooms.enums import RoomStatus
 from rooms.errors import InvalidInput
 from rooms.inbound import InboundMessage, InboundResult, process_inbound
-from rooms.inbound.visibility import visible_to
 from rooms.models import Participant, Room
-from rooms.selectors import room_events
-from rooms.serializers import event_to_dict
+from rooms.realtime.catchup import room_socket_events_after
 
 _MEDIA_FIELDS = frozenset({"url", "mime_type", "filename", "size"})
 _SAFE_MEDIA_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
@@ -131,18 +129,5 @@ def webchat_message_send(
 
 
 def webchat_events_after(room_id: str, after_seq: int, *, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
-    """A page of the events a web-chat socket sees live, after ``after_seq``, in ``seq`` order.
-
-    Returns them and the last ``seq`` the page covered (events the socket
-    would not see still advance it). The same rule as live publishing:
-    delivered, and visible to a transport such as the web chat.
-    """
-    events = room_events(room_id, after_seq=after_seq, limit=limit)
-    channel_id = settings.ROOMKIT_WEBCHAT_CHANNEL_ID
-    visible = [
-        event_to_dict(e)
-        for e in events
-        if e.status == EventStatus.DELIVERED
-        and visible_to(e.visibility, channel_id=channel_id, category=ChannelCategory.TRANSPORT)
-    ]
-    return visible, (events[-1].seq if events else after_seq)
+    """A page of the events a web-chat socket sees live, after ``after_seq``, and the last ``seq`` it covered."""
+    return room_socket_events_after(room_id, after_seq, channel_id=settings.ROOMKIT_WEBCHAT_CHANNEL_ID, limit=limit)

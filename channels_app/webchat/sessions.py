@@ -8,15 +8,15 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from channels_app.webchat.tokens import ChatClaims, chat_token_issue, chat_token_verify
-from rooms.enums import ChannelCategory, ChannelType, RoomStatus
+from rooms.enums import ChannelType, RoomStatus
 from rooms.errors import Conflict, NotFound, TooManyRequests
 from rooms.hooks import HookTrigger
 from rooms.inbound.routing import open_room_for_channel
 from rooms.infra.rate_limits import rate_limit_hit
-from rooms.models import Channel, ChannelBinding, Participant, Room, new_id
+from rooms.models import ChannelBinding, Participant, Room, new_id
 from rooms.realtime import broadcast as realtime
 from rooms.selectors import get_channel
-from rooms.services import fire_hooks_on_commit
+from rooms.services import ensure_system_channel, fire_hooks_on_commit
 
 
 @dataclass(frozen=True)
@@ -24,15 +24,6 @@ class ChatSession:
     room_id: str
     participant_id: str
     token: str
-
-
-def ensure_system_channel(channel_id: str, channel_type: str, name: str) -> Channel:
-    """Our own entry-point channels (web chat, API, console) exist on first use."""
-    channel, _ = Channel.objects.get_or_create(
-        pk=channel_id,
-        defaults={"channel_type": channel_type, "category": ChannelCategory.TRANSPORT, "name": name},
-    )
-    return channel
 
 
 def chat_session_throttle(client: str) -> None:

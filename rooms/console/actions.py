@@ -7,9 +7,10 @@ for the lifecycle, the delivery and agents services) and leaves an
 ``AuditEntry`` in the same transaction: if the change is refused, no audit row
 claims it happened.
 
-The services of ``channels_app`` and ``agents`` are imported where they are
-called: ``rooms`` does not depend on those apps at import time, and the console
-actions that need them say so when the app is not installed.
+Actions whose rules belong to another app (a delivery's retry, an AI
+takeover, handback or handoff) are registered by that app
+(``rooms.registries.register_console_action``); ``rooms`` imports none of
+them, and without the app the action is unknown.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.apps import apps
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
 from django.utils import timezone
 
-from channels_app.webchat.sessions import ensure_system_channel
-from rooms import services
+from rooms import registries, services
 from rooms.enums import Access, ChannelType, EventType, Visibility
-from rooms.errors import Conflict, InvalidInput, NotFound
+from rooms.errors import InvalidInput, NotFound
 from rooms.inbound import InboundMessage, InboundResult, process_inbound
 from rooms.models import AuditEntry, Channel, ChannelBinding, Room, RoomReadMarker
 
@@ -66,7 +65,7 @@ def can_operate(user: Any) -> bool:
 
 def console_channel() -> Channel:
     """The operator console's own channel (created on first use)."""
-    return ensure_system_channel(CONSOLE_CHANNEL_ID, ChannelType.CONSOLE, "Operator console")
+    return services.ensure_system_channel(CONSOLE_CHANNEL_ID, ChannelType.CONSOLE, "Operator console")
 
 
 def _operator_name(user: Any) -> str:
@@ -171,14 +170,6 @@ def _binding_of(room_id: str, binding_id: Any) -> ChannelBinding:
     return binding
 
 
-def _agents_services() -> Any:
-    if not apps.is_installed("agents"):
-        raise Conflict("the agents app is not installed", code="agents_unavailable")
-    from agents import services as agent_services
-
-    return agent_services
-
-
 def _pause(user: AbstractBaseUser, room_id: str, params: dict[str, str]) -> ActionOutcome:
     services.room_pause(room_id=room_id, reason=params.get("reason", "")[:200] or f"paused by {user.get_username()}")
     return ActionOutcome("Room paused.")
@@ -221,55 +212,6 @@ def _set_access(user: AbstractBaseUser, room_id: str, params: dict[str, str]) ->
     return ActionOutcome(f"{b} access set to {access}.")
 
 
-def _retry_delivery(user: AbstractBaseUser, room_id: str, params: dict[str, str]) -> ActionOutcome:
-    from rooms.models import Delivery
-
-    try:
-        delivery_id = int(params.get("delivery", ""))
-    except ValueError as exc:
-        raise InvalidInput("a delivery id is required", code="invalid_delivery") from exc
-    if not Delivery.objects.filter(pk=delivery_id, event__room_id=room_id).exists():
-        raise NotFound(f"no delivery {delivery_id} in this room", code="unknown_delivery")
-    if not apps.is_installed("channels_app"):
-        raise Conflict("the channels app is not installed", code="channels_unavailable")
-    from channels_app.services import delivery_retry
-
-    delivery_retry(delivery_id=delivery_id)
-    return ActionOutcome(f"Delivery {delivery_id} queued again.")
-
-
-def _takeover(user: AbstractBaseUser, room_id: str, params: dict[str, str]) -> ActionOutcome:
-    _agents_services().conversation_takeover(room_id, user.get_username())
-    return ActionOutcome("You have the conversation: the AI stays quiet until you hand it back.")
-
-
-def _handback(user: AbstractBaseUser, room_id: str, params: dict[str, str]) -> ActionOutcome:
-    agent_id = params.get("agent", "")
-    if not agent_id:
-        raise InvalidInput("choose the agent to hand back to", code="invalid_agent")
-    _agents_services().conversation_handback(room_id, agent_id)
-    return ActionOutcome(f"Handed back to {agent_id}.")
-
-
-def _handoff(user: AbstractBaseUser, room_id: str, params: dict[str, str]) -> ActionOutcome:
-    """Give the room to another agent: from a human, a handback; from an agent, that agent's handoff."""
-    target = params.get("agent", "")
-    if not target:
-        raise InvalidInput("choose the agent to hand off to", code="invalid_agent")
-    agent_services = _agents_services()
-    state = Room.objects.filter(pk=room_id).values_list("conversation_state", flat=True).first() or {}
-    active = state.get("active_agent_id")
-    if state.get("human") or not active:
-        agent_services.conversation_handback(room_id, target)
-        return ActionOutcome(f"Handed off to {target}.")
-    result = agent_services.conversation_handoff(
-        room_id=room_id, from_agent_id=active, target=target, reason=f"operator {user.get_username()}"
-    )
-    if not result.accepted:
-        raise Conflict(result.reason, code="handoff_refused")
-    return ActionOutcome(f"Handed off from {active} to {target}.")
-
-
 def _timer_value(raw: str | None, name: str) -> int | None:
     if raw is None or str(raw).strip() == "":
         return None
@@ -299,12 +241,12 @@ ROOM_ACTIONS: dict[str, Callable[[AbstractBaseUser, str, dict[str, str]], Action
     "unmute": _unmute,
     "set_access": _set_access,
     "detach": _detach,
-    "retry_delivery": _retry_delivery,
-    "takeover": _takeover,
-    "handback": _handback,
-    "handoff": _handoff,
     "set_timers": _set_timers,
 }
+
+
+def _outcome_of(fn: registries.ConsoleAction) -> Callable[[AbstractBaseUser, str, dict[str, str]], ActionOutcome]:
+    return lambda user, room_id, params: ActionOutcome(fn(user, room_id, params))
 
 
 def console_room_action(*, user: AbstractBaseUser, room_id: str, action: str, params: dict[str, str]) -> ActionOutcome:
@@ -315,7 +257,10 @@ def console_room_action(*, user: AbstractBaseUser, room_id: str, action: str, pa
     """
     fn = ROOM_ACTIONS.get(action)
     if fn is None:
-        raise InvalidInput(f"unknown action '{action}'", code="unknown_action")
+        registered = registries.console_action(action)
+        if registered is None:
+            raise InvalidInput(f"unknown action '{action}'", code="unknown_action")
+        fn = _outcome_of(registered)
     if not Room.objects.filter(pk=room_id).exists():
         raise NotFound(f"unknown room '{room_id}'", code="unknown_room")
     with transaction.atomic():

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
+from rooms.enums import ChannelCategory, EventStatus
+from rooms.inbound.visibility import visible_to
 from rooms.models import Room
+from rooms.selectors import room_events
+from rooms.serializers import event_to_dict
 
 PAGE = 500
 
@@ -29,20 +35,37 @@ def rooms_last_seqs(room_ids: list[str]) -> dict[str, int]:
     return found
 
 
+def room_socket_events_after(
+    room_id: str, after_seq: int, *, channel_id: str, limit: int = PAGE
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the events a socket of ``channel_id`` sees live in the room, after ``after_seq``, in ``seq`` order.
+
+    Returns them and the last ``seq`` the page covered (events the socket
+    would not see still advance it). The same rule as live publishing:
+    delivered, and visible to a transport such as the web chat.
+    """
+    events = room_events(room_id, after_seq=after_seq, limit=limit)
+    visible = [
+        event_to_dict(e)
+        for e in events
+        if e.status == EventStatus.DELIVERED
+        and visible_to(e.visibility, channel_id=channel_id, category=ChannelCategory.TRANSPORT)
+    ]
+    return visible, (events[-1].seq if events else after_seq)
+
+
 def room_visible_events_between(room_id: str, after_seq: int, through_seq: int) -> list[dict[str, Any]]:
     """The events a room's sockets see live with ``after_seq < seq <= through_seq``, in order, as frames' ``event``.
 
-    The rule is the web chat's replay rule (``channels_app.webchat.services.webchat_events_after``),
-    so a recovered event is exactly one a resume would have replayed.
+    A room's sockets are the web chat's: the rule is its replay rule, so a
+    recovered event is exactly one a resume would have replayed.
     """
-    from channels_app.webchat.services import (
-        webchat_events_after,  # the web chat imports the inbound path, which imports realtime
-    )
-
     found: list[dict[str, Any]] = []
     covered = after_seq
     while covered < through_seq:
-        events, last = webchat_events_after(room_id, covered, limit=min(PAGE, through_seq - covered))
+        events, last = room_socket_events_after(
+            room_id, covered, channel_id=settings.ROOMKIT_WEBCHAT_CHANNEL_ID, limit=min(PAGE, through_seq - covered)
+        )
         found += [e for e in events if e["seq"] <= through_seq]
         if last == covered:  # nothing more is stored
             break

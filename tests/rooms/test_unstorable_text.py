@@ -68,7 +68,7 @@ class EveryEntranceRefusesTests(TestCase):
         self.assertEqual(row_counts(), before)
 
     def test_the_api_answers_400(self) -> None:
-        from channels_app.webchat.tokens import api_token_create
+        from rooms.api.tokens import api_token_create
 
         _, token = api_token_create(username="integrator")
         room_id = send("sms-in", "+15550001", "hello").room_id
@@ -145,7 +145,7 @@ class PoisonedRowTests(TransactionTestCase):
         page = logged_in(operator()).get(f"/admin/rooms/room/{self.room.id}/console/")
         self.assertEqual(page.status_code, 200)
         self.assertContains(page, "bad \ufffd row")
-        from channels_app.webchat.tokens import api_token_create
+        from rooms.api.tokens import api_token_create
 
         _, token = api_token_create(username="integrator")
         response = self.client.get(f"/api/v1/rooms/{self.room.id}/events", HTTP_AUTHORIZATION=f"Bearer {token}")

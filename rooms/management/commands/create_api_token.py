@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from channels_app.webchat.tokens import api_token_create
+from rooms.api.tokens import api_token_create
 
 
 class Command(BaseCommand):
