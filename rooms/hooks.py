@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import threading
 import time
@@ -48,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -207,9 +208,12 @@ class Hook:
     # transaction calls it again instead of reusing its first decision.
     transactional: bool = False
 
-    @property
+    @functools.cached_property
     def off_thread(self) -> bool:
-        """Runs on the hook pool (a deadline or a coroutine): outside the caller's transaction."""
+        """Runs on the hook pool (a deadline or a coroutine): outside the caller's transaction.
+
+        Cached: asked per hook per message, and ``iscoroutinefunction`` costs ~2 µs.
+        """
         return self.timeout is not None or asyncio.iscoroutinefunction(self.fn)
 
     def matches(self, ctx: HookContext) -> bool:
@@ -348,9 +352,10 @@ class _Savepoint:
     savepoint (the inbound path uses it to write the rows a hook must see).
     """
 
-    __slots__ = ("before_first_query", "sid", "busy")
+    __slots__ = ("conn", "before_first_query", "sid", "busy")
 
-    def __init__(self, before_first_query: Callable[[], None] | None) -> None:
+    def __init__(self, conn: Any, before_first_query: Callable[[], None] | None) -> None:
+        self.conn = conn
         self.before_first_query = before_first_query
         self.sid: str | None = None
         self.busy = False
@@ -361,7 +366,7 @@ class _Savepoint:
             try:
                 if self.before_first_query is not None:
                     self.before_first_query()
-                self.sid = connection.savepoint()
+                self.sid = self.conn.savepoint()
             finally:
                 self.busy = False
         return execute(sql, params, many, context)
@@ -373,42 +378,51 @@ def contained(fn: Callable[..., Any], *args: Any, before_first_query: Callable[[
     Outside a transaction it is a plain call. Inside one, a savepoint is
     opened on the code's first query (none if it never queries) and rolled
     back if it raises; the exception still propagates to the caller.
+
+    Every inbound message calls this for each inline hook, so it costs ~2 µs
+    when the hook does not query: one connection lookup (``connection`` is a
+    thread-local proxy, each attribute a lookup) and the wrapper pushed on
+    the connection's list directly rather than through ``execute_wrapper()``.
     """
-    if not connection.in_atomic_block:
+    conn = connections[DEFAULT_DB_ALIAS]
+    if not conn.in_atomic_block:
         return fn(*args, **kwargs)
-    marked_before = connection.needs_rollback
-    guard = _Savepoint(before_first_query)
-    with connection.execute_wrapper(guard):
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException:
-            _undo(guard, marked_before)
-            raise
+    marked_before = conn.needs_rollback
+    guard = _Savepoint(conn, before_first_query)
+    wrappers = conn.execute_wrappers
+    wrappers.append(guard)
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException:
+        wrappers.pop()
+        _undo(conn, guard, marked_before)
+        raise
+    wrappers.pop()
     if guard.sid is not None:
-        if connection.needs_rollback and not marked_before:
+        if conn.needs_rollback and not marked_before:
             # A query failed inside Django's own error handling (``save()``)
             # and the code caught the error: the transaction is marked broken.
-            _undo(guard, marked_before)
+            _undo(conn, guard, marked_before)
             raise DatabaseError("a query failed and the error was caught; the work is undone")
         try:
-            connection.savepoint_commit(guard.sid)
+            conn.savepoint_commit(guard.sid)
         except DatabaseError:
             # The code swallowed a failed query: on PostgreSQL the transaction
             # is aborted until this savepoint is rolled back.
-            _undo(guard, marked_before)
+            _undo(conn, guard, marked_before)
             raise
     return result
 
 
-def _undo(guard: _Savepoint, marked_before: bool) -> None:
+def _undo(conn: Any, guard: _Savepoint, marked_before: bool) -> None:
     """Roll back to the guard's savepoint; the transaction is usable again."""
     if guard.sid is not None:
         # Rolled back to a point before the failure, the transaction no longer
         # needs a rollback of its own (``atomic()`` does the same at a
         # savepoint); the flag would refuse the ROLLBACK TO itself.
-        connection.needs_rollback = False
-        connection.savepoint_rollback(guard.sid)
-        connection.needs_rollback = marked_before
+        conn.needs_rollback = False
+        conn.savepoint_rollback(guard.sid)
+        conn.needs_rollback = marked_before
 
 
 def call_hook(h: Hook, *args: Any, before_first_query: Callable[[], None] | None = None) -> HookOutcome:
