@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -409,3 +410,32 @@ def generation_release_steering(generation_id: str) -> bool:
             status=GenerationStatus.PENDING, steer_target=None
         )
     )
+
+
+# A generation whose worker was lost this many times is failed, not retried again.
+GENERATION_MAX_ATTEMPTS = 3
+
+
+def generations_sweep(
+    *, stale_after_seconds: float = 300.0, pending_after_seconds: float = 30.0, now: datetime | None = None
+) -> list[str]:
+    """Recover generations whose task was lost; the ids of those to run again.
+
+    A generation running for longer than any tool loop may (its worker died)
+    goes back to pending, or fails after ``GENERATION_MAX_ATTEMPTS``. A
+    generation pending for longer than a queue takes to start it lost its
+    task; each such id is returned for the caller to enqueue (running it twice
+    is harmless: the task claims the row first).
+    """
+    now = now or timezone.now()
+    stale = Generation.objects.filter(
+        status=GenerationStatus.RUNNING, started_at__lt=now - timedelta(seconds=stale_after_seconds)
+    )
+    for gen_id, attempts in stale.values_list("id", "attempts"):
+        status = GenerationStatus.PENDING if attempts < GENERATION_MAX_ATTEMPTS else GenerationStatus.FAILED
+        # Only if still running: the worker may have finished meanwhile.
+        Generation.objects.filter(pk=gen_id, status=GenerationStatus.RUNNING).update(status=status, error="worker lost")
+    pending = Generation.objects.filter(
+        status=GenerationStatus.PENDING, created_at__lt=now - timedelta(seconds=pending_after_seconds)
+    )
+    return list(pending.values_list("id", flat=True))
