@@ -29,12 +29,14 @@ logger = logging.getLogger(__name__)
 
 STUCK_SENDING_AFTER = timedelta(minutes=5)
 CHANNEL_DISABLED_RECHECK_SECONDS = 60.0
-_FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.DEAD, DeliveryStatus.FAILED)
-# How far a status callback may move a delivery: never backwards.
+# How far a status callback may move a delivery: only forward (a late "sent"
+# after "delivered", or a repeated callback, changes nothing).
 _RANK = {
-    DeliveryStatus.SENT: 1,
-    DeliveryStatus.DELIVERED: 2,
-    DeliveryStatus.READ: 3,
+    DeliveryStatus.QUEUED: 1,
+    DeliveryStatus.SENT: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.UNDELIVERED: 3,
+    DeliveryStatus.READ: 4,
     DeliveryStatus.FAILED: 4,
     DeliveryStatus.DEAD: 4,
 }
@@ -131,12 +133,14 @@ def _defer(delivery_id: int, now, delay: float, reason: str) -> str:
 def _settle(delivery: Delivery, result: SendResult, policy: RetryPolicy) -> str:
     now = timezone.now()
     if result.ok:
-        status = DeliveryStatus.SENT
+        status = result.status or DeliveryStatus.SENT
         Delivery.objects.filter(pk=delivery.pk).update(
             status=status,
             sent_at=now,
             provider_message_id=result.provider_message_id[:255],
             last_error="",
+            error_code="",
+            sent_as=result.sent_as[:16],
             next_attempt_at=None,
             updated_at=now,
         )
@@ -146,6 +150,7 @@ def _settle(delivery: Delivery, result: SendResult, policy: RetryPolicy) -> str:
         Delivery.objects.filter(pk=delivery.pk).update(
             status=status,
             last_error=result.error[:2000],
+            error_code=result.error_code[:64],
             next_attempt_at=now + timedelta(seconds=delay),
             updated_at=now,
         )
@@ -156,6 +161,7 @@ def _settle(delivery: Delivery, result: SendResult, policy: RetryPolicy) -> str:
         Delivery.objects.filter(pk=delivery.pk).update(
             status=status,
             last_error=result.error[:2000],
+            error_code=result.error_code[:64],
             next_attempt_at=None,
             updated_at=now,
         )
@@ -192,6 +198,10 @@ def delivery_apply_status(*, channel: Channel, update: StatusUpdate) -> int:
         fields = {"status": update.status, "updated_at": timezone.now()}
         if update.error:
             fields["last_error"] = update.error[:2000]
+        if update.error_code:
+            fields["error_code"] = update.error_code[:64]
+        if update.sent_as:
+            fields["sent_as"] = update.sent_as[:16]
         changed += Delivery.objects.filter(pk=delivery.pk, status=delivery.status).update(**fields)
         _fire_status(delivery.pk)
     return changed

@@ -136,12 +136,22 @@ class TaskStatus(models.TextChoices):
 
 
 class DeliveryStatus(models.TextChoices):
+    """Where a delivery is: ours (pending, sending, dead), then the vendor's (queued … read).
+
+    A vendor's status callbacks only move it forward (``channels_app.services``).
+    """
+
     PENDING = "pending"
     SENDING = "sending"
+    # Accepted by the vendor, not yet handed to the carrier.
+    QUEUED = "queued"
     SENT = "sent"
     DELIVERED = "delivered"
+    # The carrier could not deliver it (the vendor's final word).
+    UNDELIVERED = "undelivered"
     READ = "read"
     FAILED = "failed"
+    # Retries exhausted: a dead letter, retried by an operator.
     DEAD = "dead"
 
 

@@ -275,6 +275,10 @@ class Delivery(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     # SMS targets: how many segments the text costs (GSM-7 or UCS-2), as billed.
     segments = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The vendor's error code for a failed send or an undelivered message (Twilio 30003, …).
+    error_code = models.CharField(max_length=64, blank=True)
+    # How the vendor carried it where a channel can fall back (an RCS channel sent as "sms").
+    sent_as = models.CharField(max_length=16, blank=True)
 
     class Meta:
         verbose_name_plural = "deliveries"

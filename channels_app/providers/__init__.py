@@ -8,20 +8,26 @@ sends one delivery. Adapters are found by the channel's ``provider`` name.
 from __future__ import annotations
 
 from channels_app.providers.base import (
+    ConfigField,
     InboundParse,
+    ProviderSpec,
     SendResult,
     StatusUpdate,
     TransportProvider,
+    delivery_idempotency_key,
     get_provider,
     provider_names,
     register_provider,
 )
 
 __all__ = [
+    "ConfigField",
     "InboundParse",
+    "ProviderSpec",
     "SendResult",
     "StatusUpdate",
     "TransportProvider",
+    "delivery_idempotency_key",
     "get_provider",
     "provider_names",
     "register_provider",

@@ -33,6 +33,12 @@ class SendResult:
     retry_after: float | None = None
     # None: follow ``retryable``. True/False: this failure does / does not count toward the breaker.
     counts_against_breaker: bool | None = None
+    # The vendor's status for an accepted send ("queued" or "sent"; a DeliveryStatus value); empty: sent.
+    status: str = ""
+    # The vendor's error code, for a failure.
+    error_code: str = ""
+    # How it went where the channel can fall back (RCS sent as "sms"); empty when there is no choice.
+    sent_as: str = ""
 
     @property
     def sick(self) -> bool:
@@ -50,6 +56,57 @@ class StatusUpdate:
     status: str  # a rooms.enums.DeliveryStatus value
     error: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    error_code: str = ""
+    # How the vendor carried it, when the callback says (RCS or its SMS fallback).
+    sent_as: str = ""
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One key of a channel's ``config`` that a provider reads (shown and checked by the admin)."""
+
+    name: str
+    label: str
+    required: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """What a provider needs and offers, for the admin's channel form and ``add_channel``.
+
+    ``webhook`` says how its inbound requests are verified: ``"signature"``
+    (the vendor signs them), ``"token"`` (the vendor cannot sign: the webhook
+    URL carries a per-channel secret token), or ``""`` (it takes no webhooks).
+    ``one_of`` lists groups of config keys of which at least one must be set
+    (Twilio's ``from`` or ``messaging_service_sid``).
+    """
+
+    label: str
+    channel_types: frozenset[str]
+    config_fields: tuple[ConfigField, ...] = ()
+    secrets: tuple[str, ...] = ()
+    required_secrets: tuple[str, ...] = ()
+    webhook: str = "signature"
+    status_callbacks: bool = True
+    one_of: tuple[tuple[str, ...], ...] = ()
+
+    def config_errors(self, config: dict[str, Any]) -> list[tuple[str, str]]:
+        """What is missing from ``config``, as ``(key, message)`` pairs; empty when it is complete."""
+        errors = [
+            (f.name, f"{f.label} is required")
+            for f in self.config_fields
+            if f.required and not str(config.get(f.name) or "").strip()
+        ]
+        for group in self.one_of:
+            if not any(str(config.get(k) or "").strip() for k in group):
+                errors.append((group[0], "one of " + ", ".join(group) + " is required"))
+        return errors
+
+
+def delivery_idempotency_key(delivery: Delivery) -> str:
+    """The key a vendor sees on every attempt of one delivery, so a retry after a lost answer sends nothing twice."""
+    return f"roomkit-{delivery.event_id}-{delivery.pk}"
 
 
 @dataclass
@@ -61,6 +118,7 @@ class InboundParse:
 
 class TransportProvider(Protocol):
     name: str
+    spec: ProviderSpec
 
     def verify_request(self, channel: Channel, request: HttpRequest) -> bool:
         """True when the request really comes from the vendor (signature check)."""
@@ -105,5 +163,8 @@ def get_provider(name: str) -> TransportProvider | None:
     return _instances[name]
 
 
-def provider_names() -> list[str]:
-    return sorted(_registry)
+def provider_names(channel_type: str | None = None) -> list[str]:
+    """Registered provider names, or those that serve ``channel_type``."""
+    if channel_type is None:
+        return sorted(_registry)
+    return sorted(n for n in _registry if channel_type in get_provider(n).spec.channel_types)

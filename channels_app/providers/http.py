@@ -15,10 +15,10 @@ import httpx
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from channels_app.http_client import failure_for_exception, failure_for_response, http_client
-from channels_app.providers.base import InboundParse, SendResult, StatusUpdate
+from channels_app.providers.base import ConfigField, InboundParse, ProviderSpec, SendResult, StatusUpdate
 from channels_app.signing import SIGNATURE_HEADER, sign, verify
 from rooms.content.kinds import content_text
-from rooms.enums import DeliveryStatus
+from rooms.enums import ChannelType, DeliveryStatus
 from rooms.errors import InvalidInput
 from rooms.inbound import InboundMessage, InboundResult
 from rooms.infra.http import json_object_body
@@ -65,6 +65,17 @@ def content_from_payload(text: str | None, media: Any) -> dict[str, Any]:
 
 class HTTPWebhookProvider:
     name = "http"
+    # Any transport type: the other side is your own service, speaking this JSON.
+    spec = ProviderSpec(
+        label="Generic HTTP (your own service)",
+        channel_types=frozenset(t for t in ChannelType.values if t not in (ChannelType.AI, ChannelType.CONSOLE)),
+        config_fields=(
+            ConfigField("url", "Send URL", help="Where outbound messages are POSTed as JSON; empty: inbound only"),
+            ConfigField("timeout_seconds", "Timeout (seconds)", help="Per send; default 10"),
+        ),
+        secrets=("signing_secret",),
+        required_secrets=("signing_secret",),
+    )
 
     def verify_request(self, channel: Channel, request: HttpRequest) -> bool:
         return verify(request.body, channel.get_secret("signing_secret"), request.headers.get(SIGNATURE_HEADER))
