@@ -17,6 +17,8 @@ from tests.channels_app.helpers import row_counts
 from tests.support import make_channel, post_signed
 
 PLAINTEXT = "TopSecret-0451-plaintext"
+# The http provider requires its signing secret (channel_settings_errors).
+SIGNED = ("--secret", "signing_secret=s")
 
 
 def run(*args: str) -> str:
@@ -184,7 +186,7 @@ class AddChannelDeliveryPolicyTests(TestCase):
     def test_a_full_policy_is_accepted_and_stored_as_given(self) -> None:
         config = {"url": "http://127.0.0.1:9/hook", **self.POLICY}
 
-        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(config))
+        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(config), *SIGNED)
 
         self.assertEqual(Channel.objects.get(pk="crm").config, config)
 
@@ -209,13 +211,13 @@ class AddChannelDeliveryPolicyTests(TestCase):
         for label, (config, expected) in cases.items():
             with self.subTest(label):
                 with self.assertRaises(CommandError) as raised:
-                    run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(config))
+                    run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(config), *SIGNED)
                 self.assertIn("invalid delivery policy", str(raised.exception))
                 self.assertIn(expected, str(raised.exception))
                 self.assertFalse(Channel.objects.exists())
 
     def test_a_refused_policy_leaves_the_channel_as_it_was(self) -> None:
-        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(self.POLICY))
+        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(self.POLICY), *SIGNED)
 
         with self.assertRaises(CommandError):
             run("add_channel", "crm", "--type", "webhook", "--config", '{"rate_limit": {"per_second": 0}}')
