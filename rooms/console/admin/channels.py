@@ -481,7 +481,7 @@ class ChannelAdmin(admin.ModelAdmin):
 
     @admin.display(description="Effective policy and breaker")
     def delivery_policy(self, obj: Channel | None) -> str:
-        if obj is None or not obj.pk:
+        if obj is None or obj._state.adding:
             return "—"
         report = registries.channel_policy_report(obj)
         if report is None:
@@ -505,7 +505,7 @@ class ChannelAdmin(admin.ModelAdmin):
 
     @admin.display(description="Secrets set")
     def configured_secrets(self, obj: Channel | None) -> str:
-        if obj is None or not obj.pk:
+        if obj is None or obj._state.adding:
             return "—"
         return ", ".join(obj.secret_names) or "—"
 
@@ -525,7 +525,7 @@ class ChannelAdmin(admin.ModelAdmin):
         return self._webhook_block(obj, show_token=True)
 
     def _webhook_block(self, obj: Channel | None, *, show_token: bool) -> str:
-        if obj is None or not obj.pk:
+        if obj is None or obj._state.adding:
             return "—"
         urls = channel_webhook_urls(obj)
         if not urls.inbound:
