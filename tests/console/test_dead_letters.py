@@ -131,9 +131,7 @@ class DeadLetterTestCase(TestCase):
 
     def retry(self, client: Any, ids: list[int]):
         with self.captureOnCommitCallbacks(execute=True):
-            return csrf_post(
-                client, "/admin/rooms/delivery/", {"action": "retry_deliveries", ACTION_CHECKBOX_NAME: ids}
-            )
+            return csrf_post(client, "/admin/rooms/delivery/", {"action": "retry_deliveries", ACTION_CHECKBOX_NAME: ids})
 
     def messages_of(self, response) -> list[str]:
         return [str(m) for m in response.wsgi_request._messages]

@@ -1,8 +1,14 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
-from channels_app.services_channels import channel_rotate_webhook_token, channel_upsert, channel_webhook_urls
+from channels_app.services_channels import (
+    WEBHOOK_TOKEN_PARAM,
+    channel_rotate_webhook_token,
+    channel_upsert,
+    channel_webhook_urls,
+)
 from rooms.errors import RoomKitError
 
 
@@ -56,17 +62,19 @@ class Command(BaseCommand):
                 raise CommandError(f"--secret expects NAME=VALUE, got {key!r}")
             secrets[key] = value
         try:
-            channel, created = channel_upsert(
-                channel_id=channel_id,
-                channel_type=channel_type,
-                provider=provider,
-                config=parsed_config,
-                secrets=secrets,
-                name=name,
-                category=category,
-            )
-            if rotate_webhook_token:
-                channel = channel_rotate_webhook_token(channel_id=channel.id)
+            # One transaction: a refused rotation leaves the channel as it was.
+            with transaction.atomic():
+                channel, created = channel_upsert(
+                    channel_id=channel_id,
+                    channel_type=channel_type,
+                    provider=provider,
+                    config=parsed_config,
+                    secrets=secrets,
+                    name=name,
+                    category=category,
+                )
+                if rotate_webhook_token:
+                    channel = channel_rotate_webhook_token(channel_id=channel.id)
         except RoomKitError as exc:
             raise CommandError(exc.message) from None
         verb = "created" if created else "updated"
@@ -75,7 +83,7 @@ class Command(BaseCommand):
         urls = channel_webhook_urls(channel)
         for label, url in (("inbound webhook", urls.inbound), ("status webhook", urls.status)):
             if url and urls.token_in_url and not show_webhook_token:
-                url = url.partition("?")[0] + "?token=<hidden: add --show-webhook-token>"
+                url = url.partition("?")[0] + f"?{WEBHOOK_TOKEN_PARAM}=<hidden: add --show-webhook-token>"
             if url:
                 self.stdout.write(f"{label}: {url}")
         if urls.token_in_url:
