@@ -381,6 +381,7 @@ class ValidationTests(ChannelAdminTestCase):
                 "also in the config JSON",
             ),
             "policy in the JSON": ({"config": '{"retry": {"max_retries": 1}}'}, "config", "delivery policy fields"),
+            "capabilities not an object": ({"capabilities": "[1, 2]"}, "capabilities", "a JSON object is expected"),
         }
         for label, (values, field, words) in cases.items():
             with self.subTest(label):

@@ -183,6 +183,12 @@ class ChannelForm(_PolicyFields, forms.ModelForm):
             help_text="Choose the channel type first: only the providers serving it are offered.",
         )
 
+    def clean_capabilities(self) -> Any:
+        value = self.cleaned_data.get("capabilities")
+        if value is not None and not isinstance(value, dict):
+            raise forms.ValidationError("a JSON object is expected")
+        return value
+
     def clean_new_secrets(self) -> dict[str, str]:
         raw = self.cleaned_data.get("new_secrets", "").strip()
         if not raw:
