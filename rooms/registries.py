@@ -119,16 +119,13 @@ class ProviderInfo:
     status_callbacks: bool = True
     one_of: tuple[tuple[str, ...], ...] = ()
 
-    def serves(self, channel_type: str) -> bool:
-        return channel_type in self.channel_types
-
 
 @dataclass(frozen=True)
 class WebhookURLs:
     """Where the vendor posts a channel's webhooks; empty strings when it takes none.
 
     ``token_in_url``: the URLs carry the channel's webhook token (the vendor does not sign):
-    whoever has them can post as the vendor.
+    whoever has them can post as the vendor. ``token_missing``: such a channel has no token yet.
     """
 
     inbound: str = ""
@@ -163,6 +160,7 @@ _provider_catalog: ProviderCatalog | None = None
 
 
 def set_provider_catalog(catalog: ProviderCatalog) -> None:
+    """Called by ``channels_app`` once, from its ``AppConfig.ready()``."""
     global _provider_catalog
     _provider_catalog = catalog
 
@@ -175,8 +173,3 @@ def provider_catalog() -> ProviderCatalog | None:
 def transport_providers(channel_type: str | None = None) -> list[ProviderInfo]:
     """The registered transport providers (those serving ``channel_type`` if given), sorted by name."""
     return _provider_catalog.providers(channel_type) if _provider_catalog else []
-
-
-def transport_provider(name: str) -> ProviderInfo | None:
-    """The registered provider ``name``, if any."""
-    return next((p for p in transport_providers() if p.name == name), None) if name else None

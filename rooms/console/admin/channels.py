@@ -76,7 +76,7 @@ def _without_token(url: str) -> str:
     return url.partition("?")[0] + "?token=…" if url else ""
 
 
-def test_message_problem(channel: Channel, recipient: str) -> str | None:
+def test_message_refusal(channel: Channel, recipient: str) -> str | None:
     """Why a test message to ``recipient`` on ``channel`` cannot go out, in words; None when it can.
 
     On phone-number channels the vendors take E.164 numbers: a short code or a
@@ -368,7 +368,7 @@ class ChannelAdmin(admin.ModelAdmin):
         form = TestMessageForm(request.POST if "recipient" in request.POST else None)
         if form.is_bound and form.is_valid():
             for channel in queryset:
-                problem = test_message_problem(channel, form.cleaned_data["recipient"])
+                problem = test_message_refusal(channel, form.cleaned_data["recipient"])
                 if problem:
                     self.message_user(request, f"{channel.id}: {problem}", messages.ERROR)
                     continue
