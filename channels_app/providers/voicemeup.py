@@ -94,7 +94,7 @@ def split_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
         if head:
             parts.append(head)
         text = text[cut:].lstrip()
-    if text:
+    if text.strip():
         parts.append(text)
     return parts
 
