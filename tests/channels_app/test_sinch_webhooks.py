@@ -16,8 +16,10 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.test import SimpleTestCase, TestCase
+from django.core.cache import caches
+from django.test import SimpleTestCase, TestCase, override_settings
 
+from channels_app.providers import expiring_keys
 from channels_app.providers.sinch import SIGNATURE_WINDOW_SECONDS, sinch_signature
 from rooms.models import RoomEvent
 from tests.channels_app.helpers import error_of, row_counts
@@ -301,3 +303,45 @@ class NonceStoreTests(SinchInboundTestCase):
         key = f"roomkit:ek:sinch-nonce:sinch-sms:{nonce}"
         self.assertEqual(r.get(key), b"1")
         self.assertGreater(r.ttl(key), SIGNATURE_WINDOW_SECONDS)
+
+
+class ExpiringKeysTests(SimpleTestCase):
+    """The store behind nonce replay protection, on each of its backends."""
+
+    @override_settings(REDIS_URL="")
+    def test_the_in_process_store_keeps_every_live_key_and_forgets_expired_ones(self) -> None:
+        keys = [f"t-{uuid.uuid4().hex}" for _ in range(5000)]
+        self.assertTrue(all(expiring_keys.claim_once(k, 60) for k in keys))
+
+        # Django's default LocMem cache would have evicted most of these (MAX_ENTRIES=300).
+        self.assertFalse(any(expiring_keys.claim_once(k, 60) for k in keys))
+        short = f"t-{uuid.uuid4().hex}"
+        self.assertTrue(expiring_keys.claim_once(short, 0.05))
+        time.sleep(0.1)
+        self.assertTrue(expiring_keys.claim_once(short, 0.05))
+
+    @override_settings(REDIS_URL="")
+    def test_notes_in_process(self) -> None:
+        key = f"n-{uuid.uuid4().hex}"
+        self.assertIsNone(expiring_keys.read_note(key))
+        expiring_keys.note(key, "hash-1", 60)
+        self.assertEqual(expiring_keys.read_note(key), "hash-1")
+
+    @override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ek-test"}})
+    def test_a_configured_cache_is_used_when_there_is_one(self) -> None:
+        key = f"c-{uuid.uuid4().hex}"
+        self.assertTrue(expiring_keys.claim_once(key, 60))
+        self.assertFalse(expiring_keys.claim_once(key, 60))
+        self.assertEqual(caches["default"].get("roomkit:ek:" + key), "1")
+        expiring_keys.note(key + "-n", "v", 60)
+        self.assertEqual(expiring_keys.read_note(key + "-n"), "v")
+
+    def test_with_redis_claims_are_shared_through_redis(self) -> None:
+        if not settings.REDIS_URL:
+            self.skipTest("REDIS_URL is not set")
+        import redis
+
+        key = f"r-{uuid.uuid4().hex}"
+        self.assertTrue(expiring_keys.claim_once(key, 60))
+        self.assertFalse(expiring_keys.claim_once(key, 60))
+        self.assertEqual(redis.Redis.from_url(settings.REDIS_URL).get("roomkit:ek:" + key), b"1")
