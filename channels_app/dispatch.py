@@ -22,3 +22,4 @@ def register() -> None:
     registries.set_delivery_dispatcher(_dispatch)
     registries.set_channel_policy_handlers(validator=delivery_policy_errors, reporter=channel_policy_report)
     register_provider("http", HTTPWebhookProvider)
+    register_provider("twilio", __import__("channels_app.providers.twilio", fromlist=["TwilioProvider"]).TwilioProvider)
