@@ -107,7 +107,11 @@ class SignatureTests(TwilioInboundTestCase):
     def test_a_signature_for_another_url_is_refused(self) -> None:
         twilio_channel("tw-other")
         before = row_counts()
-        for signed_url in (f"{BASE}/webhooks/tw-other/", f"https://elsewhere.example.test{URL}", f"http://roomkit.example.test{URL}"):
+        for signed_url in (
+            f"{BASE}/webhooks/tw-other/",
+            f"https://elsewhere.example.test{URL}",
+            f"http://roomkit.example.test{URL}",
+        ):
             with self.subTest(signed_url=signed_url):
                 response = self.post(fixture("inbound_sms.json"), signed_url=signed_url)
                 self.assertRefused(response, 403, "invalid_signature", before)
@@ -262,7 +266,9 @@ class ContentTests(TwilioInboundTestCase):
         self.assertEqual(event.source_channel_id, "tw-rcs")
         self.assertEqual(event.source_participant.address, CUSTOMER)
         self.assertEqual(event.content, {"type": "text", "body": "Cancel Appointment"})
-        self.assertEqual(event.metadata["button"], {"payload": "postback_data_1234", "text": "Cancel Appointment", "type": "REPLY"})
+        self.assertEqual(
+            event.metadata["button"], {"payload": "postback_data_1234", "text": "Cancel Appointment", "type": "REPLY"}
+        )
         self.assertEqual(event.metadata["channel"], "rcs")
         self.assertEqual(event.metadata["raw"]["From"], "rcs:+14017122661")
 

@@ -51,7 +51,11 @@ def fixture(name: str) -> dict[str, Any]:
 
 def twilio_error(status: int, code: int, message: str) -> tuple[int, dict[str, Any], dict[str, str]]:
     """An error answer in the REST API's shape (fixtures/twilio/error_21211.json)."""
-    return status, {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}, {}
+    return (
+        status,
+        {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status},
+        {},
+    )
 
 
 @dataclass
