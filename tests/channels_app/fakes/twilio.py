@@ -15,7 +15,8 @@
 
 ``script`` holds answers for the next message creations: a status and a JSON
 body (and headers), or ``DROP`` to take the message and close the connection
-without answering (a lost response). Every request is recorded.
+without answering (a lost response); ``content_script`` likewise for the
+Content API. Every request is recorded.
 
 Like Twilio, it decides how an RCS message goes: a Messaging Service whose
 pool has an RCS sender sends over RCS to numbers in ``rcs_capable`` and falls
@@ -84,6 +85,14 @@ class TwilioRequest:
         return user, password
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that stops reading (a media fetch over its size limit) resets the connection: expected.
+        pass
+
+
 @dataclass
 class FakeTwilio:
     account_sid: str
@@ -94,6 +103,7 @@ class FakeTwilio:
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     media_redirect: str = ""
     script: list[Any] = field(default_factory=list)
+    content_script: list[Any] = field(default_factory=list)
     requests: list[TwilioRequest] = field(default_factory=list)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -128,8 +138,7 @@ class FakeTwilio:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), _Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # --- lifecycle ---
@@ -150,6 +159,7 @@ class FakeTwilio:
     def reset(self) -> None:
         with self._lock:
             self.script.clear()
+            self.content_script.clear()
             self.requests.clear()
             self.messages.clear()
             self.templates.clear()
@@ -179,7 +189,7 @@ class FakeTwilio:
             return twilio_error(401, 20003, "Authenticate")
         parts = path.strip("/").split("/")
         if req.method == "POST" and path == "/v1/Content":
-            return self._create_content(req)
+            return self.content_script.pop(0) if self.content_script else self._create_content(req)
         if len(parts) >= 3 and parts[:2] == ["2010-04-01", "Accounts"] and parts[2] != self.account_sid:
             return twilio_error(404, 20404, "The requested resource was not found")
         if req.method == "POST" and parts[3:] == ["Messages.json"]:
@@ -190,8 +200,8 @@ class FakeTwilio:
                     return DROP
                 return scripted
             return self._create_message(req)
-        if req.method == "GET" and len(parts) == 8 and parts[3] == "Messages" and parts[5] == "Media":
-            return self._media(parts[7])
+        if req.method == "GET" and len(parts) == 7 and parts[3] == "Messages" and parts[5] == "Media":
+            return self._media(parts[6])
         return twilio_error(404, 20404, "The requested resource was not found")
 
     def _media(self, media_sid: str) -> Any:
