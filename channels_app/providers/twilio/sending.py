@@ -38,7 +38,7 @@ from twilio.rest import Client
 from channels_app.http_client import failure_for_exception, http_client
 from channels_app.providers.base import SendResult, delivery_idempotency_key
 from channels_app.providers.twilio.config import RCS_PREFIX, TwilioConfig, TwilioConfigError, twilio_config
-from channels_app.providers.twilio.rich import needs_template, rich_text, template_request
+from channels_app.providers.twilio.rich import needs_template, template_request
 from channels_app.providers.twilio.webhooks import STATUS_MAP, sent_as_from
 from rooms.content.kinds import content_text
 from rooms.enums import ChannelType, DeliveryStatus
@@ -208,6 +208,7 @@ def _config_failure(message: str) -> SendResult:
 
 
 def status_callback_url(channel: Channel) -> str:
+    """Where Twilio reports on the channel's messages (``StatusCallback``; it overrides a Messaging Service's own)."""
     return settings.PUBLIC_BASE_URL + reverse("webhook-status", args=[channel.id])
 
 
@@ -261,7 +262,7 @@ def _content_sid(client: Client, cfg: TwilioConfig, content: dict[str, Any]) -> 
     return sid, key
 
 
-def _body_params(channel: Channel, content: dict[str, Any]) -> dict[str, Any]:
+def _body_params(content: dict[str, Any]) -> dict[str, Any]:
     kind = content.get("type")
     if kind == "text":
         return {"body": content.get("body", "")}
@@ -271,7 +272,8 @@ def _body_params(channel: Channel, content: dict[str, Any]) -> dict[str, Any]:
             params["body"] = content["caption"]
         return params
     if kind == "rich":
-        return {"body": rich_text(content) or content_text(content)}
+        # Rich content with nothing to tap (or on a channel without templates): its text, options listed.
+        return {"body": content_text(content)}
     if kind == "composite":
         media = [p["url"] for p in content.get("parts", []) if p.get("type") == "media" and p.get("url")]
         text = "\n".join(content_text(p) for p in content.get("parts", []) if p.get("type") != "media")
@@ -307,7 +309,7 @@ def send_delivery(channel: Channel, delivery: Delivery) -> SendResult:
             if channel.channel_type == ChannelType.RCS and needs_template(content):
                 params["content_sid"], template_key = _content_sid(client, cfg, content)
             else:
-                params.update(_body_params(channel, content))
+                params.update(_body_params(content))
                 if not params.get("body") and not params.get("media_url"):
                     return _config_failure("the delivery has no text or media to send")
             message = client.api.v2010.accounts(cfg.account_sid).messages.create(**params)
