@@ -18,6 +18,7 @@ def register() -> None:
     from channels_app.providers import register_provider
     from channels_app.providers.http import HTTPWebhookProvider
     from channels_app.providers.sinch import SinchSMSProvider
+    from channels_app.providers.twilio import TwilioProvider
     from channels_app.providers.voicemeup import VoiceMeUpSMSProvider
     from channels_app.selectors import channel_policy_report
     from channels_app.services_channels import provider_catalog
@@ -27,4 +28,5 @@ def register() -> None:
     registries.set_provider_catalog(provider_catalog())
     register_provider("http", HTTPWebhookProvider)
     register_provider("sinch", SinchSMSProvider)
+    register_provider("twilio", TwilioProvider)
     register_provider("voicemeup", VoiceMeUpSMSProvider)
