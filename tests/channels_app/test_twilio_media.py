@@ -111,6 +111,20 @@ class MMSTests(TwilioMediaTestCase):
                 self.assertEqual(stored.read(), data)
         self.assertEqual(len(self.stored_files()), 2)
 
+    def test_stored_media_are_served_at_their_url(self) -> None:
+        self.twilio.media.update({ME_0: (JPEG, "image/jpeg"), ME_1: (PDF, "application/pdf")})
+        self.post(self.mms())
+
+        _, jpeg, pdf = self.only_event().content["parts"]
+        for part, data, disposition in ((jpeg, JPEG, "inline"), (pdf, PDF, "attachment")):
+            response = self.client.get(part["url"].removeprefix(BASE))
+            self.assertEqual(response.status_code, 200)
+            self.assertEqual(b"".join(response.streaming_content), data)
+            self.assertEqual(response["Content-Type"], part["mime_type"])
+            self.assertEqual(response["Content-Disposition"], disposition)
+            self.assertEqual(response["X-Content-Type-Options"], "nosniff")
+        self.assertEqual(self.client.get("/media/inbound/twilio/not-stored.jpg").status_code, 404)
+
     def test_the_redirect_to_the_cdn_is_followed_without_the_credentials(self) -> None:
         self.twilio.media[ME_0] = (b"", "")
         self.twilio.media_redirect = self.cdn.url + "/cdn"
