@@ -53,14 +53,15 @@ def purge_broker() -> None:
         r.delete(*keys)
 
 
-def unacked_task_args(task_name: str) -> list[list[Any]]:
-    """The arguments of the ``task_name`` messages a worker took and never acknowledged."""
+def unacked_tasks(task_name: str) -> list[tuple[str, list[Any]]]:
+    """``(task id, args)`` of the ``task_name`` messages a worker took and has not acknowledged."""
     found = []
     for raw in redis_client().hvals("unacked"):
         message = json.loads(raw)[0]  # kombu stores [message, exchange, routing key]
-        if message.get("headers", {}).get("task") == task_name:
+        headers = message.get("headers", {})
+        if headers.get("task") == task_name:
             args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            found.append(args)
+            found.append((headers["id"], args))
     return found
 
 
