@@ -113,6 +113,12 @@ def delivery_attempt(*, delivery_id: int) -> str:
     if not channel.enabled:
         # An operator switched the channel off: hold its outbox, lose nothing.
         return _defer(delivery_id, now, CHANNEL_DISABLED_RECHECK_SECONDS, "channel disabled")
+    if delivery.attempts > policy.retry.max_attempts_total:
+        # Only a release of stalled attempts gets here (a failed attempt past the budget is
+        # settled dead): a delivery whose every send dies with its worker (it crashes or
+        # exhausts the worker) must not go round forever.
+        lost = SendResult(False, error="retries exhausted: attempts lost with their workers", counts_against_breaker=False)
+        return _settle(delivery, lost, policy.retry)
     # The breaker first: an open one costs no rate-limit budget.
     gate = resilience.breaker_allow(channel.id, policy.circuit_breaker)
     if not gate.allowed:

@@ -3,7 +3,8 @@
 - ``ROOMKIT_DELIVERY_STUCK_SECONDS``: ``sweep_outbox`` releases a delivery left
   in ``sending`` longer than this (the state a worker killed mid-send leaves)
   and it is sent again; a younger one is left alone, its worker may still be
-  sending.
+  sending. One whose attempts were all lost that way (a message that kills
+  its worker) ends a dead letter instead of going round forever.
 - A retry whose wait is beyond half the broker's visibility timeout
   (``ROOMKIT_CELERY_VISIBILITY_TIMEOUT``) is not handed to the broker as a
   countdown: the row's ``next_attempt_at`` holds it and the sweeper enqueues
@@ -90,6 +91,21 @@ class OutboxRecoveryTestCase(TestCase):
         # Released and (inline task mode) sent again at once: the lost attempt still counts.
         self.assertEqual((delivery.status, delivery.attempts, delivery.last_error), (DeliveryStatus.SENT, 2, ""))
         self.assertEqual(len(self.vendor.requests), 1)
+
+    @override_settings(ROOMKIT_DELIVERY_STUCK_SECONDS=30)
+    def test_a_delivery_whose_every_attempt_dies_with_its_worker_ends_a_dead_letter(self) -> None:
+        delivery = self.plan()
+        # max_retries 3: its 4th attempt, the last allowed, was lost with its worker too.
+        stalled = timezone.now() - timedelta(seconds=31)
+        Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.SENDING, attempts=4, updated_at=stalled)
+
+        with self.captureOnCommitCallbacks(execute=True), self.assertLogs("channels_app.services", "WARNING"):
+            self.assertEqual(sweep_outbox(), 1)
+
+        delivery.refresh_from_db()
+        self.assertEqual(delivery.status, DeliveryStatus.DEAD)
+        self.assertIn("attempts lost with their workers", delivery.last_error)
+        self.assertEqual(self.vendor.requests, [], "not sent a 5th time")
 
     @override_settings(ROOMKIT_TASK_MODE="celery", ROOMKIT_CELERY_VISIBILITY_TIMEOUT=600)
     def test_a_wait_beyond_half_the_visibility_timeout_is_left_to_the_sweeper(self) -> None:
