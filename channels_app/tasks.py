@@ -5,7 +5,9 @@ and is idempotent: the service claims the row with a conditional UPDATE, so a
 message delivered twice (a redelivery, a sweep, a duplicate) sends at most once
 per claim. ``acks_late`` and ``reject_on_worker_lost`` keep a message whose
 worker died before the claim; a worker that dies after it (mid-send) leaves the
-row in ``sending`` for ``sweep_outbox_task`` (beat) to release. A database
+row in ``sending`` for ``sweep_outbox_task`` (beat) to release. A message that
+kills its worker cannot loop through redelivery: the run that comes back finds
+the row claimed and ends. A database
 that cannot be reached (a failover, its connection limit) retries the task
 with backoff rather than leave the row to the next sweep.
 """
