@@ -45,10 +45,14 @@ def redis_client() -> Any:
 
 
 def purge_broker() -> None:
-    """Forget every queued and unacknowledged task message (another test's, or a killed worker's)."""
+    """Forget every queued and unacknowledged task message (another test's, or a killed worker's).
+
+    The queues' bindings (``_kombu.binding.*``) stay: a process that declared a
+    queue once does not declare it again, and without its binding Redis drops
+    what that process publishes.
+    """
     r = redis_client()
     keys = [k for name in BROKER_KEYS for k in r.scan_iter(name + "*")]
-    keys += list(r.scan_iter("_kombu.binding.*"))
     if keys:
         r.delete(*keys)
 
@@ -123,19 +127,33 @@ def wait_ready(*workers: Child, deadline_s: float = 30.0) -> None:
     wait_until(lambda: all(" ready." in w.output(200_000) for w in workers), "workers ready", workers, deadline_s)
 
 
-def wait_until(done: Callable[[], bool], what: str, children: tuple[Child, ...] | list[Child], deadline_s: float) -> None:
-    """Poll ``done`` until it holds; fail with the children's output when ``deadline_s`` passes or one exits."""
+def broker_state() -> str:
+    """What the broker holds now: queue lengths and unacknowledged messages (for a failure's message)."""
+    r = redis_client()
+    queued = {name: r.llen(name) for name in ("deliveries", "default")}
+    return f"queued {queued}, unacknowledged {r.hlen('unacked')}"
+
+
+def wait_until(
+    done: Callable[[], bool],
+    what: str,
+    children: tuple[Child, ...] | list[Child],
+    deadline_s: float,
+    state: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``done`` until it holds; fail with ``state()``, the broker's state and the children's output
+    when ``deadline_s`` passes or one of them exits."""
     deadline = time.monotonic() + deadline_s
     while True:
         # Autocommit, no transaction open: each query sees the workers' latest commits.
         if done():
             return
-        for child in children:
-            if child.proc.poll() is not None and child.proc.returncode != -signal.SIGKILL:
-                raise AssertionError(f"{child.name} exited with {child.proc.returncode} waiting for {what}:\n{child.output()}")
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {c.name}\n{c.output()}" for c in children)
-            raise AssertionError(f"not within {deadline_s:g} s: {what}\n{logs}")
+        exited = [c for c in children if c.proc.poll() is not None and c.proc.returncode != -signal.SIGKILL]
+        if exited or time.monotonic() > deadline:
+            why = f"{exited[0].name} exited with {exited[0].proc.returncode}" if exited else f"not within {deadline_s:g} s"
+            logs = "\n".join(f"--- {c.name}\n{c.output(20_000)}" for c in children)
+            detail = state() if state else ""
+            raise AssertionError(f"{why}: {what}\n{detail}\n{broker_state()}\n{logs}")
         time.sleep(0.05)
 
 

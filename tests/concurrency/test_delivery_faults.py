@@ -136,6 +136,12 @@ class DeliveryFaultsTestCase(TransactionTestCase):
         ids = [d.pk for d in deliveries]
         return Delivery.objects.filter(pk__in=ids, status__in=statuses).count() == len(ids)
 
+    def rows(self, deliveries: list[Delivery]) -> str:
+        """The deliveries as the database has them, and what the vendor saw (for a failure's message)."""
+        found = Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).order_by("pk")
+        lines = [f"{d.pk}: {d.status} attempts={d.attempts} next={d.next_attempt_at} {d.last_error[:80]}" for d in found]
+        return "\n".join([*lines, f"vendor: {[(round(a.at, 2), a.key[-6:], a.status) for a in self.vendor.attempts()]}"])
+
     def assertOneMessagePerKey(self, deliveries: list[Delivery]) -> None:
         """Each delivery's key got exactly one 2xx from the vendor and one created message; no other key did."""
         keys = {delivery_idempotency_key(d): d for d in Delivery.objects.filter(pk__in=[d.pk for d in deliveries])}
@@ -195,7 +201,9 @@ class DeliveryFaultsTestCase(TransactionTestCase):
         self.assertEqual({d.event_id for d in deliveries}, {event.id})
 
         # The workers send each of them once.
-        wait_until(lambda: self.settled(deliveries), "the three deliveries settle", [server, *workers], 30)
+        wait_until(
+            lambda: self.settled(deliveries), "the three deliveries settle", [server, *workers], 30, lambda: self.rows(deliveries)
+        )
         self.assertOneMessagePerKey([d for d in deliveries if d.channel_id == outbound.id])
         self.assertEqual(sorted(r.field("To") for r in self.vendor.message_requests()), RECIPIENTS[:2])
         self.assertEqual(len(partner_vendor.requests), 1)
@@ -213,7 +221,7 @@ class DeliveryFaultsTestCase(TransactionTestCase):
         workers = self.workers(2)
 
         deliveries = self.say(source, 40)
-        wait_until(lambda: self.settled(deliveries), "40 deliveries settle", workers, 60)
+        wait_until(lambda: self.settled(deliveries), "40 deliveries settle", workers, 60, lambda: self.rows(deliveries))
 
         attempts = self.vendor.attempts()
         # Strict alternation, and every 500 is followed by a retry of its delivery: the last
@@ -242,7 +250,9 @@ class DeliveryFaultsTestCase(TransactionTestCase):
         workers = self.workers(2)
 
         deliveries = self.say(source, 4)
-        wait_until(lambda: self.settled(deliveries, (DeliveryStatus.DEAD,)), "4 dead letters", workers, 60)
+        wait_until(
+            lambda: self.settled(deliveries, (DeliveryStatus.DEAD,)), "4 dead letters", workers, 60, lambda: self.rows(deliveries)
+        )
 
         dead = list(Delivery.objects.filter(pk__in=[d.pk for d in deliveries]))
         for delivery in dead:
@@ -269,7 +279,13 @@ class DeliveryFaultsTestCase(TransactionTestCase):
         self.assertEqual(response.status_code, 302, response.content[:500])
         self.assertEqual(AuditEntry.objects.filter(action="retry_delivery").count(), len(dead))
 
-        wait_until(lambda: self.settled(deliveries, (DeliveryStatus.QUEUED,)), "retried deliveries sent", workers, 30)
+        wait_until(
+            lambda: self.settled(deliveries, (DeliveryStatus.QUEUED,)),
+            "retried deliveries sent",
+            workers,
+            30,
+            lambda: self.rows(deliveries),
+        )
         self.assertOneMessagePerKey(deliveries)
         for delivery in Delivery.objects.filter(pk__in=[d.pk for d in deliveries]):
             self.assertEqual(delivery.attempts, 1)  # the operator's retry starts the count again
@@ -308,7 +324,9 @@ class DeliveryFaultsTestCase(TransactionTestCase):
         env = worker_env(ROOMKIT_DELIVERY_STUCK_SECONDS="2", ROOMKIT_OUTBOX_SWEEP_SECONDS="1")
         survivor = start_worker(self, "survivor", env=env)
         beat = start_beat(self, self.tmp, env=env)
-        wait_until(lambda: self.settled(deliveries), "every delivery completes", [survivor, beat], 40)
+        wait_until(
+            lambda: self.settled(deliveries), "every delivery completes", [survivor, beat], 40, lambda: self.rows(deliveries)
+        )
 
         self.assertOneMessagePerKey(deliveries)
         held.refresh_from_db()
@@ -346,7 +364,9 @@ class DeliveryFaultsTestCase(TransactionTestCase):
 
         env = worker_env(ROOMKIT_DELIVERY_STUCK_SECONDS="2", ROOMKIT_OUTBOX_SWEEP_SECONDS="1")
         beat = start_beat(self, self.tmp, env=env)
-        wait_until(lambda: self.settled(deliveries), "every delivery completes", [victim, beat], 40)
+        wait_until(
+            lambda: self.settled(deliveries), "every delivery completes", [victim, beat], 40, lambda: self.rows(deliveries)
+        )
 
         self.assertOneMessagePerKey(deliveries)
         held.refresh_from_db()
