@@ -120,7 +120,8 @@ def _sms_content(payload: dict[str, Any]) -> dict[str, Any]:
     for item in media or []:
         if not isinstance(item, dict) or not isinstance(item.get("url"), str) or not item["url"]:
             raise InvalidInput("each 'data.payload.media' item needs a 'url'", code="invalid_field")
-        mime_type = item.get("content_type")
+        # The API reference names it content_type; Telnyx's own examples also show "type".
+        mime_type = item.get("content_type") or item.get("type")
         items.append({"url": item["url"], "mime_type": mime_type if isinstance(mime_type, str) and mime_type else None})
     return content_from_payload(text or None, items)
 
@@ -207,7 +208,8 @@ def first_error(errors: Any) -> tuple[str, str]:
     error = errors[0]
     code = error.get("code")
     code_text = str(code) if isinstance(code, (str, int)) and not isinstance(code, bool) else ""
-    parts = [str(error[k]) for k in ("title", "detail") if isinstance(error.get(k), str) and error[k]]
+    parts = [error[k] for k in ("title", "detail") if isinstance(error.get(k), str) and error[k]]
+    parts = list(dict.fromkeys(parts))  # a detail that repeats the title is said once
     text = ": ".join(parts) or "error"
     return (f"{code_text} {text}" if code_text else text), code_text
 
