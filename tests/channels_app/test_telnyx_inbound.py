@@ -63,7 +63,9 @@ class InboundSMSTests(TelnyxTestCase):
 
     def test_several_media_become_one_composite_event(self) -> None:
         payload = fixture("inbound_mms.json")
-        payload["data"]["payload"]["media"].append({"url": "https://media.telnyx.com/7ee4241c/clip.mp4", "content_type": "video/mp4"})
+        payload["data"]["payload"]["media"].append(
+            {"url": "https://media.telnyx.com/7ee4241c/clip.mp4", "content_type": "video/mp4"}
+        )
 
         r = self.post_webhook(URL, payload)
 
@@ -172,7 +174,9 @@ class InboundRCSTests(TelnyxTestCase):
 
     def test_a_tapped_suggestion_is_its_label_with_our_postback_read_back(self) -> None:
         postback = base64.b64encode(b"order:42:blue").decode()
-        r = self.post_webhook(RCS_URL, self.rcs({"suggestion_response": {"text": "Blue", "postback_data": postback, "type": "REPLY"}}))
+        r = self.post_webhook(
+            RCS_URL, self.rcs({"suggestion_response": {"text": "Blue", "postback_data": postback, "type": "REPLY"}})
+        )
 
         self.assertEqual(self.content_of(r), {"type": "text", "body": "Blue"})
         self.assertEqual(RoomEvent.objects.get(pk=r.json()["event_id"]).metadata["postback_data"], "order:42:blue")
@@ -183,18 +187,37 @@ class InboundRCSTests(TelnyxTestCase):
         self.assertEqual(self.content_of(r), {"type": "location", "latitude": 41.8, "longitude": -87.6})
 
     def test_a_sent_file_keeps_its_url(self) -> None:
-        file = {"payload": {"mime_type": "image/png", "file_size_bytes": 1024, "file_uri": "https://rcs.example.test/f.png", "file_name": "f.png"}}
+        file = {
+            "payload": {
+                "mime_type": "image/png",
+                "file_size_bytes": 1024,
+                "file_uri": "https://rcs.example.test/f.png",
+                "file_name": "f.png",
+            }
+        }
 
         r = self.post_webhook(RCS_URL, self.rcs({"user_file": file}))
 
         self.assertEqual(
             self.content_of(r),
-            {"type": "media", "url": "https://rcs.example.test/f.png", "mime_type": "image/png", "filename": "f.png", "size": 1024},
+            {
+                "type": "media",
+                "url": "https://rcs.example.test/f.png",
+                "mime_type": "image/png",
+                "filename": "f.png",
+                "size": 1024,
+            },
         )
 
     def test_an_rcs_body_with_nothing_we_know_is_400(self) -> None:
         before = row_counts()
-        for body in ({}, {"text": ""}, {"location": {"latitude": "north"}}, {"user_file": {"payload": {}}}, {"suggestion_response": {}}):
+        for body in (
+            {},
+            {"text": ""},
+            {"location": {"latitude": "north"}},
+            {"user_file": {"payload": {}}},
+            {"suggestion_response": {}},
+        ):
             with self.subTest(body=body):
                 error_of(self, self.post_webhook(RCS_URL, self.rcs(body)), 400)
                 self.assertEqual(row_counts(), before)

@@ -78,7 +78,9 @@ class SendTests(TelnyxTestCase):
         self.make_telnyx_channel()
         self.open_room()
 
-        delivery = self.say({"type": "media", "url": "https://cdn.example.test/r.png", "mime_type": "image/png", "caption": "receipt"})
+        delivery = self.say(
+            {"type": "media", "url": "https://cdn.example.test/r.png", "mime_type": "image/png", "caption": "receipt"}
+        )
 
         body = self.telnyx.requests[0].json()
         self.assertEqual((body["media_urls"], body["text"]), (["https://cdn.example.test/r.png"], "receipt"))

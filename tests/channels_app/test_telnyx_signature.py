@@ -47,7 +47,12 @@ class VerifySignatureTests(SimpleTestCase):
         self.assertTrue(self.verify())
 
     def test_the_window_is_five_minutes_both_ways(self) -> None:
-        for offset, ok in ((-TOLERANCE_SECONDS, True), (TOLERANCE_SECONDS, True), (-TOLERANCE_SECONDS - 1, False), (TOLERANCE_SECONDS + 1, False)):
+        for offset, ok in (
+            (-TOLERANCE_SECONDS, True),
+            (TOLERANCE_SECONDS, True),
+            (-TOLERANCE_SECONDS - 1, False),
+            (TOLERANCE_SECONDS + 1, False),
+        ):
             with self.subTest(offset=offset):
                 stamp = str(int(self.NOW) + offset)
                 self.assertIs(self.verify(stamp=stamp, signature=_sign(self.BODY, stamp)), ok)
@@ -99,7 +104,9 @@ class WebhookSignatureTests(TelnyxTestCase):
         r = self.post_webhook(URL, self.body)
 
         self.assertEqual(r.status_code, 200, r.content)
-        self.assertEqual(RoomEvent.objects.get(pk=r.json()["event_id"]).provider_message_id, "7ee4241c-f127-47e5-9c34-3aac291f8058")
+        self.assertEqual(
+            RoomEvent.objects.get(pk=r.json()["event_id"]).provider_message_id, "7ee4241c-f127-47e5-9c34-3aac291f8058"
+        )
 
     def test_missing_signature_or_timestamp_is_403(self) -> None:
         headers = self.telnyx.signed(self.body)
@@ -153,7 +160,11 @@ class WebhookSignatureTests(TelnyxTestCase):
         delivery = self.say("hello")
         event = json.dumps(self.status_event("message_finalized.json", delivery.provider_message_id)).encode()
 
-        for headers in ({}, self.telnyx.signed(event, key=OTHER_KEY), self.telnyx.signed(event, timestamp=int(time.time()) - 400)):
+        for headers in (
+            {},
+            self.telnyx.signed(event, key=OTHER_KEY),
+            self.telnyx.signed(event, timestamp=int(time.time()) - 400),
+        ):
             with self.subTest(headers=sorted(headers)):
                 error_of(self, self.post_webhook(STATUS_URL, event, headers=headers), 403, "invalid_signature")
                 self.assertEqual(Delivery.objects.get(pk=delivery.pk).status, "queued")
