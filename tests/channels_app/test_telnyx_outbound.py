@@ -15,11 +15,12 @@ import socket
 import time
 
 from django.conf import settings
+from django.test import SimpleTestCase
 from django.utils import timezone
 
 from channels_app import resilience
 from channels_app.delivery_policy import parse_delivery_policy
-from channels_app.providers import delivery_idempotency_key
+from channels_app.providers import delivery_idempotency_key, get_provider, provider_names
 from rooms.models import Delivery
 from tests.channels_app.helpers import run_until_settled
 from tests.channels_app.test_telnyx_support import FROM, NO_RETRY, PROFILE, RECIPIENT, TelnyxTestCase
@@ -227,3 +228,20 @@ class TransientFailureTests(TelnyxTestCase):
 
         self.assertEqual((delivery.status, delivery.attempts, delivery.error_code), ("dead", 2, "10007"))
         self.assertEqual(Delivery.objects.filter(status="queued").count(), 0)
+
+
+class ProviderSpecTests(SimpleTestCase):
+    def test_telnyx_is_registered_for_sms_and_rcs(self) -> None:
+        self.assertIn("telnyx", provider_names("sms"))
+        self.assertIn("telnyx", provider_names("rcs"))
+        self.assertNotIn("telnyx", provider_names("whatsapp"))
+
+    def test_the_spec_asks_for_a_sender_a_public_key_and_the_api_key(self) -> None:
+        spec = get_provider("telnyx").spec
+        self.assertEqual((spec.secrets, spec.required_secrets, spec.webhook), (("api_key",), ("api_key",), "signature"))
+        self.assertEqual(
+            sorted(spec.config_errors({})),
+            sorted([("public_key", "Webhook public key is required"), ("from", "one of from, messaging_profile_id is required")]),
+        )
+        self.assertEqual(spec.config_errors({"public_key": "k", "messaging_profile_id": "p"}), [])
+        self.assertEqual(spec.config_errors({"public_key": "k", "from": FROM}), [])

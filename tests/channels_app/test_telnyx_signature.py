@@ -16,7 +16,7 @@ import time
 from django.test import SimpleTestCase
 from nacl.signing import SigningKey
 
-from channels_app.providers.telnyx.signature import TOLERANCE_SECONDS, public_key_is_valid, verify_signature
+from channels_app.providers.telnyx.signature import TOLERANCE_SECONDS, verify_signature
 from rooms.models import Delivery, RoomEvent
 from tests.channels_app.fakes.telnyx import fixture
 from tests.channels_app.helpers import error_of, row_counts
@@ -79,11 +79,6 @@ class VerifySignatureTests(SimpleTestCase):
         for name, kw in cases.items():
             with self.subTest(name):
                 self.assertFalse(self.verify(**kw))
-
-    def test_public_key_is_valid(self) -> None:
-        self.assertTrue(public_key_is_valid(PUBLIC))
-        self.assertFalse(public_key_is_valid("AAAA"))
-        self.assertFalse(public_key_is_valid(None))
 
 
 class WebhookSignatureTests(TelnyxTestCase):

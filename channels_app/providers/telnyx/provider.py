@@ -116,7 +116,7 @@ class TelnyxProvider:
     # --- webhooks -------------------------------------------------------------------------
 
     def verify_request(self, channel: Channel, request: HttpRequest) -> bool:
-        """Telnyx's Ed25519 signature over ``{timestamp}|{body}``, made within the last five minutes."""
+        """Telnyx's Ed25519 signature over ``{timestamp}|{body}``, stamped within five minutes of our clock."""
         return verify_signature(
             request.body,
             public_key=channel.config.get("public_key"),

@@ -41,11 +41,6 @@ def _verify_key(public_key: str) -> VerifyKey | None:
     return VerifyKey(raw)
 
 
-def public_key_is_valid(public_key: str | None) -> bool:
-    """Whether ``public_key`` is a base64 Ed25519 public key (32 bytes)."""
-    return bool(public_key) and isinstance(public_key, str) and _verify_key(public_key) is not None
-
-
 def verify_signature(
     body: bytes,
     *,
