@@ -17,10 +17,16 @@ def register() -> None:
     from channels_app.delivery_policy import delivery_policy_errors
     from channels_app.providers import register_provider
     from channels_app.providers.http import HTTPWebhookProvider
+    from channels_app.providers.sinch import SinchSMSProvider
     from channels_app.providers.telnyx import TelnyxProvider
+    from channels_app.providers.voicemeup import VoiceMeUpSMSProvider
     from channels_app.selectors import channel_policy_report
+    from channels_app.services_channels import provider_catalog
 
     registries.set_delivery_dispatcher(_dispatch)
     registries.set_channel_policy_handlers(validator=delivery_policy_errors, reporter=channel_policy_report)
+    registries.set_provider_catalog(provider_catalog())
     register_provider("http", HTTPWebhookProvider)
+    register_provider("sinch", SinchSMSProvider)
+    register_provider("voicemeup", VoiceMeUpSMSProvider)
     register_provider("telnyx", TelnyxProvider)

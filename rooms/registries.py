@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -82,3 +83,93 @@ def register_console_action(name: str, fn: ConsoleAction) -> None:
 
 def console_action(name: str) -> ConsoleAction | None:
     return _console_actions.get(name)
+
+
+# --- the transport providers, for the channel admin (filled by channels_app) -------------------
+# The admin offers, per channel type, the providers registered in channels_app, shows their
+# config fields and secrets, and saves a channel through channels_app's one validation. It reads
+# them as the plain records below: rooms never imports the adapters.
+
+
+@dataclass(frozen=True)
+class ProviderConfigField:
+    """One key of a channel's config that a provider reads."""
+
+    name: str
+    label: str
+    required: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """What a registered provider serves and needs (its ``ProviderSpec``), for the channel form.
+
+    ``webhook``: ``"signature"`` (the vendor signs its webhooks), ``"token"`` (it cannot; the
+    webhook URL carries the channel's secret token) or ``""`` (no webhooks).
+    """
+
+    name: str
+    label: str
+    channel_types: frozenset[str]
+    config_fields: tuple[ProviderConfigField, ...] = ()
+    secrets: tuple[str, ...] = ()
+    required_secrets: tuple[str, ...] = ()
+    webhook: str = "signature"
+    status_callbacks: bool = True
+    one_of: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookURLs:
+    """Where the vendor posts a channel's webhooks; empty strings when it takes none.
+
+    ``token_in_url``: the URLs carry the channel's webhook token (the vendor does not sign):
+    whoever has them can post as the vendor. ``token_missing``: such a channel has no token yet.
+    """
+
+    inbound: str = ""
+    status: str = ""
+    token_in_url: bool = False
+    token_missing: bool = False
+
+
+@dataclass(frozen=True)
+class ProviderCatalog:
+    """The channels app's answers about providers and channel settings.
+
+    - ``providers(channel_type)``: the registered providers (serving ``channel_type`` if given), by name.
+    - ``settings_errors(channel_type=, provider=, config=, secret_names=)``: what keeps these settings
+      from working, as ``(field, message)``; ``field`` is ``"channel_type"``, ``"provider"``,
+      ``"config"``, ``"config.<key>"`` or ``"secrets.<name>"``. The delivery policy is checked apart
+      (``channel_config_errors``).
+    - ``save(**fields)``: create or update a channel through the one service that validates it
+      (``channel_upsert``); raises ``RoomKitError`` when refused. Returns ``(channel, created)``.
+    - ``webhook_urls(channel)``: the channel's webhook URLs (with its token for a token provider).
+    - ``rotate_webhook_token(channel_id)``: a new webhook token; the old URL stops working.
+    """
+
+    providers: Callable[[str | None], list[ProviderInfo]]
+    settings_errors: Callable[..., list[tuple[str, str]]]
+    save: Callable[..., tuple[Any, bool]]
+    webhook_urls: Callable[[Any], WebhookURLs]
+    rotate_webhook_token: Callable[[str], None]
+
+
+_provider_catalog: ProviderCatalog | None = None
+
+
+def set_provider_catalog(catalog: ProviderCatalog) -> None:
+    """Called by ``channels_app`` once, from its ``AppConfig.ready()``."""
+    global _provider_catalog
+    _provider_catalog = catalog
+
+
+def provider_catalog() -> ProviderCatalog | None:
+    """The channels app's provider catalog; None when that app is not installed."""
+    return _provider_catalog
+
+
+def transport_providers(channel_type: str | None = None) -> list[ProviderInfo]:
+    """The registered transport providers (those serving ``channel_type`` if given), sorted by name."""
+    return _provider_catalog.providers(channel_type) if _provider_catalog else []

@@ -1,4 +1,4 @@
-"""Management commands of the channels side: add_channel, simulate_inbound, seed_demo.
+"""Management commands of the channels side: add_channel (checked per provider), simulate_inbound, seed_demo.
 
 Run with call_command and their stdout captured, then checked against the rows
 and against the HTTP edge they configure.
@@ -10,13 +10,20 @@ import json
 from io import StringIO
 
 from django.core.management import CommandError, call_command
-from django.test import TestCase
+from django.test import TestCase, override_settings
 
+from channels_app.providers import base as provider_registry
+from channels_app.providers import register_provider
 from rooms.models import Channel, RoomEvent
 from tests.channels_app.helpers import row_counts
+
+# Real providers for tests (they send over HTTP, verify their webhooks), defined with the channel admin's tests.
+from tests.console.test_channel_admin import TextBridgeProvider, TokenLinkProvider
 from tests.support import make_channel, post_signed
 
 PLAINTEXT = "TopSecret-0451-plaintext"
+# The http provider requires its signing secret (channel_settings_errors).
+SIGNED = ("--secret", "signing_secret=s")
 
 
 def run(*args: str) -> str:
@@ -184,7 +191,7 @@ class AddChannelDeliveryPolicyTests(TestCase):
     def test_a_full_policy_is_accepted_and_stored_as_given(self) -> None:
         config = {"url": "http://127.0.0.1:9/hook", **self.POLICY}
 
-        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(config))
+        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(config), *SIGNED)
 
         self.assertEqual(Channel.objects.get(pk="crm").config, config)
 
@@ -209,18 +216,111 @@ class AddChannelDeliveryPolicyTests(TestCase):
         for label, (config, expected) in cases.items():
             with self.subTest(label):
                 with self.assertRaises(CommandError) as raised:
-                    run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(config))
+                    run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(config), *SIGNED)
                 self.assertIn("invalid delivery policy", str(raised.exception))
                 self.assertIn(expected, str(raised.exception))
                 self.assertFalse(Channel.objects.exists())
 
     def test_a_refused_policy_leaves_the_channel_as_it_was(self) -> None:
-        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(self.POLICY))
+        run("add_channel", "crm", "--type", "webhook", "--provider", "http", "--config", json.dumps(self.POLICY), *SIGNED)
 
         with self.assertRaises(CommandError):
             run("add_channel", "crm", "--type", "webhook", "--config", '{"rate_limit": {"per_second": 0}}')
 
         self.assertEqual(Channel.objects.get(pk="crm").config, self.POLICY)
+
+
+@override_settings(PUBLIC_BASE_URL="https://rk.example.com")
+class AddChannelProviderTests(TestCase):
+    """add_channel checks a channel as the admin does (channel_settings_errors, through channel_upsert).
+
+    The providers are the channel admin tests' real test providers, registered here and removed after.
+    """
+
+    SMS = ("tb", "--type", "sms", "--provider", "textbridge")
+    COMPLETE = '{"account_id": "AC-1", "from": "+15550001000"}'
+
+    def setUp(self) -> None:
+        for cls in (TextBridgeProvider, TokenLinkProvider):
+            register_provider(cls.name, cls)
+            self.addCleanup(provider_registry._registry.pop, cls.name, None)
+            self.addCleanup(provider_registry._instances.pop, cls.name, None)
+
+    def test_a_complete_channel_is_created_and_its_webhook_urls_printed(self) -> None:
+        out = run("add_channel", *self.SMS, "--config", self.COMPLETE, "--secret", f"api_key={PLAINTEXT}")
+
+        self.assertIn("channel tb created (sms/textbridge; secrets: api_key)", out)
+        self.assertIn("inbound webhook: https://rk.example.com/webhooks/tb/", out)
+        self.assertIn("status webhook: https://rk.example.com/webhooks/tb/status/", out)
+        self.assertNotIn(PLAINTEXT, out)
+        self.assertEqual(Channel.objects.get(pk="tb").get_secret("api_key"), PLAINTEXT)
+
+    def test_what_the_provider_needs_is_refused_naming_the_field_and_nothing_is_written(self) -> None:
+        key = ("--secret", "api_key=k")
+        cases = {
+            "type not served": (
+                ["tb", "--type", "voice", "--provider", "textbridge", "--config", self.COMPLETE, *key],
+                "provider: provider 'textbridge' (TextBridge SMS) does not serve voice channels; providers for voice: http",
+            ),
+            "required config": ([*self.SMS, "--config", '{"from": "+1555"}', *key], "config.account_id: Account ID is required"),
+            "one_of group": (
+                [*self.SMS, "--config", '{"account_id": "A"}', *key],
+                "config.from: one of from, messaging_pool is required",
+            ),
+            "required secret": ([*self.SMS, "--config", self.COMPLETE], "secrets.api_key: secret api_key is required"),
+            "empty secret": ([*self.SMS, "--config", self.COMPLETE, "--secret", "api_key="], "secrets.api_key: empty value"),
+            "everything at once": (
+                [*self.SMS, "--config", "{}"],
+                "config.account_id: Account ID is required; config.from: one of from, messaging_pool is required; "
+                "secrets.api_key: secret api_key is required",
+            ),
+        }
+        for label, (args, expected) in cases.items():
+            with self.subTest(label):
+                with self.assertRaises(CommandError) as raised:
+                    run("add_channel", *args)
+                self.assertIn(expected, str(raised.exception))
+                self.assertFalse(Channel.objects.exists())
+
+    def test_an_update_is_checked_with_what_is_stored(self) -> None:
+        run("add_channel", *self.SMS, "--config", self.COMPLETE, "--secret", "api_key=one")
+
+        with self.assertRaisesMessage(CommandError, "config.account_id: Account ID is required"):
+            run("add_channel", "tb", "--type", "sms", "--config", '{"from": "+15550001000"}')
+        with self.assertRaisesMessage(CommandError, "does not serve voice channels"):
+            run("add_channel", "tb", "--type", "voice")
+        run("add_channel", "tb", "--type", "sms", "--secret", "api_key=two")
+
+        channel = Channel.objects.get(pk="tb")
+        self.assertEqual((channel.channel_type, channel.provider), ("sms", "textbridge"))
+        self.assertEqual(channel.config, {"account_id": "AC-1", "from": "+15550001000"})
+        self.assertEqual(channel.get_secret("api_key"), "two")
+
+    def test_a_token_provider_gets_a_token_shown_only_when_asked_and_rotated_on_request(self) -> None:
+        out = run("add_channel", "tl", "--type", "sms", "--provider", "tokenlink", "--secret", "api_key=k")
+
+        token = Channel.objects.get(pk="tl").get_secret("webhook_token")
+        self.assertGreaterEqual(len(token or ""), 32)
+        self.assertNotIn(token, out)
+        self.assertIn("inbound webhook: https://rk.example.com/webhooks/tl/?token=<hidden: add --show-webhook-token>", out)
+        self.assertIn("this vendor does not sign its webhooks", out)
+
+        shown = run("add_channel", "tl", "--type", "sms", "--show-webhook-token")
+        self.assertIn(f"inbound webhook: https://rk.example.com/webhooks/tl/?token={token}", shown)
+        self.assertIn(f"status webhook: https://rk.example.com/webhooks/tl/status/?token={token}", shown)
+        self.assertEqual(Channel.objects.get(pk="tl").get_secret("webhook_token"), token, "an update keeps the token")
+
+        run("add_channel", "tl", "--type", "sms", "--rotate-webhook-token")
+        self.assertNotIn(Channel.objects.get(pk="tl").get_secret("webhook_token"), ("", None, token))
+
+    def test_rotating_a_signing_provider_s_token_is_refused_and_changes_nothing(self) -> None:
+        run("add_channel", *self.SMS, "--config", self.COMPLETE, "--secret", "api_key=one")
+
+        with self.assertRaisesMessage(CommandError, "not verified by a webhook token"):
+            run("add_channel", *self.SMS, "--secret", "api_key=two", "--rotate-webhook-token")
+
+        channel = Channel.objects.get(pk="tb")
+        self.assertEqual((channel.get_secret("api_key"), channel.secret_names), ("one", ["api_key"]))
 
 
 class SimulateInboundTests(TestCase):

@@ -1,4 +1,4 @@
-"""Admin pages of the core models other than rooms and channels: events, bindings, people, outbox."""
+"""Admin pages of the core models other than rooms, channels and deliveries: events, bindings, people, tokens."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from rooms.errors import InvalidInput, RoomKitError
 from rooms.models import (
     APIToken,
     ChannelBinding,
-    Delivery,
     Identity,
     IdentityAddress,
     Observation,
@@ -145,24 +144,6 @@ class ObservationAdmin(admin.ModelAdmin):
     list_filter = ["kind"]
     list_select_related = ["room"]
     raw_id_fields = ["room", "event"]
-
-
-@admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["id", "event", "channel", "recipient", "status", "attempts", "next_attempt_at", "updated_at"]
-    list_filter = ["status", "channel"]
-    list_select_related = ["event", "channel"]
-    raw_id_fields = ["event", "binding"]
-    readonly_fields = ["provider_message_id", "last_error", "attempts", "sent_at"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # planned by the inbound path; retried from the room page
-
-    def has_change_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
-        return False  # the outbox row is the delivery's truth; a failed one is retried, not removed
 
 
 @admin.register(APIToken)
