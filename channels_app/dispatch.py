@@ -19,6 +19,7 @@ def register() -> None:
     from channels_app.providers.http import HTTPWebhookProvider
     from channels_app.providers.sinch import SinchSMSProvider
     from channels_app.providers.telnyx import TelnyxProvider
+    from channels_app.providers.twilio import TwilioProvider
     from channels_app.providers.voicemeup import VoiceMeUpSMSProvider
     from channels_app.selectors import channel_policy_report
     from channels_app.services_channels import provider_catalog
@@ -28,5 +29,6 @@ def register() -> None:
     registries.set_provider_catalog(provider_catalog())
     register_provider("http", HTTPWebhookProvider)
     register_provider("sinch", SinchSMSProvider)
+    register_provider("twilio", TwilioProvider)
     register_provider("voicemeup", VoiceMeUpSMSProvider)
     register_provider("telnyx", TelnyxProvider)

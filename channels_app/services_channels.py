@@ -10,7 +10,6 @@ same things with the same words.
 
 from __future__ import annotations
 
-import secrets as token_source
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +22,7 @@ from django.utils.text import slugify
 from channels_app.delivery_policy import parse_delivery_policy
 from channels_app.providers import get_provider, provider_names
 from channels_app.providers.base import ProviderSpec
+from channels_app.webhook_tokens import TOKEN_PARAM, WEBHOOK_TOKEN_SECRET, webhook_token_ensure, webhook_token_generate
 from rooms import registries
 from rooms.enums import ChannelCategory, ChannelType
 from rooms.errors import InvalidInput, NotFound
@@ -31,9 +31,7 @@ from rooms.models import Channel
 _INTELLIGENCE_TYPES = {ChannelType.AI}
 
 # A provider whose vendor cannot sign its webhooks (``ProviderSpec.webhook == "token"``) is
-# verified by this channel secret, carried in the webhook URL as ``?token=``.
-WEBHOOK_TOKEN_SECRET = "webhook_token"
-WEBHOOK_TOKEN_PARAM = "token"
+# verified by a channel secret carried in the webhook URL as ``?token=`` (channels_app.webhook_tokens).
 
 
 def _spec_of(name: str) -> ProviderSpec | None:
@@ -160,7 +158,7 @@ def channel_upsert(
         spec = _spec_of(channel.provider)
         if spec is not None and spec.webhook == "token" and WEBHOOK_TOKEN_SECRET not in secrets:
             if not channel.get_secret(WEBHOOK_TOKEN_SECRET):
-                secrets[WEBHOOK_TOKEN_SECRET] = token_source.token_urlsafe(32)
+                secrets[WEBHOOK_TOKEN_SECRET] = webhook_token_generate()
         errors = channel_settings_errors(
             channel_type=channel.channel_type,
             provider=channel.provider,
@@ -185,19 +183,17 @@ def channel_upsert(
 
 def channel_rotate_webhook_token(*, channel_id: str) -> Channel:
     """Give a token-verified channel a new webhook token; the URL with the old one stops working."""
-    with transaction.atomic():
-        channel = Channel.objects.select_for_update().filter(pk=channel_id).first()
-        if channel is None:
-            raise NotFound(f"unknown channel '{channel_id}'", code="unknown_channel")
-        spec = _spec_of(channel.provider)
-        if spec is None or spec.webhook != "token":
-            raise InvalidInput(
-                f"channel '{channel_id}' is not verified by a webhook token (its provider signs its webhooks or takes none)",
-                code="not_token_verified",
-            )
-        channel.set_secrets({WEBHOOK_TOKEN_SECRET: token_source.token_urlsafe(32)})
-        channel.save(update_fields=["secrets_encrypted", "updated_at"])
-    return channel
+    channel = Channel.objects.filter(pk=channel_id).first()
+    if channel is None:
+        raise NotFound(f"unknown channel '{channel_id}'", code="unknown_channel")
+    spec = _spec_of(channel.provider)
+    if spec is None or spec.webhook != "token":
+        raise InvalidInput(
+            f"channel '{channel_id}' is not verified by a webhook token (its provider signs its webhooks or takes none)",
+            code="not_token_verified",
+        )
+    webhook_token_ensure(channel_id=channel_id, rotate=True)
+    return Channel.objects.get(pk=channel_id)
 
 
 def channel_webhook_urls(channel: Channel) -> registries.WebhookURLs:
@@ -216,7 +212,7 @@ def channel_webhook_urls(channel: Channel) -> registries.WebhookURLs:
     token = channel.get_secret(WEBHOOK_TOKEN_SECRET)
     if not token:
         return registries.WebhookURLs(inbound=inbound, status=status, token_in_url=True, token_missing=True)
-    query = f"?{WEBHOOK_TOKEN_PARAM}={quote(token, safe='')}"
+    query = f"?{TOKEN_PARAM}={quote(token, safe='')}"
     return registries.WebhookURLs(inbound=inbound + query, status=status + query if status else "", token_in_url=True)
 
 

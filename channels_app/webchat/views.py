@@ -7,6 +7,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from channels_app.inbound_media import open_inbound_media
 from channels_app.webchat.media import IMAGE_TYPES, open_media
 from rooms.errors import NotFound
 from rooms.infra.http import allow_methods, error_response
@@ -48,11 +49,14 @@ def chat_page(request: HttpRequest) -> HttpResponse:
 
 @allow_methods("GET", "HEAD")
 def media_file(request: HttpRequest, path: str) -> HttpResponse:
-    """An uploaded attachment, served with headers that keep it an image and nothing else."""
+    """A stored attachment (a chat upload, or media fetched from a vendor), served with headers that keep it inert."""
     try:
         media = open_media(path)
-    except NotFound as exc:
-        return error_response(404, exc.code, exc.message)
+    except NotFound:
+        try:
+            media = open_inbound_media(path)
+        except NotFound as exc:
+            return error_response(404, exc.code, exc.message)
     if request.method == "HEAD":
         media.file.close()
         response: HttpResponse = HttpResponse(content_type=media.content_type)

@@ -3,12 +3,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from channels_app.services_channels import (
-    WEBHOOK_TOKEN_PARAM,
-    channel_rotate_webhook_token,
-    channel_upsert,
-    channel_webhook_urls,
-)
+from channels_app.services_channels import channel_rotate_webhook_token, channel_upsert, channel_webhook_urls
+from channels_app.webhook_tokens import TOKEN_PARAM
 from rooms.errors import RoomKitError
 
 
@@ -83,7 +79,7 @@ class Command(BaseCommand):
         urls = channel_webhook_urls(channel)
         for label, url in (("inbound webhook", urls.inbound), ("status webhook", urls.status)):
             if url and urls.token_in_url and not show_webhook_token:
-                url = url.partition("?")[0] + f"?{WEBHOOK_TOKEN_PARAM}=<hidden: add --show-webhook-token>"
+                url = url.partition("?")[0] + f"?{TOKEN_PARAM}=<hidden: add --show-webhook-token>"
             if url:
                 self.stdout.write(f"{label}: {url}")
         if urls.token_in_url:
