@@ -15,6 +15,7 @@ from datetime import datetime
 
 import psycopg
 from django.db import connection, models
+from django.db.backends.utils import CursorWrapper
 
 from rooms.inbound.fast_insert import insert_plan_per_row, insert_rows
 
@@ -25,8 +26,8 @@ _TAKE_SEQ_SQL = (
     "WHERE id = %s AND status IN ('active', 'paused') RETURNING last_seq, routing_version"
 )
 _PROBE_SQL = {
-    "idempotency_key": "SELECT id FROM rooms_roomevent WHERE source_channel_id = %s AND idempotency_key = %s",
-    "provider_message_id": "SELECT id FROM rooms_roomevent WHERE source_channel_id = %s AND provider_message_id = %s",
+    "idempotency_key": "SELECT id FROM rooms_roomevent WHERE source_channel_id = %s AND idempotency_key IN ({})",
+    "provider_message_id": "SELECT id FROM rooms_roomevent WHERE source_channel_id = %s AND provider_message_id IN ({})",
 }
 
 
@@ -34,23 +35,34 @@ def _pipelined() -> bool:
     return connection.vendor == "postgresql"
 
 
-def duplicate_probes(channel_id: str, idempotency_key: str | None, provider_message_id: str | None) -> list:
-    probes = []
-    if idempotency_key:
-        probes.append((_PROBE_SQL["idempotency_key"], [channel_id, idempotency_key]))
-    if provider_message_id:
-        probes.append((_PROBE_SQL["provider_message_id"], [channel_id, provider_message_id]))
-    return probes
+def _duplicate_probes(keys: Sequence[tuple[str, str, str]]) -> list[tuple[str, list]]:
+    """One probe per (channel id, key field) among ``keys``, in the order they first appear.
+
+    ``keys`` are (channel id, key field, value) triples; a message lists its
+    idempotency key first, so for one message that key's match wins.
+    """
+    by_column: dict[tuple[str, str], list[str]] = {}
+    for channel_id, field_name, value in keys:
+        by_column.setdefault((channel_id, field_name), []).append(value)
+    return [
+        (_PROBE_SQL[field_name].format(", ".join(["%s"] * len(values))), [channel_id, *values])
+        for (channel_id, field_name), values in by_column.items()
+    ]
 
 
-def find_duplicate_id(channel_id: str, idempotency_key: str | None, provider_message_id: str | None) -> str | None:
-    """The id of the event this channel already stored under either key, if any."""
+def find_duplicate_id(keys: Sequence[tuple[str, str, str]]) -> str | None:
+    """The id of an event already stored under any of ``keys`` (channel id, key field, value), if any."""
     with connection.cursor() as cur:
-        for sql, params in duplicate_probes(channel_id, idempotency_key, provider_message_id):
-            cur.execute(sql, params)
-            row = cur.fetchone()
-            if row is not None:
-                return row[0]
+        return _first_found(cur, _duplicate_probes(keys))
+
+
+def _first_found(cur: CursorWrapper, probes: list[tuple[str, list]]) -> str | None:
+    """Run ``probes`` in turn until one finds a row; that row's id."""
+    for sql, params in probes:
+        cur.execute(sql, params)
+        row = cur.fetchone()
+        if row is not None:
+            return row[0]
     return None
 
 
@@ -68,64 +80,36 @@ def take_seq(room_id: str, now: datetime) -> tuple[int, int] | None:
     return (row[0], row[1]) if row is not None else None
 
 
-def probe_and_take_seq(
-    channel_id: str | None, idempotency_key: str | None, provider_message_id: str | None, room_id: str, now: datetime
-) -> tuple[str | None, tuple[int, int] | None]:
-    """(duplicate event id, (seq, routing_version)) in one round trip.
-
-    If a duplicate turns up, the seq was taken too: the caller must roll the
-    transaction back (duplicates are rare; one round trip for every message is not).
-    """
-    probes = duplicate_probes(channel_id, idempotency_key, provider_message_id) if channel_id else []
-    if not _pipelined():
-        dup = find_duplicate_id(channel_id, idempotency_key, provider_message_id) if probes else None
-        return dup, (None if dup else take_seq(room_id, now))
-    rows = _run_pipeline([*probes, (_TAKE_SEQ_SQL, [1, now, now, room_id])])
-    dup = next((row[0] for row in rows[:-1] if row is not None), None)
-    taken = rows[-1]
-    return dup, ((taken[0], taken[1]) if taken is not None else None)
-
-
-def _any_duplicate_sql(keys: Sequence[tuple[str, str, str]]) -> tuple[str, list]:
-    """One probe for many (channel id, key column, value) triples: does any exist?"""
-    by_column: dict[tuple[str, str], list[str]] = {}
-    for channel_id, column, value in keys:
-        by_column.setdefault((channel_id, column), []).append(value)
-    clauses, params = [], []
-    for (channel_id, column), values in by_column.items():
-        # ``column`` is one of two fixed names (never caller input).
-        assert column in _PROBE_SQL
-        clauses.append(f"(source_channel_id = %s AND {column} IN ({', '.join(['%s'] * len(values))}))")
-        params += [channel_id, *values]
-    return f"SELECT id FROM rooms_roomevent WHERE {' OR '.join(clauses)} LIMIT 1", params
-
-
-def probe_and_take_seq_ranges(
+def probe_and_take_seqs(
     keys: Sequence[tuple[str, str, str]], per_room: dict[str, int], now: datetime
-) -> tuple[bool, dict[str, tuple[int, int] | None]]:
-    """For a batch: whether any key is already stored, and for each room (its last seq, routing_version).
+) -> tuple[str | None, dict[str, tuple[int, int] | None]]:
+    """For one message or a batch: an event already stored under any of ``keys``, and each room's seqs.
 
-    Each room's seq moves up by its count in one UPDATE, rooms locked in id
-    order so that two batches never wait on each other in a cycle. As with
-    ``probe_and_take_seq``, a duplicate means the seqs were taken anyway and
-    the transaction must be rolled back. On PostgreSQL it is all one round trip.
+    Returns the id of such an event (or None) and, for each room, (its last
+    seq, its routing_version) after ``per_room[room]`` seqs were taken, or None
+    if the room is not open. Each room's seq moves up by its count in one
+    UPDATE, rooms locked in id order so that two batches never wait on each
+    other in a cycle. On PostgreSQL it is all one round trip, so if a duplicate
+    turns up the seqs were taken too: the caller must roll the transaction
+    back (duplicates are rare; one round trip for every message is not).
     """
     rooms = sorted(per_room)
+    probes = _duplicate_probes(keys)
     updates = [(_TAKE_SEQ_SQL, [per_room[r], now, now, r]) for r in rooms]
-    probe = [_any_duplicate_sql(keys)] if keys else []
     if _pipelined():
-        rows = _run_pipeline([*probe, *updates])
+        rows = _run_pipeline([*probes, *updates])
+        duplicate_id = next((row[0] for row in rows[: len(probes)] if row is not None), None)
+        granted = rows[len(probes) :]
     else:
-        rows = []
         with connection.cursor() as cur:
-            for sql, params in [*probe, *updates]:
+            duplicate_id = _first_found(cur, probes)
+            if duplicate_id is not None:
+                return duplicate_id, {}
+            granted = []
+            for sql, params in updates:
                 cur.execute(sql, params)
-                rows.append(cur.fetchone())
-                if probe and len(rows) == 1 and rows[0] is not None:
-                    return True, {}
-    duplicate = bool(probe) and rows[0] is not None
-    granted = rows[len(probe) :]
-    return duplicate, {r: ((row[0], row[1]) if row is not None else None) for r, row in zip(rooms, granted, strict=True)}
+                granted.append(cur.fetchone())
+    return duplicate_id, {r: ((row[0], row[1]) if row is not None else None) for r, row in zip(rooms, granted, strict=True)}
 
 
 def insert_all(groups: Sequence[Sequence[models.Model]]) -> None:
