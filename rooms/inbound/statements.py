@@ -6,29 +6,75 @@ results travel together in psycopg's pipeline mode: the duplicate probe rides
 with the UPDATE that locks the room and takes its seq, and the event rides
 with its Delivery rows. SQLite runs in-process, where a round trip is a
 function call, so there each statement simply runs in turn.
+
+The SQL is written by hand (the ORM cannot say ``UPDATE … RETURNING``), but
+every table and column in it is read from the models' ``_meta`` and every
+status from ``rooms.enums``, once, at import: a renamed field or table moves
+the statements with it instead of breaking them at run time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 from django.db import connection, models
 from django.db.backends.utils import CursorWrapper
 
+from rooms.enums import RoomStatus
 from rooms.inbound.fast_insert import insert_plan_per_row, insert_rows
+from rooms.models import Room, RoomEvent
 
-_TAKE_SEQ_SQL = (
-    "UPDATE rooms_room SET last_seq = last_seq + %s, last_activity_at = %s, updated_at = %s, "
-    "paused_at = CASE WHEN status = 'paused' THEN NULL ELSE paused_at END, "
-    "status = CASE WHEN status = 'paused' THEN 'active' ELSE status END "
-    "WHERE id = %s AND status IN ('active', 'paused') RETURNING last_seq, routing_version"
-)
-_PROBE_SQL = {
-    "idempotency_key": "SELECT id FROM rooms_roomevent WHERE source_channel_id = %s AND idempotency_key IN ({})",
-    "provider_message_id": "SELECT id FROM rooms_roomevent WHERE source_channel_id = %s AND provider_message_id IN ({})",
-}
+# The statuses of a room that takes new events (as ``routing.route_message`` checks).
+_OPEN = (RoomStatus.ACTIVE, RoomStatus.PAUSED)
+# The fields an event may be deduplicated on (per source channel).
+_KEY_FIELDS = ("idempotency_key", "provider_message_id")
+
+
+@dataclass(frozen=True, slots=True)
+class _HotPathSql:
+    """The hot path's statements, built from the models for one database's quoting."""
+
+    # Params: seq count, last_activity_at, updated_at, room id. Returns (last_seq, routing_version).
+    take_seq: str
+    # By key field: a probe's text up to its ``IN (`` list; params: channel id, then the values.
+    probe_prefix: dict[str, str]
+
+
+def _build_sql(room: type[models.Model], event: type[models.Model], quote: Callable[[str], str]) -> _HotPathSql:
+    """The statements for ``room`` (``Room``) and ``event`` (``RoomEvent``), names quoted by ``quote``."""
+
+    def column(model: type[models.Model], name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    def literal(value: str) -> str:
+        # Our own enum values, never input: a value that is not a plain word
+        # would need escaping this module does not do, so it is refused.
+        if not value.isidentifier():
+            raise ValueError(f"status {value!r} cannot be written into SQL as it is")
+        return f"'{value}'"
+
+    last_seq, status, paused_at = (column(room, name) for name in ("last_seq", "status", "paused_at"))
+    active, paused = literal(RoomStatus.ACTIVE.value), literal(RoomStatus.PAUSED.value)
+    take_seq = (
+        f"UPDATE {quote(room._meta.db_table)} SET {last_seq} = {last_seq} + %s, "
+        f"{column(room, 'last_activity_at')} = %s, {column(room, 'updated_at')} = %s, "
+        f"{paused_at} = CASE WHEN {status} = {paused} THEN NULL ELSE {paused_at} END, "
+        f"{status} = CASE WHEN {status} = {paused} THEN {active} ELSE {status} END "
+        f"WHERE {quote(room._meta.pk.column)} = %s AND {status} IN ({', '.join(literal(s.value) for s in _OPEN)}) "
+        f"RETURNING {last_seq}, {column(room, 'routing_version')}"
+    )
+    probe_from = (
+        f"SELECT {quote(event._meta.pk.column)} FROM {quote(event._meta.db_table)} "
+        f"WHERE {column(event, 'source_channel')} = %s AND "
+    )
+    probe_prefix = {name: f"{probe_from}{column(event, name)} IN (" for name in _KEY_FIELDS}
+    return _HotPathSql(take_seq, probe_prefix)
+
+
+_SQL = _build_sql(Room, RoomEvent, connection.ops.quote_name)
 
 
 def _pipelined() -> bool:
@@ -45,7 +91,7 @@ def _duplicate_probes(keys: Sequence[tuple[str, str, str]]) -> list[tuple[str, l
     for channel_id, field_name, value in keys:
         by_column.setdefault((channel_id, field_name), []).append(value)
     return [
-        (_PROBE_SQL[field_name].format(", ".join(["%s"] * len(values))), [channel_id, *values])
+        (_SQL.probe_prefix[field_name] + ", ".join(["%s"] * len(values)) + ")", [channel_id, *values])
         for (channel_id, field_name), values in by_column.items()
     ]
 
@@ -75,7 +121,7 @@ def take_seq(room_id: str, now: datetime) -> tuple[int, int] | None:
     the room is not open.
     """
     with connection.cursor() as cur:
-        cur.execute(_TAKE_SEQ_SQL, [1, now, now, room_id])
+        cur.execute(_SQL.take_seq, [1, now, now, room_id])
         row = cur.fetchone()
     return (row[0], row[1]) if row is not None else None
 
@@ -95,7 +141,7 @@ def probe_and_take_seqs(
     """
     rooms = sorted(per_room)
     probes = _duplicate_probes(keys)
-    updates = [(_TAKE_SEQ_SQL, [per_room[r], now, now, r]) for r in rooms]
+    updates = [(_SQL.take_seq, [per_room[r], now, now, r]) for r in rooms]
     if _pipelined():
         rows = _run_pipeline([*probes, *updates])
         duplicate_id = next((row[0] for row in rows[: len(probes)] if row is not None), None)
