@@ -18,6 +18,7 @@ def register() -> None:
     from channels_app.providers import register_provider
     from channels_app.providers.http import HTTPWebhookProvider
     from channels_app.providers.sinch import SinchSMSProvider
+    from channels_app.providers.telnyx import TelnyxProvider
     from channels_app.providers.twilio import TwilioProvider
     from channels_app.providers.voicemeup import VoiceMeUpSMSProvider
     from channels_app.selectors import channel_policy_report
@@ -30,3 +31,4 @@ def register() -> None:
     register_provider("sinch", SinchSMSProvider)
     register_provider("twilio", TwilioProvider)
     register_provider("voicemeup", VoiceMeUpSMSProvider)
+    register_provider("telnyx", TelnyxProvider)

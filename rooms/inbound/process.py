@@ -2,11 +2,36 @@
 
 ``process_inbound`` is the only writer of ``RoomEvent`` rows. Webhook views,
 sockets, AI replies, operator replies, the REST API and ``simulate_inbound``
-all call it. In one transaction it routes the message to a room, drops
-duplicates, resolves the sender, takes the room's next ``seq`` under a row
-lock, enforces chain depth, runs ``BEFORE_BROADCAST`` hooks, stores the event
-and plans its deliveries. Fan-out, enqueues and ``AFTER_BROADCAST`` hooks run
-only after the commit.
+all call it. Every message takes the same eight steps (ARCHITECTURE.md, "The
+one path") in one transaction, read top to bottom in ``_take_steps``:
+
+1. find the channel and the room: ``_place``, by the sender's cached route
+   (``_place_on_cached_routes``) or else the slow way (``_place_by_routing``:
+   ``routing.route_message``, and ``open_room_for_channel`` for a new sender
+   the channel admits); the channel itself is read by ``_prepare``;
+2. drop a duplicate: in ``_place``, by ``statements.probe_and_take_seqs`` on
+   a cached route, by ``statements.find_duplicate_id`` first thing on the slow
+   way; ``_Duplicate`` rolls the attempt back and answers with the first result;
+3. resolve the sender's identity and participant: ``_place_by_routing``
+   (``senders.participant_for`` and its identity hooks; ``_Rejected`` rolls
+   back); a cached route carries the participant it found;
+4. lock the room row and take the next seq: ``_place``, the ``UPDATE …
+   RETURNING`` of ``statements`` (on a cached route in the same round trip as
+   step 2, for one message or a whole batch);
+5. check chain depth: ``_compose`` (``_pre_broadcast_block``);
+6. run the ``BEFORE_BROADCAST`` hooks: ``_compose`` (``_run_before_broadcast``);
+7. store the event and plan its deliveries: ``_compose`` builds both
+   (``fanout.plan_fanout``), ``_compose_and_store`` writes them, ``_settle``
+   adds what follows the INSERT (Observations) and makes the caller's result;
+8. after commit: ``transaction.on_commit`` at the end of ``_take_steps`` runs
+   ``after_commit.AfterCommit`` (fan-out, enqueues, ``AFTER_BROADCAST``).
+
+What differs between messages is only who shares the transaction and how a
+failed attempt is retried: ``_process_alone`` gives one message its own
+transaction (a stale cached route is retried the slow way, a lost race once);
+``_run_batch``, the group commit's batch (``group_commit``), puts the messages
+on cached routes in one transaction (``_process_together``) and sends the rest,
+and everything if that transaction fails, alone.
 """
 
 from __future__ import annotations
@@ -53,6 +78,7 @@ from rooms.models import (
     ChannelBinding,
     Delivery,
     Observation,
+    Participant,
     Room,
     RoomEvent,
     Task,
@@ -93,6 +119,9 @@ def process_inbound(message: InboundMessage) -> InboundResult:
         # (and visible to it), so it cannot ride in another thread's batch.
         return _process_alone(prepared)
     return _group.submit(prepared)
+
+
+# --- Before any transaction: the caller's input, checked in the caller's thread.
 
 
 @dataclass(slots=True)
@@ -136,177 +165,6 @@ def _prepare(message: InboundMessage) -> _Prepared:
     return _Prepared(message, channel, content, address_problem=address_problem)
 
 
-def _process_alone(prepared: _Prepared) -> InboundResult:
-    """One message in its own transaction."""
-    message = prepared.message
-    has_key = bool(message.idempotency_key or message.provider_message_id)
-    use_cache = True
-    races = 0
-    while True:
-        after = AfterCommit()
-        prepared.hooks.failures.clear()
-        try:
-            with transaction.atomic():
-                result = _process(prepared, after, use_cache=use_cache)
-                if result.status == "rejected":
-                    transaction.set_rollback(True)
-                else:
-                    transaction.on_commit(after.run)
-            return result
-        except _Duplicate as dup:
-            event = RoomEvent.objects.select_related("source_participant").get(pk=dup.event_id)
-            return InboundResult("duplicate", event, event.room_id)
-        except _StaleRoute:
-            # The cached route no longer matches the room (a binding changed,
-            # the room closed): do it again the slow way.
-            use_cache = False
-        except IntegrityError:
-            # Lost a race with a concurrent copy of the same message (unique
-            # key per channel), or with another first message opening the
-            # same reserved room: the retry finds the winner's rows.
-            races += 1
-            if races > 1 or not (has_key or message.reserved_room):
-                raise
-
-
-def _outcome(prepared: _Prepared) -> InboundResult | Exception:
-    try:
-        return _process_alone(prepared)
-    except Exception as exc:  # noqa: BLE001 - handed to, and raised in, the caller's thread
-        return exc
-
-
-def _run_batch(batch: Sequence[_Prepared]) -> list[InboundResult | Exception]:
-    """Outcomes for messages that arrived together: one transaction for those that can share it.
-
-    Messages from senders already routed (the cached fast path) share the
-    batch's transaction; the rest (first messages, edits) go alone after it,
-    each exactly as if there were no batch. If anything in the shared
-    transaction fails (a racing duplicate, a route gone stale), it is rolled
-    back and every message goes alone, so a batch never changes an outcome.
-    """
-    outcomes: list[InboundResult | Exception | None] = [None] * len(batch)
-    shared: list[tuple[int, tuple, route_cache.Route]] = []
-    seen_keys: set[tuple[str, str, str]] = set()
-    for i, prepared in enumerate(batch):
-        key = _shareable_key(prepared, seen_keys)
-        route = route_cache.get_route(key) if key is not None else None
-        if route is not None:
-            seen_keys.update(_channel_keys(prepared))
-            shared.append((i, key, route))
-    if shared:
-        try:
-            results = _process_together([(batch[i], key, route) for i, key, route in shared])
-        except Exception:  # noqa: BLE001 - rolled back; each message is retried alone below
-            logger.debug("group commit of %d messages rolled back; processing them one by one", len(shared), exc_info=True)
-        else:
-            for (i, _, _), result in zip(shared, results, strict=True):
-                outcomes[i] = result
-    return [outcome if outcome is not None else _outcome(prepared) for outcome, prepared in zip(outcomes, batch, strict=True)]
-
-
-def _shareable_key(prepared: _Prepared, seen_keys: set[tuple[str, str, str]]) -> tuple | None:
-    """The route-cache key of a message that may share the batch's transaction, if it may."""
-    message, channel = prepared.message, prepared.channel
-    if channel is None or message.event_type in _CHANGE_TYPES:
-        return None
-    if hooks.registry.any_off_thread(
-        HookTrigger.BEFORE_BROADCAST,
-        HookContext(room_id=None, channel_id=channel.id, channel_type=channel.channel_type, direction=message.direction),
-    ):
-        # A hook on the pool reads through its own connection, which cannot
-        # see batch-mates before the batch commits; alone, every event before
-        # this one is committed when it runs, as the hook expects.
-        return None
-    # A second copy of a key in the same batch waits for the first to commit,
-    # then finds it as the duplicate it is.
-    if any(k in seen_keys for k in _channel_keys(prepared)):
-        return None
-    return route_key(message.room_id, channel.id, message.sender, message.participant_id)
-
-
-def _channel_keys(prepared: _Prepared) -> list[tuple[str, str, str]]:
-    """(channel id, key column, value) for each deduplication key the message carries."""
-    message, keys = prepared.message, []
-    if message.idempotency_key:
-        keys.append((prepared.channel.id, "idempotency_key", message.idempotency_key))
-    if message.provider_message_id:
-        keys.append((prepared.channel.id, "provider_message_id", message.provider_message_id))
-    return keys
-
-
-class _Spoiled(Exception):
-    """The shared transaction cannot stand as it is; its messages go alone."""
-
-
-def _process_together(items: list[tuple[_Prepared, tuple, route_cache.Route]]) -> list[InboundResult]:
-    """Messages on cached routes, in one transaction: one seq grant per room, one INSERT per table."""
-    now = timezone.now()
-    per_room = Counter(route.room_id for _, _, route in items)
-    keys = [k for prepared, _, _ in items for k in _channel_keys(prepared)]
-    with transaction.atomic():
-        duplicate, granted = statements.probe_and_take_seq_ranges(keys, per_room, now)
-        if duplicate:
-            raise _Spoiled("a message of the batch is a duplicate")
-        next_seq: dict[str, int] = {}
-        for room_id, grant in granted.items():
-            if grant is None:
-                raise _Spoiled(f"room {room_id} is not open")
-            next_seq[room_id] = grant[0] - per_room[room_id] + 1
-        # Every route is checked before any message's hooks run: a batch
-        # spoiled from here on would make them run again (alone).
-        for _, key, route in items:
-            if route.version != granted[route.room_id][1]:
-                route_cache.forget_route(key)
-                raise _Spoiled("a cached route is stale")
-        composed = []
-        pending: list[tuple[RoomEvent, list[Delivery]]] = []
-
-        def write_pending() -> None:
-            # A hook about to query sees the room as if its message were
-            # processed alone: the batch-mates before it are written first.
-            if pending:
-                statements.insert_all([[e for e, _ in pending], [d for _, ds in pending for d in ds]])
-                pending.clear()
-
-        for prepared, _, route in items:
-            prepared.hooks.failures.clear()
-            version = granted[route.room_id][1]
-            seq = next_seq[route.room_id]
-            next_seq[route.room_id] = seq + 1
-            placed = _Placed(route.room_id, seq, version, None, route.binding, route.participant_id, route.participant_name)
-            after = AfterCommit()
-            event, deliveries = _compose(
-                prepared.message, prepared.channel, prepared.content, placed, after, now, prepared.hooks, write_pending
-            )
-            composed.append((prepared, placed, after, event, deliveries))
-            pending.append((event, deliveries))
-        write_pending()
-        results = [
-            _settle(prepared, event, deliveries, placed, after, now) for prepared, placed, after, event, deliveries in composed
-        ]
-        transaction.on_commit(partial(_run_after_commit, [c[2] for c in composed]))
-        if connection.vendor == "postgresql":
-            # The commit waits on the WAL flush; the next batch can meanwhile
-            # be sent, and waits on this room's row lock, not on this thread.
-            _group.hand_over()
-    return results
-
-
-def _run_after_commit(afters: list[AfterCommit]) -> None:
-    # Committed: the next batch need not wait for this one's fan-out.
-    _group.hand_over()
-    with realtime.sent_together():
-        for after in afters:
-            try:
-                after.run()
-            except Exception:  # one message's follow-up must not cost the others theirs
-                logger.exception("after-commit work of event %s failed", after.event.id if after.event else None)
-
-
-_group: GroupCommit[_Prepared, InboundResult] = GroupCommit(_run_batch, max_batch=64)
-
-
 def _content_of(message: InboundMessage) -> dict[str, Any]:
     if message.content is not None:
         raw = message.content
@@ -345,88 +203,189 @@ def _check_keys(message: InboundMessage) -> None:
         raise InvalidInput(f"chain_depth must be an integer from 0 to {_MAX_CHAIN_DEPTH_VALUE}")
 
 
-def _find_duplicate(channel: Channel, message: InboundMessage) -> RoomEvent | None:
-    dup_id = statements.find_duplicate_id(channel.id, message.idempotency_key, message.provider_message_id)
-    return RoomEvent.objects.select_related("source_participant").get(pk=dup_id) if dup_id else None
+def _route_key(prepared: _Prepared) -> tuple | None:
+    """The message's key in the route cache (a message without a channel has no route to cache)."""
+    message, channel = prepared.message, prepared.channel
+    return route_key(message.room_id, channel.id, message.sender, message.participant_id) if channel is not None else None
+
+
+def _channel_keys(prepared: _Prepared) -> list[tuple[str, str, str]]:
+    """(channel id, key field, value) for each deduplication key the message carries."""
+    message, channel, keys = prepared.message, prepared.channel, []
+    if channel is None:
+        return keys
+    if message.idempotency_key:
+        keys.append((channel.id, "idempotency_key", message.idempotency_key))
+    if message.provider_message_id:
+        keys.append((channel.id, "provider_message_id", message.provider_message_id))
+    return keys
+
+
+# --- Transactions: who shares one, and how a failed attempt is tried again.
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One message's try at the steps, in one transaction."""
+
+    prepared: _Prepared
+    route_key: tuple | None
+    # The cached route to take, or None: the message is routed the slow way.
+    route: route_cache.Route | None
+    # What the attempt will owe once committed; a retry starts a new one.
+    after: AfterCommit = field(default_factory=AfterCommit)
 
 
 class _Duplicate(Exception):
-    """Found a duplicate after taking a seq in the same round trip: roll back, answer with it."""
+    """The message was stored before: roll the attempt back (a seq may be taken) and answer with the first."""
 
     def __init__(self, event_id: str) -> None:
         super().__init__(event_id)
         self.event_id = event_id
 
 
+class _Rejected(Exception):
+    """An identity hook refused the sender: roll the attempt back and answer with ``result``."""
+
+    def __init__(self, result: InboundResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
 class _StaleRoute(Exception):
-    """A cached route failed its version check under the room lock."""
+    """A cached route failed its version check under the room lock (now forgotten)."""
 
 
-def _process(prepared: _Prepared, after: AfterCommit, *, use_cache: bool) -> InboundResult:
-    message, channel, content, record = prepared.message, prepared.channel, prepared.content, prepared.hooks
-    keyed = channel is not None and bool(message.idempotency_key or message.provider_message_id)
-    key = route_key(message.room_id, channel.id, message.sender, message.participant_id) if channel else None
-    route = route_cache.get_route(key) if key and use_cache else None
-    identity_decision = None
-    room: Room | None = None
+def _process_alone(prepared: _Prepared) -> InboundResult:
+    """One message in its own transaction, tried again as far as its failure allows."""
+    message = prepared.message
+    has_key = bool(message.idempotency_key or message.provider_message_id)
+    key = _route_key(prepared)
+    use_cache = True
+    races = 0
+    while True:
+        route = route_cache.get_route(key) if key is not None and use_cache else None
+        try:
+            with transaction.atomic():
+                return _take_steps([_Attempt(prepared, key, route)], shared=False)[0]
+        except _Duplicate as dup:
+            event = RoomEvent.objects.select_related("source_participant").get(pk=dup.event_id)
+            return InboundResult("duplicate", event, event.room_id)
+        except _Rejected as rejected:
+            # Rolled back with the exception: not even a binding routing
+            # attached stays.
+            return rejected.result
+        except _StaleRoute:
+            # The cached route no longer matches the room (a binding changed,
+            # the room closed): do it again the slow way.
+            use_cache = False
+        except IntegrityError:
+            # Lost a race with a concurrent copy of the same message (unique
+            # key per channel), or with another first message opening the
+            # same reserved room: the retry finds the winner's rows.
+            races += 1
+            if races > 1 or not (has_key or message.reserved_room):
+                raise
+
+
+def _outcome(prepared: _Prepared) -> InboundResult | Exception:
+    try:
+        return _process_alone(prepared)
+    except Exception as exc:  # noqa: BLE001 - handed to, and raised in, the caller's thread
+        return exc
+
+
+def _run_batch(batch: Sequence[_Prepared]) -> list[InboundResult | Exception]:
+    """Outcomes for messages that arrived together: one transaction for those that can share it.
+
+    Messages from senders already routed (the cached fast path) share the
+    batch's transaction; the rest (first messages, edits) go alone after it,
+    each exactly as if there were no batch. If anything in the shared
+    transaction fails (a racing duplicate, a route gone stale), it is rolled
+    back and every message goes alone, so a batch never changes an outcome.
+    """
+    outcomes: list[InboundResult | Exception | None] = [None] * len(batch)
+    shared: list[tuple[int, _Attempt]] = []
+    seen_keys: set[tuple[str, str, str]] = set()
+    for i, prepared in enumerate(batch):
+        key = _shareable_key(prepared, seen_keys)
+        route = route_cache.get_route(key) if key is not None else None
+        if route is not None:
+            seen_keys.update(_channel_keys(prepared))
+            shared.append((i, _Attempt(prepared, key, route)))
+    if shared:
+        try:
+            results = _process_together([attempt for _, attempt in shared])
+        except Exception:  # noqa: BLE001 - rolled back; each message is retried alone below
+            logger.debug("group commit of %d messages rolled back; processing them one by one", len(shared), exc_info=True)
+        else:
+            for (i, _), result in zip(shared, results, strict=True):
+                outcomes[i] = result
+    return [outcome if outcome is not None else _outcome(prepared) for outcome, prepared in zip(outcomes, batch, strict=True)]
+
+
+def _shareable_key(prepared: _Prepared, seen_keys: set[tuple[str, str, str]]) -> tuple | None:
+    """The route-cache key of a message that may share the batch's transaction, if it may."""
+    message, channel = prepared.message, prepared.channel
+    if channel is None or message.event_type in _CHANGE_TYPES:
+        return None
+    if hooks.registry.any_off_thread(
+        HookTrigger.BEFORE_BROADCAST,
+        HookContext(room_id=None, channel_id=channel.id, channel_type=channel.channel_type, direction=message.direction),
+    ):
+        # A hook on the pool reads through its own connection, which cannot
+        # see batch-mates before the batch commits; alone, every event before
+        # this one is committed when it runs, as the hook expects.
+        return None
+    # A second copy of a key in the same batch waits for the first to commit,
+    # then finds it as the duplicate it is.
+    if any(k in seen_keys for k in _channel_keys(prepared)):
+        return None
+    return _route_key(prepared)
+
+
+def _process_together(attempts: list[_Attempt]) -> list[InboundResult]:
+    """Messages on cached routes, in one transaction: one seq grant per room, one INSERT per table."""
+    with transaction.atomic():
+        results = _take_steps(attempts, shared=True)
+        if connection.vendor == "postgresql":
+            # The commit waits on the WAL flush; the next batch can meanwhile
+            # be sent, and waits on this room's row lock, not on this thread.
+            _group.hand_over()
+    return results
+
+
+_group: GroupCommit[_Prepared, InboundResult] = GroupCommit(_run_batch, max_batch=64)
+
+
+# --- The eight steps, inside the transaction.
+
+
+def _take_steps(attempts: Sequence[_Attempt], *, shared: bool) -> list[InboundResult]:
+    """The eight steps for one message, or for a batch on cached routes, in the caller's transaction.
+
+    ``shared``: the transaction is a group commit's batch. Raises ``_Duplicate``,
+    ``_Rejected`` and ``_StaleRoute`` for the caller to roll back and answer or
+    retry, and ``RoomKitError`` for input the caller got wrong.
+    """
     now = timezone.now()
-    if route is not None:
-        # Fast path: a sender we have routed before. The duplicate probe and
-        # the room lock travel together; the route is valid only if the
-        # room's routing is unchanged, checked in the statement that locks it.
-        dup_id, taken = statements.probe_and_take_seq(
-            channel.id if keyed else None, message.idempotency_key, message.provider_message_id, route.room_id, now
-        )
-        if dup_id is not None:
-            raise _Duplicate(dup_id)
-        if taken is None or taken[1] != route.version:
-            route_cache.forget_route(key)
-            raise _StaleRoute
-        room_id, source_binding = route.room_id, route.binding
-        participant_id, participant_name = route.participant_id, route.participant_name
-    else:
-        if keyed:
-            dup = _find_duplicate(channel, message)
-            if dup is not None:
-                return InboundResult("duplicate", dup, dup.room_id)
-        room, source_binding = route_message(message, channel)
-        if room is not None and connection.vendor == "postgresql":
-            # Two first messages from one sender must not make two
-            # participants: take the room's row lock (held for the seq below
-            # anyway) before resolving the sender, then re-read what the
-            # winner may have committed. SQLite already serialises writers.
-            list(Room.objects.select_for_update().filter(pk=room.id).values_list("pk", flat=True))
-            if source_binding is not None and source_binding.pk is not None:
-                source_binding.refresh_from_db(fields=["participant"])
-        participant, identity_decision = participant_for(message, channel, room, source_binding, record)
-        if identity_decision is not None and identity_decision.action == HookAction.BLOCK and not identity_decision.challenge:
-            return InboundResult("rejected", None, room.id if room else None, reason=identity_decision.reason)
-        if room is None:
-            room, source_binding = open_room_for_channel(
-                channel, message.sender, room_id=message.room_id if message.reserved_room else None
-            )
-            after.room_created = room.id
-        if participant is not None and participant._state.adding:
-            participant.room = room
-            participant.save(force_insert=True)
-            if participant.identification == IdentificationStatus.IDENTIFIED:
-                after.identified_participant = participant.id
-            if source_binding is not None and source_binding.participant_id is None and source_binding.address:
-                source_binding.participant = participant
-                source_binding.save(update_fields=["participant"])
-        room_id = room.id
-        taken = statements.take_seq(room_id, now)
-        if taken is None:
-            raise Conflict(f"room '{room_id}' is closed", code="room_closed")
-        participant_id = participant.id if participant else None
-        participant_name = participant.display_name if participant else ""
-        if key and source_binding is not None and identity_decision is None:
-            after.routes.append((key, route_cache.Route(room_id, source_binding, participant_id, participant_name, taken[1])))
-    seq, version = taken
-    placed = _Placed(room_id, seq, version, room, source_binding, participant_id, participant_name, identity_decision)
-    event, deliveries = _compose(message, channel, content, placed, after, now, record)
-    statements.insert_all([[event], deliveries])
-    return _settle(prepared, event, deliveries, placed, after, now)
+    for attempt in attempts:
+        # Outcomes are kept across retries; failures are the latest attempt's.
+        attempt.prepared.hooks.failures.clear()
+    # 1 room and binding, 2 no duplicate, 3 sender, 4 seq under the room lock.
+    places = _place(attempts, now)
+    # 5 chain depth, 6 BEFORE_BROADCAST hooks, 7 the event and its Delivery rows, stored.
+    composed = _compose_and_store(attempts, places, now)
+    results = [
+        _settle(attempt, placed, event, deliveries, now)
+        for attempt, placed, (event, deliveries) in zip(attempts, places, composed, strict=True)
+    ]
+    # 8 after commit: fan-out, enqueues, AFTER_BROADCAST. A batch's go out
+    # together, and one's failure does not cost the others theirs; alone, the
+    # work is the message's own (its failure is its caller's).
+    afters = [attempt.after for attempt in attempts]
+    transaction.on_commit(partial(_run_after_commit, afters) if shared else afters[0].run)
+    return results
 
 
 @dataclass(slots=True)
@@ -443,21 +402,143 @@ class _Placed:
     identity_decision: hooks.HookResult | None = None
 
 
+def _place(attempts: Sequence[_Attempt], now: datetime) -> list[_Placed]:
+    """Steps 1-4 for each message: its room and binding, no duplicate, its participant, its seq under the room lock."""
+    if attempts[0].route is not None:
+        return _place_on_cached_routes(attempts, now)
+    # The slow way opens rooms and participants and may ask identity hooks:
+    # only ever for a message alone (a batch shares cached routes only).
+    (attempt,) = attempts
+    return [_place_by_routing(attempt, now)]
+
+
+def _place_on_cached_routes(attempts: Sequence[_Attempt], now: datetime) -> list[_Placed]:
+    """Steps 1-4 for senders routed before, for one message or a batch, in one round trip.
+
+    The duplicate probe travels with the UPDATE that locks each room and takes
+    its seqs; a route stands only if the room's ``routing_version``, read in
+    that UPDATE, is the one it was cached with.
+    """
+    per_room = Counter(attempt.route.room_id for attempt in attempts)
+    keys = [key for attempt in attempts for key in _channel_keys(attempt.prepared)]
+    duplicate_id, granted = statements.probe_and_take_seqs(keys, per_room, now)
+    if duplicate_id is not None:
+        # The seqs were taken in the same round trip: raising rolls them back.
+        raise _Duplicate(duplicate_id)
+    # Every route is checked before any message's hooks run: a batch spoiled
+    # after them would make them run again (alone).
+    for attempt in attempts:
+        grant = granted[attempt.route.room_id]
+        if grant is None or grant[1] != attempt.route.version:
+            route_cache.forget_route(attempt.route_key)
+            raise _StaleRoute
+    # Each room's seqs were taken as one range ending at its new last_seq;
+    # its messages get them in arrival order.
+    next_seq = {room_id: last_seq - per_room[room_id] + 1 for room_id, (last_seq, _) in granted.items()}
+    places = []
+    for attempt in attempts:
+        route = attempt.route
+        seq = next_seq[route.room_id]
+        next_seq[route.room_id] = seq + 1
+        placed = _Placed(route.room_id, seq, route.version, None, route.binding, route.participant_id, route.participant_name)
+        places.append(placed)
+    return places
+
+
+def _place_by_routing(attempt: _Attempt, now: datetime) -> _Placed:
+    """Steps 1-4 for a message alone, the slow way: read its route, open what is missing, cache the route."""
+    prepared, after = attempt.prepared, attempt.after
+    message, channel = prepared.message, prepared.channel
+    # Step 2 before the room: a repeat gets its first result even if its room
+    # has closed or its binding gone since.
+    keys = _channel_keys(prepared)
+    duplicate_id = statements.find_duplicate_id(keys) if keys else None
+    if duplicate_id is not None:
+        raise _Duplicate(duplicate_id)
+    # Step 1: the room (none yet for a sender the channel will open one for).
+    room, source_binding = route_message(message, channel)
+    if room is not None and connection.vendor == "postgresql":
+        # Two first messages from one sender must not make two
+        # participants: take the room's row lock (held for the seq below
+        # anyway) before resolving the sender, then re-read what the
+        # winner may have committed. SQLite already serialises writers.
+        list(Room.objects.select_for_update().filter(pk=room.id).values_list("pk", flat=True))
+        if source_binding is not None and source_binding.pk is not None:
+            source_binding.refresh_from_db(fields=["participant"])
+    # Step 3: who sent it; identity hooks may identify, challenge or reject.
+    participant, decision = participant_for(message, channel, room, source_binding, prepared.hooks)
+    if decision is not None and decision.action == HookAction.BLOCK and not decision.challenge:
+        raise _Rejected(InboundResult("rejected", None, room.id if room else None, reason=decision.reason))
+    if room is None:
+        # A new sender the channel admits (route_message checked its policy).
+        room, source_binding = open_room_for_channel(
+            channel, message.sender, room_id=message.room_id if message.reserved_room else None
+        )
+        after.room_created = room.id
+    if participant is not None and participant._state.adding:
+        _add_participant(participant, room, source_binding, after)
+    # Step 4 (the row lock is held to commit).
+    taken = statements.take_seq(room.id, now)
+    if taken is None:
+        raise Conflict(f"room '{room.id}' is closed", code="room_closed")
+    participant_id = participant.id if participant else None
+    participant_name = participant.display_name if participant else ""
+    if attempt.route_key is not None and source_binding is not None and decision is None:
+        # Once committed, the sender's next message takes the cached way.
+        route = route_cache.Route(room.id, source_binding, participant_id, participant_name, taken[1])
+        after.routes.append((attempt.route_key, route))
+    return _Placed(room.id, taken[0], taken[1], room, source_binding, participant_id, participant_name, decision)
+
+
+def _add_participant(participant: Participant, room: Room, binding: ChannelBinding | None, after: AfterCommit) -> None:
+    """Save a sender's new participant in ``room``; the binding it came on carries it from now on."""
+    participant.room = room
+    participant.save(force_insert=True)
+    if participant.identification == IdentificationStatus.IDENTIFIED:
+        after.identified_participant = participant.id
+    if binding is not None and binding.participant_id is None and binding.address:
+        binding.participant = participant
+        binding.save(update_fields=["participant"])
+
+
+def _compose_and_store(
+    attempts: Sequence[_Attempt], places: Sequence[_Placed], now: datetime
+) -> list[tuple[RoomEvent, list[Delivery]]]:
+    """Steps 5-7 for each message in turn, then every event and its Delivery rows written.
+
+    Rows are written in as few round trips as the hooks allow: all at the end,
+    unless a hook is about to query. Then the messages composed before its own
+    are written first, so it sees the room as if its message were alone.
+    """
+    composed: list[tuple[RoomEvent, list[Delivery]]] = []
+    written = 0
+
+    def write_composed() -> None:
+        nonlocal written
+        if written < len(composed):
+            rows = composed[written:]
+            statements.insert_all([[event for event, _ in rows], [d for _, deliveries in rows for d in deliveries]])
+            written = len(composed)
+
+    for attempt, placed in zip(attempts, places, strict=True):
+        composed.append(_compose(attempt, placed, now, write_composed))
+    write_composed()
+    return composed
+
+
 def _compose(
-    message: InboundMessage,
-    channel: Channel | None,
-    content: dict[str, Any],
+    attempt: _Attempt,
     placed: _Placed,
-    after: AfterCommit,
     now: datetime,
-    record: hooks.HookRecord,
-    before_hook_query: Callable[[], None] | None = None,
+    before_hook_query: Callable[[], None],
 ) -> tuple[RoomEvent, list[Delivery]]:
     """The event (unsaved) after the blocking rules and hooks, and its Delivery rows.
 
     ``before_hook_query`` runs before a hook's first query (a batch writes the
     events before this one there, so the hook sees them).
     """
+    prepared, after = attempt.prepared, attempt.after
+    message, channel = prepared.message, prepared.channel
     room_id = placed.room_id
     event = new_instance(
         RoomEvent,
@@ -470,7 +551,7 @@ def _compose(
             "source_participant_id": placed.participant_id,
             "provider_message_id": message.provider_message_id,
             "idempotency_key": message.idempotency_key,
-            "content": content,
+            "content": prepared.content,
             "visibility": _visibility_of(message, placed.source_binding),
             "chain_depth": message.chain_depth,
             "parent_event_id": message.parent_event_id,
@@ -481,9 +562,11 @@ def _compose(
     )
     bindings = route_cache.room_bindings(room_id, placed.version, store=False)
     after.bindings = (room_id, placed.version, bindings)
+    # Step 5 (with the other rules that block before any hook).
     block_reason = _pre_broadcast_block(event, channel, placed.source_binding, placed.identity_decision)
     if block_reason:
         _block(event, block_reason)
+    # Step 6.
     if event.status != EventStatus.BLOCKED and hooks.registry.has(HookTrigger.BEFORE_BROADCAST):
         ctx = HookContext(
             room_id=room_id,
@@ -493,23 +576,24 @@ def _compose(
             room=placed.room,
             bindings=bindings,
         )
-        _run_before_broadcast(event, ctx, after, record, before_hook_query)
+        _run_before_broadcast(event, ctx, after, prepared.hooks, before_hook_query)
     if event.status != EventStatus.BLOCKED and event.type in _CHANGE_TYPES:
         _apply_edit(event, room_id, placed.participant_id, channel, now)
+    # Step 7: who gets it.
     if event.status != EventStatus.DELIVERED:
         return event, []
     return event, plan_fanout(event, bindings, placed.source_binding, after)
 
 
 def _settle(
-    prepared: _Prepared,
+    attempt: _Attempt,
+    placed: _Placed,
     event: RoomEvent,
     deliveries: list[Delivery],
-    placed: _Placed,
-    after: AfterCommit,
     now: datetime,
 ) -> InboundResult:
     """What follows the event's INSERT in its transaction; the caller's result."""
+    prepared, after = attempt.prepared, attempt.after
     channel, record = prepared.channel, prepared.hooks
 
     def observe(kind: str, summary: str, data: dict[str, Any]) -> None:
@@ -564,6 +648,20 @@ def _settle(
         reason=event.blocked_by,
         deliveries=len(deliveries),
     )
+
+
+def _run_after_commit(afters: list[AfterCommit]) -> None:
+    # Committed: the next batch need not wait for this one's fan-out.
+    _group.hand_over()
+    with realtime.sent_together():
+        for after in afters:
+            try:
+                after.run()
+            except Exception:  # one message's follow-up must not cost the others theirs
+                logger.exception("after-commit work of event %s failed", after.event.id if after.event else None)
+
+
+# --- What the steps are made of.
 
 
 def _visibility_of(message: InboundMessage, binding: ChannelBinding | None) -> str:

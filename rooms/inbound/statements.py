@@ -6,51 +6,109 @@ results travel together in psycopg's pipeline mode: the duplicate probe rides
 with the UPDATE that locks the room and takes its seq, and the event rides
 with its Delivery rows. SQLite runs in-process, where a round trip is a
 function call, so there each statement simply runs in turn.
+
+The SQL is written by hand (the ORM cannot say ``UPDATE … RETURNING``), but
+every table and column in it is read from the models' ``_meta`` and every
+status from ``rooms.enums``, once, at import: a renamed field or table moves
+the statements with it instead of breaking them at run time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 from django.db import connection, models
+from django.db.backends.utils import CursorWrapper
 
+from rooms.enums import RoomStatus
 from rooms.inbound.fast_insert import insert_plan_per_row, insert_rows
+from rooms.models import Room, RoomEvent
 
-_TAKE_SEQ_SQL = (
-    "UPDATE rooms_room SET last_seq = last_seq + %s, last_activity_at = %s, updated_at = %s, "
-    "paused_at = CASE WHEN status = 'paused' THEN NULL ELSE paused_at END, "
-    "status = CASE WHEN status = 'paused' THEN 'active' ELSE status END "
-    "WHERE id = %s AND status IN ('active', 'paused') RETURNING last_seq, routing_version"
-)
-_PROBE_SQL = {
-    "idempotency_key": "SELECT id FROM rooms_roomevent WHERE source_channel_id = %s AND idempotency_key = %s",
-    "provider_message_id": "SELECT id FROM rooms_roomevent WHERE source_channel_id = %s AND provider_message_id = %s",
-}
+# The statuses of a room that takes new events (as ``routing.route_message`` checks).
+_OPEN = (RoomStatus.ACTIVE, RoomStatus.PAUSED)
+# The fields an event may be deduplicated on (per source channel).
+_KEY_FIELDS = ("idempotency_key", "provider_message_id")
+
+
+@dataclass(frozen=True, slots=True)
+class _HotPathSql:
+    """The hot path's statements, built from the models for one database's quoting."""
+
+    # Params: seq count, last_activity_at, updated_at, room id. Returns (last_seq, routing_version).
+    take_seq: str
+    # By key field: a probe's text up to its ``IN (`` list; params: channel id, then the values.
+    probe_prefix: dict[str, str]
+
+
+def _build_sql(room: type[models.Model], event: type[models.Model], quote: Callable[[str], str]) -> _HotPathSql:
+    """The statements for ``room`` (``Room``) and ``event`` (``RoomEvent``), names quoted by ``quote``."""
+
+    def column(model: type[models.Model], name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    def literal(value: str) -> str:
+        # Our own enum values, never input: a value that is not a plain word
+        # would need escaping this module does not do, so it is refused.
+        if not value.isidentifier():
+            raise ValueError(f"status {value!r} cannot be written into SQL as it is")
+        return f"'{value}'"
+
+    last_seq, status, paused_at = (column(room, name) for name in ("last_seq", "status", "paused_at"))
+    active, paused = literal(RoomStatus.ACTIVE.value), literal(RoomStatus.PAUSED.value)
+    take_seq = (
+        f"UPDATE {quote(room._meta.db_table)} SET {last_seq} = {last_seq} + %s, "
+        f"{column(room, 'last_activity_at')} = %s, {column(room, 'updated_at')} = %s, "
+        f"{paused_at} = CASE WHEN {status} = {paused} THEN NULL ELSE {paused_at} END, "
+        f"{status} = CASE WHEN {status} = {paused} THEN {active} ELSE {status} END "
+        f"WHERE {quote(room._meta.pk.column)} = %s AND {status} IN ({', '.join(literal(s.value) for s in _OPEN)}) "
+        f"RETURNING {last_seq}, {column(room, 'routing_version')}"
+    )
+    probe_from = (
+        f"SELECT {quote(event._meta.pk.column)} FROM {quote(event._meta.db_table)} "
+        f"WHERE {column(event, 'source_channel')} = %s AND "
+    )
+    probe_prefix = {name: f"{probe_from}{column(event, name)} IN (" for name in _KEY_FIELDS}
+    return _HotPathSql(take_seq, probe_prefix)
+
+
+_SQL = _build_sql(Room, RoomEvent, connection.ops.quote_name)
 
 
 def _pipelined() -> bool:
     return connection.vendor == "postgresql"
 
 
-def duplicate_probes(channel_id: str, idempotency_key: str | None, provider_message_id: str | None) -> list:
-    probes = []
-    if idempotency_key:
-        probes.append((_PROBE_SQL["idempotency_key"], [channel_id, idempotency_key]))
-    if provider_message_id:
-        probes.append((_PROBE_SQL["provider_message_id"], [channel_id, provider_message_id]))
-    return probes
+def _duplicate_probes(keys: Sequence[tuple[str, str, str]]) -> list[tuple[str, list]]:
+    """One probe per (channel id, key field) among ``keys``, in the order they first appear.
+
+    ``keys`` are (channel id, key field, value) triples; a message lists its
+    idempotency key first, so for one message that key's match wins.
+    """
+    by_column: dict[tuple[str, str], list[str]] = {}
+    for channel_id, field_name, value in keys:
+        by_column.setdefault((channel_id, field_name), []).append(value)
+    return [
+        (_SQL.probe_prefix[field_name] + ", ".join(["%s"] * len(values)) + ")", [channel_id, *values])
+        for (channel_id, field_name), values in by_column.items()
+    ]
 
 
-def find_duplicate_id(channel_id: str, idempotency_key: str | None, provider_message_id: str | None) -> str | None:
-    """The id of the event this channel already stored under either key, if any."""
+def find_duplicate_id(keys: Sequence[tuple[str, str, str]]) -> str | None:
+    """The id of an event already stored under any of ``keys`` (channel id, key field, value), if any."""
     with connection.cursor() as cur:
-        for sql, params in duplicate_probes(channel_id, idempotency_key, provider_message_id):
-            cur.execute(sql, params)
-            row = cur.fetchone()
-            if row is not None:
-                return row[0]
+        return _first_found(cur, _duplicate_probes(keys))
+
+
+def _first_found(cur: CursorWrapper, probes: list[tuple[str, list]]) -> str | None:
+    """Run ``probes`` in turn until one finds a row; that row's id."""
+    for sql, params in probes:
+        cur.execute(sql, params)
+        row = cur.fetchone()
+        if row is not None:
+            return row[0]
     return None
 
 
@@ -63,69 +121,41 @@ def take_seq(room_id: str, now: datetime) -> tuple[int, int] | None:
     the room is not open.
     """
     with connection.cursor() as cur:
-        cur.execute(_TAKE_SEQ_SQL, [1, now, now, room_id])
+        cur.execute(_SQL.take_seq, [1, now, now, room_id])
         row = cur.fetchone()
     return (row[0], row[1]) if row is not None else None
 
 
-def probe_and_take_seq(
-    channel_id: str | None, idempotency_key: str | None, provider_message_id: str | None, room_id: str, now: datetime
-) -> tuple[str | None, tuple[int, int] | None]:
-    """(duplicate event id, (seq, routing_version)) in one round trip.
-
-    If a duplicate turns up, the seq was taken too: the caller must roll the
-    transaction back (duplicates are rare; one round trip for every message is not).
-    """
-    probes = duplicate_probes(channel_id, idempotency_key, provider_message_id) if channel_id else []
-    if not _pipelined():
-        dup = find_duplicate_id(channel_id, idempotency_key, provider_message_id) if probes else None
-        return dup, (None if dup else take_seq(room_id, now))
-    rows = _run_pipeline([*probes, (_TAKE_SEQ_SQL, [1, now, now, room_id])])
-    dup = next((row[0] for row in rows[:-1] if row is not None), None)
-    taken = rows[-1]
-    return dup, ((taken[0], taken[1]) if taken is not None else None)
-
-
-def _any_duplicate_sql(keys: Sequence[tuple[str, str, str]]) -> tuple[str, list]:
-    """One probe for many (channel id, key column, value) triples: does any exist?"""
-    by_column: dict[tuple[str, str], list[str]] = {}
-    for channel_id, column, value in keys:
-        by_column.setdefault((channel_id, column), []).append(value)
-    clauses, params = [], []
-    for (channel_id, column), values in by_column.items():
-        # ``column`` is one of two fixed names (never caller input).
-        assert column in _PROBE_SQL
-        clauses.append(f"(source_channel_id = %s AND {column} IN ({', '.join(['%s'] * len(values))}))")
-        params += [channel_id, *values]
-    return f"SELECT id FROM rooms_roomevent WHERE {' OR '.join(clauses)} LIMIT 1", params
-
-
-def probe_and_take_seq_ranges(
+def probe_and_take_seqs(
     keys: Sequence[tuple[str, str, str]], per_room: dict[str, int], now: datetime
-) -> tuple[bool, dict[str, tuple[int, int] | None]]:
-    """For a batch: whether any key is already stored, and for each room (its last seq, routing_version).
+) -> tuple[str | None, dict[str, tuple[int, int] | None]]:
+    """For one message or a batch: an event already stored under any of ``keys``, and each room's seqs.
 
-    Each room's seq moves up by its count in one UPDATE, rooms locked in id
-    order so that two batches never wait on each other in a cycle. As with
-    ``probe_and_take_seq``, a duplicate means the seqs were taken anyway and
-    the transaction must be rolled back. On PostgreSQL it is all one round trip.
+    Returns the id of such an event (or None) and, for each room, (its last
+    seq, its routing_version) after ``per_room[room]`` seqs were taken, or None
+    if the room is not open. Each room's seq moves up by its count in one
+    UPDATE, rooms locked in id order so that two batches never wait on each
+    other in a cycle. On PostgreSQL it is all one round trip, so if a duplicate
+    turns up the seqs were taken too: the caller must roll the transaction
+    back (duplicates are rare; one round trip for every message is not).
     """
     rooms = sorted(per_room)
-    updates = [(_TAKE_SEQ_SQL, [per_room[r], now, now, r]) for r in rooms]
-    probe = [_any_duplicate_sql(keys)] if keys else []
+    probes = _duplicate_probes(keys)
+    updates = [(_SQL.take_seq, [per_room[r], now, now, r]) for r in rooms]
     if _pipelined():
-        rows = _run_pipeline([*probe, *updates])
+        rows = _run_pipeline([*probes, *updates])
+        duplicate_id = next((row[0] for row in rows[: len(probes)] if row is not None), None)
+        granted = rows[len(probes) :]
     else:
-        rows = []
         with connection.cursor() as cur:
-            for sql, params in [*probe, *updates]:
+            duplicate_id = _first_found(cur, probes)
+            if duplicate_id is not None:
+                return duplicate_id, {}
+            granted = []
+            for sql, params in updates:
                 cur.execute(sql, params)
-                rows.append(cur.fetchone())
-                if probe and len(rows) == 1 and rows[0] is not None:
-                    return True, {}
-    duplicate = bool(probe) and rows[0] is not None
-    granted = rows[len(probe) :]
-    return duplicate, {r: ((row[0], row[1]) if row is not None else None) for r, row in zip(rooms, granted, strict=True)}
+                granted.append(cur.fetchone())
+    return duplicate_id, {r: ((row[0], row[1]) if row is not None else None) for r, row in zip(rooms, granted, strict=True)}
 
 
 def insert_all(groups: Sequence[Sequence[models.Model]]) -> None:
