@@ -3,7 +3,9 @@
 A delivery is a row first (planned by the inbound path) and a task second.
 Attempts claim the row with a conditional UPDATE, so two workers holding the
 same task id never send twice; a worker that dies mid-send leaves the row in
-``sending`` for the outbox sweeper to release.
+``sending`` for the outbox sweeper to release after
+``ROOMKIT_DELIVERY_STUCK_SECONDS``, and the next attempt carries the same
+idempotency key (``delivery_idempotency_key``) to the vendor.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -27,7 +30,6 @@ from rooms.models import Channel, Delivery
 
 logger = logging.getLogger(__name__)
 
-STUCK_SENDING_AFTER = timedelta(minutes=5)
 CHANNEL_DISABLED_RECHECK_SECONDS = 60.0
 # How far a status callback may move a delivery: only forward (a late "sent"
 # after "delivered", or a repeated callback, changes nothing).
@@ -59,9 +61,27 @@ def backoff_seconds(attempt: int, policy: RetryPolicy, retry_after: float | None
     )
 
 
+def stuck_sending_after() -> timedelta:
+    """How long a delivery may stay in ``sending`` before the sweeper presumes its worker dead."""
+    return timedelta(seconds=settings.ROOMKIT_DELIVERY_STUCK_SECONDS)
+
+
+def longest_countdown() -> float:
+    """The longest wait handed to the broker as a countdown; longer ones are the sweeper's.
+
+    A Redis broker gives an unacknowledged message (a countdown waits in a
+    worker, unacknowledged) to another worker after its visibility timeout: a
+    countdown near it would be run twice, or held by two workers at once.
+    """
+    return settings.ROOMKIT_CELERY_VISIBILITY_TIMEOUT / 2
+
+
 def _schedule(delivery_id: int, delay: float) -> None:
     from channels_app.tasks import deliver_event_task
 
+    if delay > longest_countdown():
+        # The row says when it is due (next_attempt_at); sweep_outbox enqueues it then.
+        return
     enqueue(deliver_event_task, delivery_id, countdown=delay)
 
 
@@ -93,6 +113,12 @@ def delivery_attempt(*, delivery_id: int) -> str:
     if not channel.enabled:
         # An operator switched the channel off: hold its outbox, lose nothing.
         return _defer(delivery_id, now, CHANNEL_DISABLED_RECHECK_SECONDS, "channel disabled")
+    if delivery.attempts > policy.retry.max_attempts_total:
+        # Only a release of stalled attempts gets here (a failed attempt past the budget is
+        # settled dead): a delivery whose every send dies with its worker (it crashes or
+        # exhausts the worker) must not go round forever.
+        lost = SendResult(False, error="retries exhausted: attempts lost with their workers", counts_against_breaker=False)
+        return _settle(delivery, lost, policy.retry)
     # The breaker first: an open one costs no rate-limit budget.
     gate = resilience.breaker_allow(channel.id, policy.circuit_breaker)
     if not gate.allowed:
@@ -208,11 +234,19 @@ def delivery_apply_status(*, channel: Channel, update: StatusUpdate) -> int:
 
 
 def sweep_outbox(*, now=None, limit: int = 500) -> int:
-    """Re-enqueue deliveries that are due, and release ones stuck in 'sending'."""
+    """Re-enqueue deliveries that are due, and release ones stuck in 'sending'.
+
+    A row in ``sending`` longer than ``ROOMKIT_DELIVERY_STUCK_SECONDS`` lost its
+    worker mid-send (killed, or its host gone): the vendor may or may not have
+    the message, so it goes again, with the same idempotency key, and the
+    attempt it lost still counts.
+    """
     now = now or timezone.now()
-    Delivery.objects.filter(status=DeliveryStatus.SENDING, updated_at__lt=now - STUCK_SENDING_AFTER).update(
+    released = Delivery.objects.filter(status=DeliveryStatus.SENDING, updated_at__lt=now - stuck_sending_after()).update(
         status=DeliveryStatus.PENDING, next_attempt_at=now, last_error="released after a stalled attempt"
     )
+    if released:
+        logger.warning("outbox sweep released %d deliveries stuck in 'sending' (their worker died mid-send)", released)
     due = list(
         Delivery.objects.filter(status=DeliveryStatus.PENDING)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))

@@ -168,20 +168,41 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "rooms.realtime.channel_layer.RoomKitInMemoryChannelLayer"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
+# A task's message is acknowledged when the task has run, not when a worker
+# takes it: a worker that dies first leaves the message to be delivered again.
 CELERY_TASK_ACKS_LATE = True
+# …and when a pool process dies under a task (SIGKILL, the OOM killer), its
+# parent puts the message back at once instead of acknowledging it as failed.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Redis has no acknowledgements of its own: a message a worker took and never
+# acknowledged (the whole worker died) is visible again after this many
+# seconds. Delayed retries wait in the worker that took them, unacknowledged,
+# so no countdown we give the broker may come near it (channels_app.services
+# leaves longer waits to the outbox sweeper), or a waiting retry would be
+# handed to a second worker. A task found twice is harmless (the delivery row
+# is claimed once); the sweeper, not this timeout, recovers a dead worker's
+# deliveries (ROOMKIT_DELIVERY_STUCK_SECONDS).
+ROOMKIT_CELERY_VISIBILITY_TIMEOUT = _env_int("ROOMKIT_CELERY_VISIBILITY_TIMEOUT", 3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": ROOMKIT_CELERY_VISIBILITY_TIMEOUT}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "channels_app.tasks.*": {"queue": "deliveries"},
     "agents.tasks.*": {"queue": "ai"},
 }
+# The outbox: a delivery left in "sending" this long had a worker die under it
+# (no send takes that long: providers' HTTP timeouts are seconds), and the
+# sweeper, every ROOMKIT_OUTBOX_SWEEP_SECONDS, sends it again with the same
+# idempotency key. Keep it above the longest provider timeout.
+ROOMKIT_DELIVERY_STUCK_SECONDS = _env_int("ROOMKIT_DELIVERY_STUCK_SECONDS", 300)
+ROOMKIT_OUTBOX_SWEEP_SECONDS = _env_int("ROOMKIT_OUTBOX_SWEEP_SECONDS", 15)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "sweep-rooms": {"task": "rooms.tasks.sweep_rooms_task", "schedule": 30.0},
-    "sweep-outbox": {"task": "channels_app.tasks.sweep_outbox_task", "schedule": 15.0},
+    "sweep-outbox": {"task": "channels_app.tasks.sweep_outbox_task", "schedule": float(ROOMKIT_OUTBOX_SWEEP_SECONDS)},
     "sweep-generations": {"task": "agents.tasks.sweep_generations_task", "schedule": 30.0},
 }
 CELERY_TIMEZONE = "UTC"
