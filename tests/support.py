@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from django.test import Client
 
@@ -60,8 +60,37 @@ class RecordedRequest:
         return json.loads(self.body)
 
 
+class LocalHTTPServer:
+    """A real HTTP server on 127.0.0.1, in a thread, for a ``with`` block: the base of every fake vendor.
+
+    A subclass builds its request handler and calls ``_listen(handler)`` in
+    ``__init__``; ``url`` is where to point the code under test.
+    """
+
+    def _listen(
+        self, handler: type[BaseHTTPRequestHandler], server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
+    ) -> None:
+        self._server = server_class(("127.0.0.1", 0), handler)
+        # Handler threads of a connection left open by a client do not hold up the test's exit.
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @dataclass
-class FakeHTTPServer:
+class FakeHTTPServer(LocalHTTPServer):
     """A local HTTP server that records requests and answers from a script.
 
     ``responses`` is consumed in order (status, body, headers); when it runs out
@@ -100,18 +129,4 @@ class FakeHTTPServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeHTTPServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen(_Handler)

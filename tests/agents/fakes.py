@@ -13,8 +13,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support import LocalHTTPServer
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Turn:
     raw_sse: list[str] | None = None
 
 
-class _FakeServer:
+class _FakeServer(LocalHTTPServer):
     def __init__(self, turns: list[Turn] | None = None, default: Turn | None = None) -> None:
         self.turns = list(turns or [])
         self.default = default or Turn(text="ok")
@@ -76,22 +78,7 @@ class _FakeServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen(Handler)
 
     @staticmethod
     def send_json(handler: BaseHTTPRequestHandler, status: int, payload: Any) -> None:

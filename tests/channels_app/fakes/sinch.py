@@ -22,10 +22,12 @@ import json
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support import LocalHTTPServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 DROP = object()  # an answer that is never sent: the connection is closed instead
@@ -47,7 +49,7 @@ class VendorRequest:
         return {k: v[0] for k, v in parse_qs(self.body.decode(), keep_blank_values=True).items()}
 
 
-class ScriptedVendorServer:
+class ScriptedVendorServer(LocalHTTPServer):
     """A threaded HTTP server on 127.0.0.1; subclasses answer in ``route``."""
 
     def __init__(self) -> None:
@@ -89,25 +91,10 @@ class ScriptedVendorServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._listen(_Handler)
 
     def route(self, req: VendorRequest) -> Any:
         raise NotImplementedError
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def _error(status: int, code: str, text: str) -> tuple[int, dict[str, str], dict[str, str]]:

@@ -38,11 +38,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
+
+from tests.support import LocalHTTPServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "telnyx"
 
@@ -80,7 +82,7 @@ def _error(code: str, title: str, detail: str = "", pointer: str = "") -> dict[s
 
 
 @dataclass
-class FakeTelnyx:
+class FakeTelnyx(LocalHTTPServer):
     api_key: str = "KEY0123456789TEST"
     signing_key: SigningKey = field(default_factory=lambda: SigningKey(TEST_SIGNING_SEED))
     # number -> features; a number not listed has no RCS (Telnyx answers null features).
@@ -131,24 +133,7 @@ class FakeTelnyx:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    # --- lifecycle ------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeTelnyx:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen(_Handler)
 
     def reset(self) -> None:
         with self._lock:

@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from tests.support import LocalHTTPServer
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "twilio"
 DROP = "drop"
 
@@ -95,7 +97,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 @dataclass
-class FakeTwilio:
+class FakeTwilio(LocalHTTPServer):
     account_sid: str
     auth_token: str
     rcs_sender: str = "rcs:brand_xyz123_agent"
@@ -145,23 +147,7 @@ class FakeTwilio:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = _QuietServer(("127.0.0.1", 0), _Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    # --- lifecycle ---
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeTwilio:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen(_Handler, server_class=_QuietServer)
 
     def reset(self) -> None:
         with self._lock:
