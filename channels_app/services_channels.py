@@ -48,7 +48,7 @@ def provider_info(name: str) -> registries.ProviderInfo | None:
         name=name,
         label=spec.label,
         channel_types=frozenset(spec.channel_types),
-        config_fields=tuple(registries.ProviderConfigField(f.name, f.label, f.required, f.help) for f in spec.config_fields),
+        config_fields=tuple(spec.config_fields),
         secrets=tuple(spec.secrets),
         required_secrets=tuple(spec.required_secrets),
         webhook=spec.webhook,

@@ -6,10 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from rooms.inbound import InboundMessage, InboundResult
 from rooms.models import Channel, Delivery
+from rooms.registries import ProviderConfigField
+
+# One key of a channel's config that a provider reads (shown and checked by the admin). It is the
+# record the admin reads through ``rooms.registries`` (rooms cannot import this app), under the
+# name the adapters use.
+ConfigField = ProviderConfigField
 
 
 @dataclass
@@ -62,16 +68,6 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True)
-class ConfigField:
-    """One key of a channel's ``config`` that a provider reads (shown and checked by the admin)."""
-
-    name: str
-    label: str
-    required: bool = False
-    help: str = ""
-
-
-@dataclass(frozen=True)
 class ProviderSpec:
     """What a provider needs and offers, for the admin's channel form and ``add_channel``.
 
@@ -109,11 +105,38 @@ def delivery_idempotency_key(delivery: Delivery) -> str:
     return f"roomkit-{delivery.event_id}-{delivery.pk}"
 
 
+def configuration_failure(message: str, *, error_code: str = "not_configured") -> SendResult:
+    """A send that the channel's own configuration stops (a key or secret missing).
+
+    It fails at once: no retry can fix it, and it says nothing of the vendor's
+    health, so it does not count toward the breaker.
+    """
+    return SendResult(False, error=message, retryable=False, counts_against_breaker=False, error_code=error_code)
+
+
 @dataclass
 class InboundParse:
+    """What an adapter read from one verified webhook, for the view to store; the adapter itself writes nothing.
+
+    ``messages`` go through ``process_inbound``, ``status_updates`` to their
+    deliveries (a vendor that sends every event to one URL puts either in
+    either). ``response``: the answer for a request that carried no message
+    (an event acknowledged but not acted on); a request with messages is
+    answered by the adapter's ``inbound_response``, and one with neither by
+    ``{"updated": n}``.
+    """
+
     messages: list[InboundMessage]
-    # Optional vendor-specific reply (TwiML, a challenge); else the default JSON.
     response: HttpResponse | None = None
+    status_updates: list[StatusUpdate] = field(default_factory=list)
+
+
+def inbound_json_response(results: list[InboundResult]) -> JsonResponse:
+    """The JSON answer to a vendor for its stored message: the event, its room and seq, whether it was a repeat."""
+    r = results[0]
+    return JsonResponse(
+        {"event_id": r.event_id, "room_id": r.room_id, "seq": r.seq, "duplicate": r.duplicate, "status": r.status}
+    )
 
 
 class TransportProvider(Protocol):
@@ -125,15 +148,23 @@ class TransportProvider(Protocol):
         ...
 
     def parse_inbound(self, channel: Channel, request: HttpRequest) -> InboundParse:
-        """Turn a verified webhook into messages; raise InvalidInput on bad payloads."""
+        """Turn a verified webhook into messages (and status updates, where the vendor sends them here too).
+
+        Reads only: the view stores what comes back. Raises InvalidInput on bad payloads.
+        """
         ...
 
     def inbound_response(self, channel: Channel, results: list[InboundResult]) -> HttpResponse:
-        """What to answer the vendor once the messages are stored."""
+        """What to answer the vendor once its messages are stored (``results`` holds one or more)."""
         ...
 
-    def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate]:
-        """Delivery-status callbacks."""
+    def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate] | InboundParse:
+        """Turn a verified delivery-status callback into status updates.
+
+        Reads only: the view applies them. A vendor that may send messages to
+        this URL too returns an ``InboundParse`` (messages, status updates and
+        an optional answer) instead of the plain list.
+        """
         ...
 
     def handshake(self, channel: Channel, request: HttpRequest) -> HttpResponse | None:

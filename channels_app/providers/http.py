@@ -12,10 +12,17 @@ import json
 from typing import Any
 
 import httpx
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 from channels_app.http_client import failure_for_exception, failure_for_response, http_client
-from channels_app.providers.base import ConfigField, InboundParse, ProviderSpec, SendResult, StatusUpdate
+from channels_app.providers.base import (
+    ConfigField,
+    InboundParse,
+    ProviderSpec,
+    SendResult,
+    StatusUpdate,
+    inbound_json_response,
+)
 from channels_app.signing import SIGNATURE_HEADER, sign, verify
 from rooms.content.kinds import content_text
 from rooms.enums import ChannelType, DeliveryStatus
@@ -94,16 +101,7 @@ class HTTPWebhookProvider:
         return InboundParse([message])
 
     def inbound_response(self, channel: Channel, results: list[InboundResult]) -> HttpResponse:
-        r = results[0]
-        return JsonResponse(
-            {
-                "event_id": r.event_id,
-                "room_id": r.room_id,
-                "seq": r.seq,
-                "duplicate": r.duplicate,
-                "status": r.status,
-            }
-        )
+        return inbound_json_response(results)
 
     def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate]:
         data = json_body(request)

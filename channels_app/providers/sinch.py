@@ -44,7 +44,9 @@ from channels_app.providers.base import (
     ProviderSpec,
     SendResult,
     StatusUpdate,
+    configuration_failure,
     delivery_idempotency_key,
+    inbound_json_response,
 )
 from channels_app.providers.http import content_from_payload, json_body
 from rooms.content.kinds import content_text
@@ -221,10 +223,7 @@ class SinchSMSProvider:
         return content_from_payload("\n".join(parts) or None, items)
 
     def inbound_response(self, channel: Channel, results: list[InboundResult]) -> HttpResponse:
-        r = results[0]
-        return JsonResponse(
-            {"event_id": r.event_id, "room_id": r.room_id, "seq": r.seq, "duplicate": r.duplicate, "status": r.status}
-        )
+        return inbound_json_response(results)
 
     def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate]:
         data = json_body(request)
@@ -263,14 +262,7 @@ class SinchSMSProvider:
         sender = str(config.get("from") or "").strip()
         token = channel.get_secret("api_token")
         if not plan or not sender or not token:
-            # Our configuration, not Sinch's health.
-            return SendResult(
-                False,
-                error="channel needs config service_plan_id and from, and secret api_token",
-                retryable=False,
-                counts_against_breaker=False,
-                error_code="not_configured",
-            )
+            return configuration_failure("channel needs config service_plan_id and from, and secret api_token")
         batches_url = f"{_api_base(config)}/xms/v1/{quote(plan, safe='')}/batches"
         headers = {"Authorization": f"Bearer {token}"}
         reference = delivery_idempotency_key(delivery)

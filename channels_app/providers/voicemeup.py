@@ -43,7 +43,9 @@ from channels_app.providers.base import (
     ProviderSpec,
     SendResult,
     StatusUpdate,
+    configuration_failure,
     delivery_idempotency_key,
+    inbound_json_response,
 )
 from channels_app.providers.http import content_from_payload, json_body
 from channels_app.webhook_tokens import WEBHOOK_TOKEN_SECRET, webhook_token_verify
@@ -191,10 +193,7 @@ class VoiceMeUpSMSProvider:
         return "derived-" + digest[:40]
 
     def inbound_response(self, channel: Channel, results: list[InboundResult]) -> HttpResponse:
-        r = results[0]
-        return JsonResponse(
-            {"event_id": r.event_id, "room_id": r.room_id, "seq": r.seq, "duplicate": r.duplicate, "status": r.status}
-        )
+        return inbound_json_response(results)
 
     def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate]:
         raise InvalidInput("VoiceMeUp sends no delivery-status callbacks", code="unsupported")
@@ -210,13 +209,7 @@ class VoiceMeUpSMSProvider:
         source = _digits(str(config.get("from") or ""))
         token = channel.get_secret("auth_token")
         if not username or not source or not token:
-            return SendResult(
-                False,
-                error="channel needs config username and from, and secret auth_token",
-                retryable=False,
-                counts_against_breaker=False,
-                error_code="not_configured",
-            )
+            return configuration_failure("channel needs config username and from, and secret auth_token")
         url = str(config.get("api_base") or DEFAULT_API_BASE).rstrip("/") + SEND_PATH
         # Credentials in the form body, never in the URL (URLs end up in logs).
         form = {

@@ -10,7 +10,13 @@ nothing, whichever URL it arrives on.
 
 from __future__ import annotations
 
-from rooms.models import Delivery
+import json
+
+from django.test import RequestFactory
+
+from channels_app.providers import InboundParse, get_provider
+from rooms.models import Channel, Delivery
+from tests.channels_app.fakes.telnyx import fixture
 from tests.channels_app.helpers import row_counts
 from tests.channels_app.test_telnyx_support import TelnyxTestCase
 
@@ -89,6 +95,29 @@ class StatusEventTests(TelnyxTestCase):
 
         self.assertEqual(self.row().status, "delivered")
         self.assertEqual(row_counts(), before)
+
+    def test_the_adapter_only_reads_either_url_and_the_view_stores(self) -> None:
+        provider = get_provider("telnyx")
+        channel = Channel.objects.get(pk="tx-sms")
+
+        def request(payload: dict):
+            return RequestFactory().post(STATUS_URL, data=json.dumps(payload), content_type="application/json")
+
+        before = row_counts()
+
+        status = provider.parse_inbound(channel, request(self.status_event("message_finalized.json", self.message_id)))
+        message = provider.parse_status(channel, request(fixture("inbound_sms.json")))
+
+        self.assertEqual((row_counts(), self.row().status), (before, "queued"), "parsing writes nothing")
+        self.assertEqual(
+            (status.messages, [(u.provider_message_id, u.status) for u in status.status_updates], status.response),
+            ([], [(self.message_id, "delivered")], None),
+        )
+        self.assertIsInstance(message, InboundParse)
+        self.assertEqual(
+            ([m.provider_message_id for m in message.messages], message.status_updates),
+            (["7ee4241c-f127-47e5-9c34-3aac291f8058"], []),
+        )
 
     def test_an_unknown_message_id_or_status_changes_nothing(self) -> None:
         self.assertEqual(self.report("message_finalized.json", message_id="00000000-0000-0000-0000-0000000000ff"), {"updated": 0})

@@ -82,6 +82,14 @@ class SignatureTests(TwilioInboundTestCase):
         self.assertEqual(event.metadata["raw"], form, "the form is kept as Twilio sent it")
         self.assertEqual(event.metadata["channel"], "sms")
 
+    def test_a_message_with_nothing_to_keep_stores_nothing_and_is_still_answered_with_twiml(self) -> None:
+        before = row_counts()
+
+        response = self.post({**fixture("inbound_sms.json"), "Body": ""})
+
+        self.assertTwiml(response)
+        self.assertEqual(row_counts(), before)
+
     def test_a_national_sender_is_stored_in_e164(self) -> None:
         twilio_channel(default_region="US")
         form = {**fixture("inbound_sms.json"), "From": "(401) 712-2661"}

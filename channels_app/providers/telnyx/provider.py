@@ -42,7 +42,9 @@ from channels_app.providers.base import (
     ProviderSpec,
     SendResult,
     StatusUpdate,
+    configuration_failure,
     delivery_idempotency_key,
+    inbound_json_response,
 )
 from channels_app.providers.telnyx import events, rcs
 from channels_app.providers.telnyx.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
@@ -78,8 +80,7 @@ def _flag(value: Any, default: bool) -> bool:
 
 
 def _config_error(message: str) -> SendResult:
-    # Our configuration, not the vendor's health: fail at once, not counted toward the breaker.
-    return SendResult(False, error=message, retryable=False, counts_against_breaker=False, error_code="configuration")
+    return configuration_failure(message, error_code="configuration")
 
 
 class TelnyxProvider:
@@ -125,39 +126,24 @@ class TelnyxProvider:
         )
 
     def parse_inbound(self, channel: Channel, request: HttpRequest) -> InboundParse:
-        """A received message for the inbound path; a status event (a profile URL sends all events here) applied at once."""
+        """A received message, or a status event (a profile URL sends every event here); others acknowledged."""
         event = events.parse_event(request)
-        if event.event_type == events.MESSAGE_RECEIVED:
-            return InboundParse([events.inbound_message(channel, event)])
-        if event.event_type in events.STATUS_EVENTS:
-            from channels_app.services import delivery_apply_status
-
-            update = events.status_update(channel, event)
-            changed = delivery_apply_status(channel=channel, update=update) if update else 0
-            return InboundParse([], response=JsonResponse({"updated": changed}))
-        # Telnyx retries anything but a 2xx: an event we do not act on is acknowledged.
-        return InboundParse([], response=JsonResponse({"ignored": event.event_type[:100]}))
+        parsed = _read_event(channel, event)
+        if parsed is None:
+            # Telnyx retries anything but a 2xx: an event we do not act on is acknowledged.
+            return InboundParse([], response=JsonResponse({"ignored": event.event_type[:100]}))
+        return parsed
 
     def inbound_response(self, channel: Channel, results: list[InboundResult]) -> HttpResponse:
-        r = results[0]
-        return JsonResponse(
-            {"event_id": r.event_id, "room_id": r.room_id, "seq": r.seq, "duplicate": r.duplicate, "status": r.status}
-        )
+        return inbound_json_response(results)
 
-    def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate]:
-        """Status events; a received message that reached this URL is stored too rather than lost."""
-        event = events.parse_event(request)
-        if event.event_type == events.MESSAGE_RECEIVED:
-            # A messaging profile whose webhook URL is our status URL sends inbound messages here;
-            # Telnyx would not send them again after our 200.
-            from rooms.inbound import process_inbound
+    def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate] | InboundParse:
+        """Status events; a received message that reached this URL is read too, to be stored rather than lost.
 
-            process_inbound(events.inbound_message(channel, event))
-            return []
-        if event.event_type in events.STATUS_EVENTS:
-            update = events.status_update(channel, event)
-            return [update] if update else []
-        return []
+        A messaging profile whose webhook URL is our status URL sends inbound
+        messages here, and Telnyx would not send them again after our 200.
+        """
+        return _read_event(channel, events.parse_event(request)) or []
 
     def handshake(self, channel: Channel, request: HttpRequest) -> HttpResponse | None:
         return None
@@ -281,6 +267,16 @@ class TelnyxProvider:
             result.sent_as = sent_as
             return result
         return accepted(channel, response, sent_as)
+
+
+def _read_event(channel: Channel, event: events.TelnyxEvent) -> InboundParse | None:
+    """A received message or a status event as what the view stores; None for an event we do not act on."""
+    if event.event_type == events.MESSAGE_RECEIVED:
+        return InboundParse([events.inbound_message(channel, event)])
+    if event.event_type in events.STATUS_EVENTS:
+        update = events.status_update(channel, event)
+        return InboundParse([], status_updates=[update] if update else [])
+    return None
 
 
 def api_base(channel: Channel) -> str:

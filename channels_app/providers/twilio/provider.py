@@ -55,6 +55,10 @@ TWILIO_SPEC = ProviderSpec(
 )
 
 
+def _empty_twiml() -> HttpResponse:
+    return HttpResponse(EMPTY_TWIML, content_type="text/xml; charset=utf-8")
+
+
 class TwilioProvider:
     """Twilio Programmable Messaging for ``sms`` and ``rcs`` channels."""
 
@@ -70,11 +74,14 @@ class TwilioProvider:
 
     def parse_inbound(self, channel: Channel, request: HttpRequest) -> InboundParse:
         message = parse_message(channel, request.POST)
-        return InboundParse([message] if message is not None else [])
+        if message is None:
+            # Nothing to keep, still acknowledged the way Twilio reads an answer.
+            return InboundParse([], response=_empty_twiml())
+        return InboundParse([message])
 
     def inbound_response(self, channel: Channel, results: list[InboundResult]) -> HttpResponse:
         # Stored, duplicate or blocked alike: Twilio retries nothing we acknowledge, and wants TwiML.
-        return HttpResponse(EMPTY_TWIML, content_type="text/xml; charset=utf-8")
+        return _empty_twiml()
 
     def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate]:
         return parse_status_callback(channel, request.POST)
