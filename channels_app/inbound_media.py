@@ -20,7 +20,9 @@ often redirecting to a CDN. ``fetch_inbound_media`` downloads one such URL:
 
 A failure raises ``MediaFetchError`` with a short reason code; the caller
 decides what the message keeps (adapters keep the message, never lose it for
-its attachment).
+its attachment). ``fetch_message_media`` does that for all of one message's
+attachments within the vendor's webhook timeout, and ``message_content``
+makes the message's text and what was fetched one event's content.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import io
 import os
 import re
 import secrets
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -72,6 +76,10 @@ _SNIFF_BYTES = 64
 _CHUNK = 64 * 1024
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Below this many seconds left of a message's budget, an attachment is not started.
+_MIN_FETCH_SECONDS = 0.5
+# The longest caption a media event keeps.
+MAX_CAPTION = 4096
 
 
 class MediaFetchError(Exception):
@@ -176,6 +184,67 @@ def fetch_inbound_media(
             raise MediaFetchError("network", f"{type(exc).__name__} while fetching media") from None
         return store_inbound_media(data, vendor=vendor, declared_type=declared_type)
     raise MediaFetchError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
+
+
+def fetch_message_media(
+    items: Sequence[tuple[str, str]],
+    *,
+    vendor: str,
+    budget: float,
+    timeout: float | None = None,
+    auth: tuple[str, str] | None = None,
+    credential_origin: str | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Each attachment of one message, ``(url, declared type)``, stored as ``media`` content or noted as lost.
+
+    All of them within ``budget`` seconds (the vendor's webhook timeout, less
+    the time storing the message takes), each within ``timeout`` (default:
+    the budget); ``auth`` and ``credential_origin`` as for
+    ``fetch_inbound_media``. An attachment that could not be fetched becomes a
+    text part saying so, and an entry ``{"index", "error", "declared_type"}``
+    of the errors returned beside the parts, for the caller to log and keep in
+    the event's metadata: a message is never dropped for its attachment.
+    """
+    parts: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    deadline = time.monotonic() + budget
+    for index, (url, declared) in enumerate(items):
+        remaining = deadline - time.monotonic()
+        try:
+            if not url:
+                raise MediaFetchError("missing_url", f"attachment {index} has no URL")
+            if remaining <= _MIN_FETCH_SECONDS:
+                raise MediaFetchError("timeout", "no time left to fetch it within the vendor's webhook timeout")
+            media = fetch_inbound_media(
+                url,
+                vendor=vendor,
+                auth=auth,
+                credential_origin=credential_origin,
+                declared_type=declared,
+                timeout=min(budget if timeout is None else timeout, remaining),
+            )
+        except MediaFetchError as exc:
+            errors.append({"index": str(index), "error": exc.reason, "declared_type": declared[:127]})
+            label = declared.split(";", 1)[0].strip() or "an attachment"
+            parts.append({"type": "text", "body": f"[{label} could not be retrieved]"})
+            continue
+        parts.append(media.as_content())
+    return parts, errors
+
+
+def message_content(text: str, parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One event's content for a message's text and its parts (fetched media, a location…); None when both are empty.
+
+    One media part takes the text as its caption; several parts, or a part
+    that cannot carry a caption, make a composite led by the text.
+    """
+    if not parts:
+        return {"type": "text", "body": text} if text else None
+    if len(parts) == 1 and parts[0]["type"] == "media":
+        return {**parts[0], "caption": text[:MAX_CAPTION]} if text else parts[0]
+    if len(parts) == 1 and not text:
+        return parts[0]
+    return {"type": "composite", "parts": ([{"type": "text", "body": text}] if text else []) + parts}
 
 
 def _read_capped(response: httpx.Response, limit: int) -> bytes:

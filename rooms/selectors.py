@@ -89,3 +89,12 @@ def room_events(room_id: str, *, after_seq: int = 0, limit: int = 100) -> list[R
 
 def room_bindings(room_id: str) -> list[ChannelBinding]:
     return list(ChannelBinding.objects.filter(room_id=room_id).select_related("channel"))
+
+
+def provider_message_stored(*, channel_id: str, provider_message_id: str) -> bool:
+    """Whether the channel already stored the vendor's message with this id (a vendor's retry, or a replay).
+
+    An adapter asks before fetching a message's attachments: a repeat stores
+    nothing new, so its media need not be downloaded again.
+    """
+    return RoomEvent.objects.filter(source_channel_id=channel_id, provider_message_id=provider_message_id).exists()

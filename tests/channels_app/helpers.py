@@ -5,11 +5,13 @@ Everything here reads rows or responses; nothing of ours is replaced.
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from django.http import HttpResponse
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, override_settings
 from django.utils import timezone
 
 from channels_app.services import sweep_outbox
@@ -22,6 +24,16 @@ _COUNTED = (Room, RoomEvent, Participant, ChannelBinding, Delivery)
 def row_counts() -> dict[str, int]:
     """How many rows each room table holds: compare before and after a refused request."""
     return {model.__name__: model.objects.count() for model in _COUNTED}
+
+
+def use_temporary_media_root(test: SimpleTestCase, *, public_base_url: str) -> Path:
+    """Files stored during ``test`` land in a fresh directory, removed after it, and are served under ``public_base_url``."""
+    media_root = tempfile.TemporaryDirectory()
+    test.addCleanup(media_root.cleanup)
+    override = override_settings(MEDIA_ROOT=media_root.name, PUBLIC_BASE_URL=public_base_url)
+    override.enable()
+    test.addCleanup(override.disable)
+    return Path(media_root.name)
 
 
 def error_of(test: SimpleTestCase, response: HttpResponse, status: int, code: str | None = None) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 Payloads are Telnyx's documented examples (fixtures/telnyx, SOURCES.md), signed
 by the fake's test key. A message becomes one event, keyed by Telnyx's
 message id, from the sender's E.164 number, with the whole webhook body kept as
-the event's metadata ``raw``. MMS media stay Telnyx's URLs. A body that is no
-Telnyx event is a 400 that stores nothing; an event we do not act on is
-acknowledged (Telnyx retries anything but a 2xx).
+the event's metadata ``raw``. MMS media are fetched and stored
+(``test_telnyx_media``). A body that is no Telnyx event is a 400 that stores
+nothing; an event we do not act on is acknowledged (Telnyx retries anything
+but a 2xx).
 """
 
 from __future__ import annotations
@@ -45,33 +46,6 @@ class InboundSMSTests(TelnyxTestCase):
         self.assertEqual(event.source_participant.address, "+18665550001")
         self.assertEqual(event.metadata["raw"], payload)
         self.assertEqual(ChannelBinding.objects.get(room_id=body["room_id"], channel_id="tx-sms").address, "+18665550001")
-
-    def test_the_documented_mms_keeps_telnyx_media_urls(self) -> None:
-        r = self.post_webhook(URL, fixture("inbound_mms.json"))
-
-        self.assertEqual(r.status_code, 200, r.content)
-        event = RoomEvent.objects.get(pk=r.json()["event_id"])
-        self.assertEqual(
-            event.content,
-            {
-                "type": "media",
-                "url": "https://media.telnyx.com/7ee4241c/photo.jpg",
-                "mime_type": "image/jpeg",
-                "caption": "Check out this photo",
-            },
-        )
-
-    def test_several_media_become_one_composite_event(self) -> None:
-        payload = fixture("inbound_mms.json")
-        payload["data"]["payload"]["media"].append(
-            {"url": "https://media.telnyx.com/7ee4241c/clip.mp4", "content_type": "video/mp4"}
-        )
-
-        r = self.post_webhook(URL, payload)
-
-        parts = RoomEvent.objects.get(pk=r.json()["event_id"]).content["parts"]
-        self.assertEqual([p["type"] for p in parts], ["text", "media", "media"])
-        self.assertEqual([p.get("mime_type") for p in parts[1:]], ["image/jpeg", "video/mp4"])
 
     def test_a_sender_written_without_plus_is_stored_as_e164(self) -> None:
         payload = fixture("inbound_sms.json")

@@ -8,7 +8,6 @@ was sent any credentials. Files land in a temporary ``MEDIA_ROOT``.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from django.core.files.storage import default_storage
@@ -24,6 +23,7 @@ from channels_app.inbound_media import (
 from rooms.errors import NotFound
 from rooms.models import RoomEvent
 from tests.channels_app.fakes.twilio import FakeTwilio, fixture, post_as_twilio
+from tests.channels_app.helpers import use_temporary_media_root
 from tests.channels_app.test_twilio_inbound import ACCOUNT, BASE, TOKEN, twilio_channel
 from tests.support import FakeHTTPServer, RecordedRequest
 
@@ -55,12 +55,7 @@ class TwilioMediaTestCase(TestCase):
         self.twilio.reset()
         self.cdn.requests.clear()
         self.cdn_files.clear()
-        media_root = tempfile.TemporaryDirectory()
-        self.addCleanup(media_root.cleanup)
-        self.media_root = Path(media_root.name)
-        override = override_settings(MEDIA_ROOT=media_root.name, PUBLIC_BASE_URL=BASE)
-        override.enable()
-        self.addCleanup(override.disable)
+        self.media_root = use_temporary_media_root(self, public_base_url=BASE)
         twilio_channel(api_base=self.twilio.url)
 
     def mms(self, **changes: str) -> dict[str, str]:

@@ -6,17 +6,24 @@ Every Telnyx messaging webhook is ``{"data": {"event_type", "id", "payload"},
 of Google's RCS schema); ``message.sent``, ``message.finalized`` and, for RCS,
 ``message.read`` report on a message we sent, whose id is ``payload.id`` and
 whose recipient's status is ``payload.to[0].status``.
+
+MMS media (``payload.media[].url``) are links to Telnyx's media store that
+expire: each is fetched (Telnyx's links need no credentials) and stored by
+``channels_app.inbound_media`` while the webhook is answered, so the event
+keeps the file, not the link.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
 
+from channels_app.inbound_media import fetch_message_media, message_content
 from channels_app.providers.base import StatusUpdate
 from channels_app.providers.http import content_from_payload
 from rooms.enums import ChannelType, DeliveryStatus
@@ -24,6 +31,9 @@ from rooms.errors import InvalidInput
 from rooms.inbound import InboundMessage
 from rooms.infra.http import json_object_body
 from rooms.models import Channel
+from rooms.selectors import provider_message_stored
+
+logger = logging.getLogger(__name__)
 
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_SENT = "message.sent"
@@ -48,6 +58,12 @@ VENDOR_STATUSES: dict[str, str] = {
     "sending_failed": DeliveryStatus.FAILED,
 }
 _BEFORE_SENT = frozenset({DeliveryStatus.QUEUED})
+
+# How long one message's attachments may take to fetch. Telnyx asks for an
+# answer within 2 seconds and retries a later one; a retry of a stored message
+# is a duplicate that fetches nothing, so a slow attachment costs a retry,
+# where giving up on it would lose it for good once its link expires.
+MEDIA_BUDGET_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -84,9 +100,8 @@ def _message_id(payload: dict[str, Any]) -> str:
 def inbound_message(channel: Channel, event: TelnyxEvent) -> InboundMessage:
     """A ``message.received`` event as our inbound message, deduplicated on Telnyx's message id.
 
-    MMS media stay Telnyx's URLs (``media[].url`` with its ``content_type``):
-    the event refers to them; fetching and re-hosting vendor media is the
-    inbound media service's job, not this adapter's.
+    MMS media are fetched and stored (``_sms_content``); one that cannot be
+    is a text part saying so, noted in the metadata's ``media_errors``.
     """
     payload = event.payload
     message_id = _message_id(payload)
@@ -99,7 +114,7 @@ def inbound_message(channel: Channel, event: TelnyxEvent) -> InboundMessage:
     if isinstance(body, dict):
         content = _rcs_content(body, metadata)
     else:
-        content = _sms_content(payload)
+        content = _sms_content(channel, message_id, payload, metadata)
     return InboundMessage(
         channel_id=channel.id,
         sender=phone.strip(),
@@ -109,21 +124,33 @@ def inbound_message(channel: Channel, event: TelnyxEvent) -> InboundMessage:
     )
 
 
-def _sms_content(payload: dict[str, Any]) -> dict[str, Any]:
+def _sms_content(channel: Channel, message_id: str, payload: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
     text = payload.get("text")
     if text is not None and not isinstance(text, str):
         raise InvalidInput("'data.payload.text' must be a string", code="invalid_field")
     media = payload.get("media")
     if media is not None and not isinstance(media, list):
         raise InvalidInput("'data.payload.media' must be a list", code="invalid_field")
-    items = []
+    items: list[tuple[str, str]] = []
     for item in media or []:
         if not isinstance(item, dict) or not isinstance(item.get("url"), str) or not item["url"]:
             raise InvalidInput("each 'data.payload.media' item needs a 'url'", code="invalid_field")
         # The API reference names it content_type; Telnyx's own examples also show "type".
-        mime_type = item.get("content_type") or item.get("type")
-        items.append({"url": item["url"], "mime_type": mime_type if isinstance(mime_type, str) and mime_type else None})
-    return content_from_payload(text or None, items)
+        declared = item.get("content_type") or item.get("type")
+        items.append((item["url"], declared if isinstance(declared, str) else ""))
+    if not items:
+        return content_from_payload(text or None, None)
+    if provider_message_stored(channel_id=channel.id, provider_message_id=message_id):
+        # A repeat stores nothing new; its content only has to be valid.
+        return {"type": "text", "body": text or "[media]"}
+    parts, errors = fetch_message_media(items, vendor="telnyx", budget=MEDIA_BUDGET_SECONDS)
+    for error in errors:
+        logger.warning("telnyx media %s of %s not stored: %s", error["index"], message_id, error["error"])
+    if errors:
+        metadata["media_errors"] = errors
+    content = message_content(text or "", parts)
+    assert content is not None  # every item is a part, fetched or noted as lost
+    return content
 
 
 def _rcs_content(body: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:

@@ -12,14 +12,13 @@ the default port, as Twilio's own signing varies there.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, QueryDict
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
-from channels_app.inbound_media import MediaFetchError, fetch_inbound_media
+from channels_app.inbound_media import fetch_message_media, message_content
 from channels_app.providers.base import StatusUpdate
 from channels_app.providers.twilio.config import (
     RCS_PREFIX,
@@ -32,7 +31,8 @@ from channels_app.providers.twilio.config import (
 from rooms.enums import ChannelType, DeliveryStatus
 from rooms.errors import Forbidden, InvalidInput
 from rooms.inbound import InboundMessage
-from rooms.models import Channel, RoomEvent
+from rooms.models import Channel
+from rooms.selectors import provider_message_stored
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +91,15 @@ def form_fields(form: QueryDict) -> dict[str, Any]:
     return {key: values[0] if len(values) == 1 else values for key, values in form.lists()}
 
 
-def check_account(cfg: TwilioConfig, form: QueryDict) -> None:
-    """Refuse a request about another Twilio account than the channel's (``Forbidden``, 403)."""
+def account_config(channel: Channel, form: QueryDict) -> TwilioConfig:
+    """The channel's Twilio config, for a request about its account; ``Forbidden`` (403) for any other, or none."""
+    try:
+        cfg = twilio_config(channel)
+    except TwilioConfigError as exc:
+        raise Forbidden(str(exc), code="channel_not_configured") from None
     if form.get("AccountSid", "") != cfg.account_sid:
         raise Forbidden("the request is for another Twilio account than this channel's", code="wrong_account")
+    return cfg
 
 
 def _claims(channel: Channel, service_sid: str, to: str, *, by: str) -> bool:
@@ -168,64 +173,25 @@ def _location(form: QueryDict) -> dict[str, Any] | None:
     return location
 
 
-def _already_stored(channel_id: str, message_sid: str) -> bool:
-    """Whether this message was stored before (Twilio retried, or a replay): its media need not be fetched again."""
-    return RoomEvent.objects.filter(source_channel_id=channel_id, provider_message_id=message_sid).exists()
-
-
 def _fetch_media(cfg: TwilioConfig, form: QueryDict, count: int) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Each attachment stored as ``media`` content, or noted as lost; the message is never dropped for one."""
-    parts: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
-    deadline = time.monotonic() + MEDIA_BUDGET_SECONDS
-    for index in range(count):
-        url = form.get(f"MediaUrl{index}", "")
-        declared = form.get(f"MediaContentType{index}", "")
-        remaining = deadline - time.monotonic()
-        try:
-            if not url:
-                raise MediaFetchError("missing_url", f"MediaUrl{index} is missing")
-            if remaining <= 0.5:
-                raise MediaFetchError("timeout", "no time left to fetch it within Twilio's webhook timeout")
-            media = fetch_inbound_media(
-                url,
-                vendor="twilio",
-                auth=(cfg.account_sid, cfg.auth_token),
-                credential_origin=cfg.api_origin,
-                declared_type=declared,
-                timeout=min(cfg.timeout, remaining),
-            )
-        except MediaFetchError as exc:
-            logger.warning("twilio media %s of %s not stored: %s", index, form.get("MessageSid", ""), exc.reason)
-            errors.append({"index": str(index), "error": exc.reason, "declared_type": declared[:127]})
-            label = declared.split(";", 1)[0].strip() or "an attachment"
-            parts.append({"type": "text", "body": f"[{label} could not be retrieved]"})
-            continue
-        parts.append(media.as_content())
+    items = [(form.get(f"MediaUrl{i}", ""), form.get(f"MediaContentType{i}", "")) for i in range(count)]
+    parts, errors = fetch_message_media(
+        items,
+        vendor="twilio",
+        budget=MEDIA_BUDGET_SECONDS,
+        timeout=cfg.timeout,
+        auth=(cfg.account_sid, cfg.auth_token),
+        credential_origin=cfg.api_origin,
+    )
+    for error in errors:
+        logger.warning("twilio media %s of %s not stored: %s", error["index"], form.get("MessageSid", ""), error["error"])
     return parts, errors
-
-
-def _content(body: str, media: list[dict[str, Any]], location: dict[str, Any] | None) -> dict[str, Any] | None:
-    """One event per message: the text with its one attachment as a caption, or a composite of them all."""
-    parts = list(media)
-    if location is not None:
-        parts.append(location)
-    if not parts:
-        return {"type": "text", "body": body} if body else None
-    if len(parts) == 1 and parts[0]["type"] == "media":
-        return {**parts[0], "caption": body[:4096]} if body else parts[0]
-    if len(parts) == 1 and not body:
-        return parts[0]
-    return {"type": "composite", "parts": ([{"type": "text", "body": body}] if body else []) + parts}
 
 
 def parse_message(channel: Channel, form: QueryDict) -> InboundMessage | None:
     """The verified inbound message as an ``InboundMessage``, or None when it carries nothing to keep."""
-    try:
-        cfg = twilio_config(channel)
-    except TwilioConfigError as exc:
-        raise Forbidden(str(exc), code="channel_not_configured") from None
-    check_account(cfg, form)
+    cfg = account_config(channel, form)
     message_sid = form.get("MessageSid") or form.get("SmsMessageSid") or ""
     if not message_sid:
         raise InvalidInput("'MessageSid' is required", code="missing_field")
@@ -243,14 +209,14 @@ def parse_message(channel: Channel, form: QueryDict) -> InboundMessage | None:
             "text": form.get("ButtonText", ""),
             "type": form.get("ButtonType", ""),
         }
-    if count and _already_stored(target.id, message_sid):
+    if count and provider_message_stored(channel_id=target.id, provider_message_id=message_sid):
         # A repeat stores nothing new; its content only has to be valid.
         content: dict[str, Any] | None = {"type": "text", "body": body or "[media]"}
     else:
         media, errors = _fetch_media(cfg, form, count) if count else ([], [])
         if errors:
             metadata["media_errors"] = errors
-        content = _content(body, media, location)
+        content = message_content(body, media + ([location] if location is not None else []))
     if content is None:
         logger.info("twilio message %s on %s has no text, media or location; nothing stored", message_sid, channel.id)
         return None
@@ -283,11 +249,7 @@ def sent_as_from(channel: Channel, sender: str, channel_prefix: str = "") -> str
 
 def parse_status_callback(channel: Channel, form: QueryDict) -> list[StatusUpdate]:
     """A verified status callback as a ``StatusUpdate`` (none for statuses that say nothing about delivery)."""
-    try:
-        cfg = twilio_config(channel)
-    except TwilioConfigError as exc:
-        raise Forbidden(str(exc), code="channel_not_configured") from None
-    check_account(cfg, form)
+    account_config(channel, form)  # raises for another account's callback
     message_sid = form.get("MessageSid") or form.get("SmsSid") or ""
     if not message_sid:
         raise InvalidInput("'MessageSid' is required", code="missing_field")
