@@ -4,10 +4,17 @@ import asyncio
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "roomkit_project.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from django.conf import settings  # noqa: E402
+
+from roomkit_project.http_handler import PooledSyncASGIHandler  # noqa: E402
+
+# Every HTTP request runs whole on one thread of a fixed pool (see the module).
+django_asgi_app = PooledSyncASGIHandler(threads=settings.ROOMKIT_HTTP_THREADS)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402

@@ -247,6 +247,11 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --- RoomKit -----------------------------------------------------------------
+# Threads per server process that run HTTP requests (roomkit_project.http_handler):
+# the most requests one process serves at once, and the most database connections it holds.
+ROOMKIT_HTTP_THREADS = _env_int("ROOMKIT_HTTP_THREADS", 16)
+# The ASGI server `manage.py serve` runs: "daphne" or "uvicorn".
+ROOMKIT_SERVER = os.environ.get("ROOMKIT_SERVER", "daphne")
 ROOMKIT_MAX_BODY_BYTES = _env_int("ROOMKIT_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ROOMKIT_MAX_BODY_BYTES
 # Chat image attachments: the largest file accepted by POST /api/v1/chat/uploads.

@@ -163,19 +163,23 @@ def _by_group(messages: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict
 
 async def _pump(queue: asyncio.Queue) -> None:
     layer = get_channel_layer()
-    send_many = getattr(layer, "group_send_many", None)  # one trip for a group's queued messages (Redis)
+    send_groups = getattr(layer, "groups_send", None)  # one trip for every group's members (Redis)
     while True:
         batch = [await queue.get()]
         while len(batch) < PUMP_BATCH and not queue.empty():
             batch.append(queue.get_nowait())
         messages = _coalesced(batch) if len(batch) >= COALESCE_AT else [item[:2] for item in batch]
-        for group, group_messages in _by_group(messages).items():
+        groups = _by_group(messages)
+        if send_groups is not None:
             try:
-                if send_many is not None:
-                    await send_many(group, group_messages)
-                else:
-                    for message in group_messages:
-                        await layer.group_send(group, message)
+                await send_groups(groups)
+            except Exception:
+                logger.exception("sending to %d groups failed", len(groups))
+            continue
+        for group, group_messages in groups.items():
+            try:
+                for message in group_messages:
+                    await layer.group_send(group, message)
             except Exception:
                 logger.exception("group_send to %s failed", group)
 

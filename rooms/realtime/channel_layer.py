@@ -485,7 +485,9 @@ class RoomKitRedisChannelLayer(RedisChannelLayer):
       one) and hands them out from memory, in order: a process drains a
       backlog (a burst of streamed AI chunks) in a fraction of the trips.
     - ``group_send_many`` adds several messages to a group in one script, in
-      order; ``rooms.realtime.broadcast``'s publisher uses it for what it has queued.
+      order, and ``groups_send`` does it for several groups, looking up all
+      their members in one trip; ``rooms.realtime.broadcast``'s publisher
+      hands it what it has queued.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -537,19 +539,50 @@ class RoomKitRedisChannelLayer(RedisChannelLayer):
             raise
         return self._unpack(channel, self.deserialize(content))
 
-    async def group_send_many(self, group: str, messages: list[dict]) -> None:
-        """``group_send`` of each message, in order, in one script per Redis server."""
-        if len(messages) == 1:
-            await self.group_send(group, messages[0])
+    async def groups_send(self, groups: dict[str, list[dict]]) -> None:
+        """``group_send_many`` for several groups, every group's members looked up in one trip per Redis server.
+
+        What it buys: each stored event goes to two groups (its room's and its
+        operators'), and most rooms have nobody watching. Looked up one group
+        at a time that was two round trips per group on the event loop — a
+        third of a webhook server's event-loop time at 400 requests/s — even
+        with no one to send to; now a publisher's batch that finds no one
+        listening costs one trip. A failure to one group is logged and the
+        others are still sent.
+        """
+        members = await self._group_members(list(groups))
+        for group, messages in groups.items():
+            if members[group]:
+                try:
+                    await self.group_send_many(group, messages, members=members[group])
+                except Exception:
+                    logger.exception("group_send to %s failed", group)
+
+    async def _group_members(self, groups: list[str]) -> dict[str, list[str]]:
+        """Each group's live members (expired ones removed first, as ``group_send`` does), pipelined per server."""
+        by_connection: dict[int, list[str]] = collections.defaultdict(list)
+        for group in groups:
+            assert self.require_valid_group_name(group), "Group name not valid"
+            by_connection[self.consistent_hash(group)].append(group)
+        cutoff = int(time.time()) - self.group_expiry
+        members: dict[str, list[str]] = {}
+        for index, on_server in by_connection.items():
+            pipe = self.connection(index).pipeline(transaction=False)
+            for group in on_server:
+                pipe.zremrangebyscore(self._group_key(group), min=0, max=cutoff)
+                pipe.zrange(self._group_key(group), 0, -1)
+            replies = await pipe.execute()
+            for i, group in enumerate(on_server):
+                members[group] = [name.decode("utf8") for name in replies[2 * i + 1]]
+        return members
+
+    async def group_send_many(self, group: str, messages: list[dict], *, members: list[str] | None = None) -> None:
+        """``group_send`` of each message, in order, in one script per Redis server (to ``members`` if already looked up)."""
+        if members is None:
+            members = (await self._group_members([group]))[group]
+        if not members:
             return
-        assert self.require_valid_group_name(group), "Group name not valid"
-        key = self._group_key(group)
-        connection = self.connection(self.consistent_hash(group))
-        await connection.zremrangebyscore(key, min=0, max=int(time.time()) - self.group_expiry)
-        channel_names = [x.decode("utf8") for x in await connection.zrange(key, 0, -1)]
-        if not channel_names:
-            return
-        mapped = [self._map_channel_keys_to_connection(channel_names, message) for message in messages]
+        mapped = [self._map_channel_keys_to_connection(members, message) for message in messages]
         by_connection, _, capacities = mapped[0]
         for index, channel_keys in by_connection.items():
             connection = self.connection(index)
@@ -562,7 +595,7 @@ class RoomKitRedisChannelLayer(RedisChannelLayer):
                 args += [serialized[k] for k in channel_keys]
             refused = await connection.eval(_GROUP_SEND_MANY_LUA, len(channel_keys), *channel_keys, *args)
             if refused:
-                _note_drop("refused", refused, f"{refused} messages to {len(channel_names)} inboxes in group {group}: full")
+                _note_drop("refused", refused, f"{refused} messages to {len(members)} inboxes in group {group}: full")
 
     async def group_send(self, group: str, message: dict) -> None:
         # Upstream's group_send (channels-redis 4.3), warning instead of INFO on a refusal.

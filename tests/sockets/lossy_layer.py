@@ -33,10 +33,10 @@ class _Lossy:
         if not self._lost(group, message):
             await super().group_send(group, message)
 
-    async def group_send_many(self, group: str, messages: list[dict]) -> None:
+    async def group_send_many(self, group: str, messages: list[dict], **kwargs: Any) -> None:
         kept = [m for m in messages if not self._lost(group, m)]
         if kept:
-            await super().group_send_many(group, kept)
+            await super().group_send_many(group, kept, **kwargs)
 
 
 class LossyInMemoryChannelLayer(_Lossy, RoomKitInMemoryChannelLayer):

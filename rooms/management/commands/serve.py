@@ -26,8 +26,14 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-workers", action="store_true", help="do not start Celery children")
+        parser.add_argument(
+            "--server",
+            choices=("daphne", "uvicorn"),
+            default=settings.ROOMKIT_SERVER,
+            help="the ASGI server (default: ROOMKIT_SERVER, else daphne)",
+        )
 
-    def handle(self, *args, host: str, port: int, no_workers: bool, **options):
+    def handle(self, *args, host: str, port: int, no_workers: bool, server: str, **options):
         children: list[subprocess.Popen] = []
         base = f"http://{host}:{port}"
         if settings.ROOMKIT_TASK_MODE == "celery":
@@ -49,17 +55,51 @@ class Command(BaseCommand):
             f"  background work: {mode}\n"
         )
         raise_open_file_limit()
-        # Imported here: it installs Twisted's asyncio reactor (before anything imports another).
-        from roomkit_project.daphne_server import RoomKitDaphneCLI, reactor
-        from roomkit_project.gc_tuning import gc_tune_for_serving
-
-        # Runs once the reactor's asyncio loop does (callWhenRunning fires before it runs).
-        reactor.callLater(0, lambda: gc_tune_for_serving(asyncio.get_running_loop()))
         try:
-            RoomKitDaphneCLI().run(["-b", host, "-p", str(port), "roomkit_project.asgi:application"])
+            if server == "uvicorn":
+                run_uvicorn(host, port)
+            else:
+                run_daphne(host, port)
         finally:
             for child in children:
                 child.terminate()
+
+
+def run_daphne(host: str, port: int) -> None:
+    """Daphne, tuned for many idle sockets (``roomkit_project.daphne_server``)."""
+    # Imported here: it installs Twisted's asyncio reactor (before anything imports another).
+    from roomkit_project.daphne_server import RoomKitDaphneCLI, reactor
+    from roomkit_project.gc_tuning import gc_tune_for_serving
+
+    # Runs once the reactor's asyncio loop does (callWhenRunning fires before it runs).
+    reactor.callLater(0, lambda: gc_tune_for_serving(asyncio.get_running_loop()))
+    RoomKitDaphneCLI().run(["-b", host, "-p", str(port), "roomkit_project.asgi:application"])
+
+
+def run_uvicorn(host: str, port: int) -> None:
+    """Uvicorn: httptools for HTTP/1.1, websockets for sockets, uvloop when installed."""
+    import uvicorn
+
+    from roomkit_project.gc_tuning import gc_tune_for_serving
+
+    config = uvicorn.Config(
+        "roomkit_project.asgi:application",
+        host=host,
+        port=port,
+        http="httptools",
+        ws="websockets",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        gc_tune_for_serving(asyncio.get_running_loop())
+        await server.serve()
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(serve())
 
 
 def raise_open_file_limit() -> int:
