@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -139,6 +140,14 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.kill()
 
 
+def _machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, summed over its cores."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds of these processes and their threads so far."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -225,8 +234,22 @@ async def _drive(ports: list[int], requests: list[list[bytes]]) -> tuple[float, 
     return time.perf_counter() - started, latencies, statuses
 
 
+def _start_profiler(pid: int, out: Path) -> subprocess.Popen:
+    """py-spy sampling the first server (only the thread holding the GIL: where its CPU goes), raw stacks to ``out``."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(py_spy), "record", "-p", str(pid), "--gil", "-r", "250", "-f", "raw", "-o", str(out), "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _http_round(
-    base_url: str, channel_id: str, ports: list[int], pids: list[int], senders: int, total: int, tag: str
+    base_url: str,
+    channel_id: str,
+    ports: list[int],
+    pids: list[int],
+    senders: int,
+    total: int,
+    tag: str,
+    profile: Path | None = None,
 ) -> dict:
     path = f"/webhooks/{channel_id}/"
     host = base_url.split("//", 1)[1]
@@ -234,9 +257,14 @@ def _http_round(
     warm = [[_signed_request(base_url, path, host, _form(k, -1 - i, tag + "w")) for i in range(5)] for k in range(senders)]
     asyncio.run(_drive(ports, warm))
     plan = [[_signed_request(base_url, path, host, _form(k, i, tag)) for i in range(per)] for k in range(senders)]
-    cpu0 = _cpu_seconds(pids)
+    profiler = _start_profiler(pids[0], profile / f"{tag}.txt") if profile else None
+    cpu0, (busy0, all0) = _cpu_seconds(pids), _machine_busy_seconds()
     elapsed, latencies, statuses = asyncio.run(_drive(ports, plan))
     cpu = _cpu_seconds(pids) - cpu0
+    busy1, all1 = _machine_busy_seconds()
+    if profiler:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+        profiler.wait(30)
     n = len(latencies)
     return {
         "senders": senders,
@@ -245,6 +273,9 @@ def _http_round(
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         "server_cpu_ms_per_request": cpu / n * 1000,
+        # Everything on the machine: servers, database, Redis and this load generator.
+        "machine_cpu_ms_per_request": (busy1 - busy0) / n * 1000,
+        "machine_busy": (busy1 - busy0) / max(all1 - all0, 1e-9),
         "errors": sum(c for s, c in statuses.items() if s != 200),
     }
 
@@ -296,7 +327,7 @@ def _direct_round(channel_id: str, senders: int, total: int) -> dict:
 # --- setups ---------------------------------------------------------------------------------
 
 
-def child(setup: str, requests: int, server: str, senders_list: list[int]) -> None:
+def child(setup: str, requests: int, server: str, senders_list: list[int], profile: Path | None) -> None:
     tmp = Path(tempfile.mkdtemp())
     ports = [free_port()] if setup == "embedded" else [free_port(), free_port()]
     base_url = f"http://127.0.0.1:{ports[0]}"
@@ -313,14 +344,15 @@ def child(setup: str, requests: int, server: str, senders_list: list[int]) -> No
     try:
         pids = [p.pid for p in procs]
         for senders in senders_list:
-            rounds.append(_http_round(base_url, channel_id, ports, pids, senders, requests, f"s{senders}"))
+            tag = f"{setup}-s{senders}"
+            rounds.append(_http_round(base_url, channel_id, ports, pids, senders, requests, tag, profile))
     finally:
         _stop(procs)
     report: dict = {"setup": setup, "server": server or "default", "servers": len(ports), "rounds": rounds}
     report["events_stored"] = _count_events(channel_id)
     report["requests_sent"] = sum(r["requests"] + 5 * r["senders"] for r in rounds)
     if setup == "embedded":
-        report["process_inbound"] = _direct_round(channel_id, 16, requests)
+        report["process_inbound"] = _direct_round(channel_id, senders_list[-1], requests)
     print(json.dumps(report))
 
 
@@ -330,12 +362,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="timed requests per round")
     parser.add_argument("--server", default="", help="the ASGI server `serve` runs (default: its own default)")
     parser.add_argument("--senders", default="", help="concurrent senders per round (default: pg 1,16,64; embedded 16)")
+    parser.add_argument("--profile", default="", help="a directory: py-spy profiles of the first server, per round")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         default = "1,16,64" if args.child == "pg" else "16"
         senders = [int(s) for s in (args.senders or default).split(",")]
-        child(args.child, args.requests, args.server, senders)
+        child(args.child, args.requests, args.server, senders, Path(args.profile) if args.profile else None)
         return
     for setup in args.setups.split(","):
         argv = [sys.executable, __file__, "--child", setup, "--requests", str(args.requests)]
@@ -343,6 +376,9 @@ def main() -> None:
             argv += ["--server", args.server]
         if args.senders:
             argv += ["--senders", args.senders]
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            argv += ["--profile", str(Path(args.profile).resolve())]
         out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
         if out.returncode != 0:
             print(f"{setup}: failed\n{out.stderr[-3000:]}")
@@ -354,11 +390,15 @@ def main() -> None:
 def _print(report: dict) -> None:
     where = "PostgreSQL + Redis" if report["setup"] == "pg" else "embedded default (SQLite, no Redis)"
     print(f"\n{where}, {report['servers']} server process(es), server: {report['server']}")
-    print(f"{'senders':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'server CPU ms/req':>18} {'errors':>7}")
+    print(
+        f"{'senders':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'server CPU ms/req':>18}"
+        f" {'machine CPU ms/req':>19} {'machine busy':>13} {'errors':>7}"
+    )
     for r in report["rounds"]:
         print(
             f"{r['senders']:>8} {r['requests_per_s']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}"
-            f" {r['server_cpu_ms_per_request']:>18.2f} {r['errors']:>7}"
+            f" {r['server_cpu_ms_per_request']:>18.2f} {r['machine_cpu_ms_per_request']:>19.2f}"
+            f" {r['machine_busy']:>13.0%} {r['errors']:>7}"
         )
     print(f"events stored {report['events_stored']} of {report['requests_sent']} requests")
     direct = report.get("process_inbound")

@@ -14,7 +14,11 @@ from django.conf import settings  # noqa: E402
 from roomkit_project.http_handler import PooledSyncASGIHandler  # noqa: E402
 
 # Every HTTP request runs whole on one thread of a fixed pool (see the module).
-django_asgi_app = PooledSyncASGIHandler(threads=settings.ROOMKIT_HTTP_THREADS)
+django_asgi_app = PooledSyncASGIHandler(
+    threads=settings.ROOMKIT_HTTP_THREADS,
+    lean_prefixes=tuple(settings.ROOMKIT_LEAN_PATH_PREFIXES),
+    lean_middleware=tuple(settings.ROOMKIT_LEAN_MIDDLEWARE),
+)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402

@@ -18,21 +18,31 @@ threads. A thread keeps its database connection between requests, so
 never holds more connections than it has threads, and concurrent requests
 reach the inbound path's group commit together. WebSockets are untouched:
 they stay on the event loop through Channels.
+
+Requests under ``ROOMKIT_LEAN_PATH_PREFIXES`` (the vendors' webhooks: machines,
+not browsers) go through ``ROOMKIT_LEAN_MIDDLEWARE`` instead of the whole
+``MIDDLEWARE``: no sessions, CSRF, authentication, messages, static files or
+Content-Security-Policy, which cost a fifth of a webhook's server time and
+mean nothing to a vendor's HTTP client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.core import signals
-from django.core.exceptions import RequestAborted
+from django.core.exceptions import ImproperlyConfigured, RequestAborted
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http.response import HttpResponseBase
+from django.core.handlers.exception import convert_exception_to_response
+from django.db import connections
+from django.http.response import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
+from django.utils.module_loading import import_string
 
 # Marks the end of a streaming response's iterator without raising StopIteration across threads.
 _DONE = object()
@@ -41,12 +51,14 @@ _DONE = object()
 class PooledSyncASGIHandler(ASGIHandler):
     """An ASGI app for Django's HTTP requests that runs each on a fixed pool of ``threads`` threads."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, lean_prefixes: tuple[str, ...] = (), lean_middleware: tuple[str, ...] = ()) -> None:
         base.BaseHandler.__init__(self)
         # The sync chain: every middleware we use is sync-capable, so no hops inside a request.
         self.load_middleware(is_async=False)
         self.threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="http")
+        self._lean_prefixes = lean_prefixes
+        self._lean = LeanHandler(lean_middleware) if lean_prefixes else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -77,9 +89,14 @@ class PooledSyncASGIHandler(ASGIHandler):
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
         if request is not None:
-            response = self.get_response(request)
+            lean = self._lean is not None and request.path.startswith(self._lean_prefixes)
+            response = (self._lean if lean else self).get_response(request)
             response._handler_class = self.__class__
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size  # 64 KB per trip to the pool, as Django's ASGI handler reads
         if not response.streaming:
+            if not response.has_header("Content-Length"):
+                response.headers["Content-Length"] = str(len(response.content))
             _close(response, body_file)
         return response
 
@@ -95,9 +112,40 @@ class PooledSyncASGIHandler(ASGIHandler):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body"})
 
+    def close_connections(self) -> None:
+        """Close the database connections every pool thread keeps (before a test database is dropped, say)."""
+        barrier = threading.Barrier(self.threads)
+
+        def close_mine() -> None:
+            barrier.wait(timeout=30)  # one task per thread: none can take a second while the others wait
+            connections.close_all()
+
+        for future in [self._pool.submit(close_mine) for _ in range(self.threads)]:
+            future.result()
+
     def shutdown(self) -> None:
         """Let running requests finish and stop the pool's threads."""
         self._pool.shutdown(wait=True)
+
+
+class LeanHandler(base.BaseHandler):
+    """Django's request handling with ``middleware`` (dotted paths) as its chain instead of ``settings.MIDDLEWARE``.
+
+    Only plain middleware (a callable around ``get_response``): one with view,
+    exception or template-response hooks needs the full chain.
+    """
+
+    def __init__(self, middleware: tuple[str, ...]) -> None:
+        super().__init__()
+        self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
+        handler = convert_exception_to_response(self._get_response)
+        for path in reversed(middleware):
+            layer = import_string(path)(handler)
+            hooks = [h for h in ("process_view", "process_exception", "process_template_response") if hasattr(layer, h)]
+            if hooks:
+                raise ImproperlyConfigured(f"{path} has {', '.join(hooks)}: it cannot be in the lean middleware chain")
+            handler = convert_exception_to_response(layer)
+        self._middleware_chain = handler
 
 
 def _close(response: HttpResponseBase, body_file: Any) -> None:

@@ -250,6 +250,13 @@ CONTENT_SECURITY_POLICY = {
 # Threads per server process that run HTTP requests (roomkit_project.http_handler):
 # the most requests one process serves at once, and the most database connections it holds.
 ROOMKIT_HTTP_THREADS = _env_int("ROOMKIT_HTTP_THREADS", 16)
+# Vendors' webhooks (machines, not browsers) skip the browser middleware: sessions, CSRF,
+# auth, messages, static files, CSP (roomkit_project.http_handler).
+ROOMKIT_LEAN_PATH_PREFIXES = ("/webhooks/",)
+ROOMKIT_LEAN_MIDDLEWARE = (
+    "roomkit_project.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+)
 # The ASGI server `manage.py serve` runs: "daphne" or "uvicorn".
 ROOMKIT_SERVER = os.environ.get("ROOMKIT_SERVER", "daphne")
 ROOMKIT_MAX_BODY_BYTES = _env_int("ROOMKIT_MAX_BODY_BYTES", 1024 * 1024)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 import unittest
 
@@ -68,4 +69,9 @@ class RoomKitTestRunner(DiscoverRunner):
         # connections, which PostgreSQL would otherwise count as users of the
         # test database it is asked to drop.
         gc.collect()
+        # HTTP requests served in process (through roomkit_project.asgi) ran on
+        # its pool's long-lived threads, which keep their connections open.
+        asgi = sys.modules.get("roomkit_project.asgi")
+        if asgi is not None:
+            asgi.django_asgi_app.close_connections()
         super().teardown_databases(old_config, **kwargs)
