@@ -12,14 +12,16 @@ these hold for the strongest row tone and the strongest column tone:
 - the two tones carry at least ``min_tone_fraction`` of the block's energy
   (speech and noise spread theirs; a block only partly filled by a tone
   also fails, which is what makes short blips fall short);
-- the second harmonic of each tone is ``min_harmonic_ratio_db`` below it
-  (voiced speech is rich in harmonics, a DTMF generator is not).
+- the second harmonic of the column tone is ``min_harmonic_ratio_db`` below
+  it (voiced speech is rich in harmonics, a DTMF generator is not; the row
+  tones' harmonics, 1394–1882 Hz, sit among the column tones, so only the
+  column's is checked).
 
 A key is reported once, as soon as it has held for ``min_duration_ms``
 (ITU-T Q.24: 40 ms must be accepted; tones well under that are not), and
 again only after it has been absent for two blocks (a pause).
 
-The Goertzel value at each of the 16 frequencies (8 tones, 8 harmonics) is
+The Goertzel value at each of the 12 frequencies (8 tones, 4 harmonics) is
 computed for all of a frame's blocks as one matrix product: the same number
 the recurrence gives, without a Python loop per sample.
 """
@@ -74,9 +76,9 @@ class DtmfDetector:
         self.min_peak_ratio = 10 ** (min_peak_ratio_db / 20)
         self.min_tone_fraction = min_tone_fraction
         self.min_harmonic_ratio = 10 ** (min_harmonic_ratio_db / 20)
-        freqs = np.array([*ROW_HZ, *COLUMN_HZ, *(2 * f for f in ROW_HZ), *(2 * f for f in COLUMN_HZ)])
+        freqs = np.array([*ROW_HZ, *COLUMN_HZ, *(2 * f for f in COLUMN_HZ)])
         phase = 2 * np.pi * np.outer(np.arange(self.block), freqs) / sample_rate
-        self._basis = np.concatenate([np.cos(phase), np.sin(phase)], axis=1).astype(np.float32)  # block × 32
+        self._basis = np.concatenate([np.cos(phase), np.sin(phase)], axis=1).astype(np.float32)  # block × 24
         self.reset()
 
     def reset(self) -> None:
@@ -110,8 +112,8 @@ class DtmfDetector:
 
     def _classify(self, blocks: np.ndarray) -> list[str | None]:
         """The key each block holds, or None."""
-        projection = blocks @ self._basis  # blocks × 32: cos then sin parts
-        amplitude = np.hypot(projection[:, :16], projection[:, 16:]) * (2.0 / self.block)
+        projection = blocks @ self._basis  # blocks × 24: cos then sin parts
+        amplitude = np.hypot(projection[:, :12], projection[:, 12:]) * (2.0 / self.block)
         energy = np.einsum("ij,ij->i", blocks, blocks)
         keys: list[str | None] = []
         for amp, total in zip(amplitude, energy, strict=True):
@@ -126,8 +128,7 @@ class DtmfDetector:
                 and all(row >= self.min_peak_ratio * v for i, v in enumerate(rows) if i != r)
                 and all(column >= self.min_peak_ratio * v for i, v in enumerate(columns) if i != c)
                 and (row * row + column * column) / 2 * self.block >= self.min_tone_fraction * total
-                and amp[8 + r] * self.min_harmonic_ratio <= row
-                and amp[12 + c] * self.min_harmonic_ratio <= column
+                and amp[8 + c] * self.min_harmonic_ratio <= column
             )
             keys.append(KEYS[r][c] if ok else None)
         return keys

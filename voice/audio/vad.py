@@ -17,7 +17,7 @@ The utterance PCM is: ``pre_roll_ms`` of audio before speech was detected
 (word onsets are quiet and the detector is late on them), the speech, and the
 silence up to the probable end. It is capped at ``max_utterance_ms``: a
 ``speech_end`` with ``forced=True`` closes it there, and detection starts
-over.
+over (in the hangover, the cap just ends the utterance early, unforced).
 
 Every ``level_interval_ms`` the stage also reports the input level
 (``audio_level``), for meters and for barge-in thresholds.
@@ -181,7 +181,12 @@ class VoiceActivityDetector:
                 if self._silence_ms >= cfg.end_silence_ms:
                     self._end(self._probable_pcm or b"".join(self._utterance), forced=False)
             if self._state == _SPEAKING and self._utterance_bytes >= cfg.max_utterance_ms * self._bytes_per_ms:
-                self._end(b"".join(self._utterance), forced=True)
+                if self._probable_pcm is not None:
+                    # Already in the hangover: end early, keeping the promise that the
+                    # end carries the probable end's bytes.
+                    self._end(self._probable_pcm, forced=False)
+                else:
+                    self._end(b"".join(self._utterance), forced=True)
         self._pre_roll.append(window)
 
     def _append(self, window: bytes) -> None:
