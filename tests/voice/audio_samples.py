@@ -75,3 +75,11 @@ def frames(x: np.ndarray, sample_rate: int, ms: float = 20):
     n = int(sample_rate * ms / 1000)
     for i in range(0, len(x), n):
         yield AudioFrame(x[i : i + n].astype("<i2").tobytes(), sample_rate)
+
+
+def best_lag(y: np.ndarray, x: np.ndarray, max_lag: int) -> int:
+    """The delay in samples (0..max_lag) at which ``y`` best matches ``x`` (FFT cross-correlation)."""
+    n = len(x) + len(y)
+    spectrum = np.fft.rfft(y.astype(np.float64), n) * np.conj(np.fft.rfft(x.astype(np.float64), n))
+    correlation = np.fft.irfft(spectrum, n)[: max_lag + 1]
+    return int(np.argmax(correlation))

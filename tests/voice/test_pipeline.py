@@ -91,7 +91,9 @@ class PipelineTests(unittest.TestCase):
 
     def test_events_are_collected_in_stage_order(self):
         log: list = []
-        pipeline = Pipeline([Recording("a", log, event=True), Recording("b", log, event=True)], taps=[Recording("t", log, event=True)])
+        pipeline = Pipeline(
+            [Recording("a", log, event=True), Recording("b", log, event=True)], taps=[Recording("t", log, event=True)]
+        )
         events = pipeline.process(FRAME).events
         self.assertEqual([e.at_ms for e in events], [1, 2, 3])  # tap first (raw input), then a, then b
 
@@ -168,7 +170,9 @@ class BuildersTests(unittest.TestCase):
     def test_a_browser_source_skips_aec_agc_and_denoise_both_ways(self):
         aec = SpeexEchoCanceller(16000)
         native = {"aec", "agc", "denoise"}
-        inbound = inbound_pipeline(aec=aec, agc=AutomaticGainControl(), denoiser=SpeexDenoiser(16000), recorder=WavRecorder(), native=native)
+        inbound = inbound_pipeline(
+            aec=aec, agc=AutomaticGainControl(), denoiser=SpeexDenoiser(16000), recorder=WavRecorder(), native=native
+        )
         outbound = outbound_pipeline(recorder=WavRecorder(), aec=aec, resampler=Resampler(24000, 16000), native=native)
         self.assertEqual(inbound.stage_names, ["recorder"])
         self.assertEqual(outbound.stage_names, ["recorder", "resampler"])

@@ -26,7 +26,7 @@ Outbound (TTS → caller)::
 
     outbound = outbound_pipeline(recorder=WavRecorder(name="recorder"), aec=aec, resampler=Resampler(24000, 8000))
     wire = ulaw_encode(outbound.process(AudioFrame(tts_pcm, 24000)).frame.pcm)
-    tail = outbound.stage("resampler").flush()   # at the end of a reply: what soxr still holds
+    tail = outbound.stage("resampler").flush()   # at the end of a reply: the last 10 ms it held back
 
 Turn-taking uses the VAD's events (see :mod:`voice.audio.vad`): on
 ``speech_probable_end`` start transcribing ``event.pcm`` (and the reply); on

@@ -3,11 +3,14 @@
 =============  ======================================  =====================================================
 denoiser       cost measured here                      notes
 =============  ======================================  =====================================================
-Speex          ~36 µs per 20 ms frame at 16 kHz        any rate; blocks of ``frame_ms`` (20 ms): no added
-                                                       delay when the transport's frames are 20 ms
-RNNoise        ~930 µs per 10 ms block at 48 kHz       48 kHz only: 16 kHz audio goes up to 48k and back
-                                                       through soxr HQ (≈ 40 ms more delay); better on
-                                                       babble and music than Speex, 25× the CPU
+Speex          ~36 µs per 20 ms block at 16 kHz        any rate; output lags input by one block (20 ms);
+                                                       blocks of ``frame_ms``: nothing held back when the
+                                                       transport's frames are 20 ms; ~14 dB off white noise
+                                                       once its noise estimate has settled (~2 s)
+RNNoise        ~650-930 µs per 10 ms block at 48 kHz   48 kHz only: 16 kHz audio goes up to 48k and back
+                                                       (2 × 10 ms held by the resamplers); output lags 20 ms;
+                                                       >30 dB off white noise at once, better on babble and
+                                                       music; ~20× Speex's CPU
 =============  ======================================  =====================================================
 """
 
