@@ -13,14 +13,15 @@ AGC, denoiser, VAD, and the DTMF detector as a tap on the raw 8 kHz input.
    streams the way a server's event loop does: every 20 ms tick, one frame of
    each stream, ticks paced at real time. It reports each tick's processing
    time (p50/p99/max against the 20 ms budget, in CPU time and in wall-clock
-   time) and the core's load; a stream count is sustained when the p99 tick's
-   CPU time fits in the budget with the core under 80 %. (Wall-clock ticks
+   time) and the share of the core the work needs; a stream count is
+   sustained when the p99 tick's CPU time fits in the budget and the work
+   needs under 80 % of the core. (Wall-clock ticks
    are printed too; on a machine shared with other work they are late when
    another process holds the core, which says nothing of this code.)
    Starting from ``--streams``, it doubles until one fails.
 
 Run: ``.venv/bin/python bench/voice.py --part pipeline [--vad webrtc|silero|energy]
-[--denoiser speex|rnnoise] [--streams 50] [--seconds 10]``. It prints a few
+[--denoiser speex|rnnoise] [--resampler window|stream] [--streams 50] [--seconds 10]``. It prints a few
 lines and a JSON summary last.
 
 Other parts (end-to-end latency: last voiced sample to first reply audio) are
@@ -93,7 +94,7 @@ def call_audio(seconds: float) -> bytes:
     return ulaw_encode(x.tobytes())
 
 
-def build_pipeline(vad: str, denoiser: str) -> Pipeline:
+def build_pipeline(vad: str, denoiser: str, low_latency: bool = True) -> Pipeline:
     detectors: dict[str, Callable] = {
         "webrtc": lambda: WebRtcSpeechDetector(PIPELINE_RATE),
         "silero": lambda: SileroSpeechDetector(PIPELINE_RATE),
@@ -104,7 +105,7 @@ def build_pipeline(vad: str, denoiser: str) -> Pipeline:
         "rnnoise": lambda: RNNoiseDenoiser(PIPELINE_RATE),
     }
     return inbound_pipeline(
-        resampler=Resampler(SOURCE_RATE, PIPELINE_RATE),
+        resampler=Resampler(SOURCE_RATE, PIPELINE_RATE, low_latency=low_latency),
         agc=AutomaticGainControl(),
         denoiser=denoisers[denoiser](),
         vad=VoiceActivityDetector(detectors[vad]()),
@@ -116,8 +117,8 @@ def ulaw_frames(audio: bytes) -> list[bytes]:
     return [audio[i : i + FRAME_BYTES_ULAW] for i in range(0, len(audio) - FRAME_BYTES_ULAW + 1, FRAME_BYTES_ULAW)]
 
 
-def one_stream(frames: list[bytes], vad: str, denoiser: str) -> dict:
-    pipeline = build_pipeline(vad, denoiser)
+def one_stream(frames: list[bytes], vad: str, denoiser: str, low_latency: bool) -> dict:
+    pipeline = build_pipeline(vad, denoiser, low_latency)
     audio_s = len(frames) * TICK_S
     events: dict[str, int] = {}
     decode_ns = 0
@@ -140,9 +141,9 @@ def one_stream(frames: list[bytes], vad: str, denoiser: str) -> dict:
     }
 
 
-def serve_streams(frames: list[bytes], streams: int, seconds: float, vad: str, denoiser: str) -> dict:
+def serve_streams(frames: list[bytes], streams: int, seconds: float, vad: str, denoiser: str, low_latency: bool) -> dict:
     """``streams`` calls on this core, one frame each per 20 ms tick, paced at real time."""
-    pipelines = [build_pipeline(vad, denoiser) for _ in range(streams)]
+    pipelines = [build_pipeline(vad, denoiser, low_latency) for _ in range(streams)]
     ticks = int(seconds / TICK_S)
     offsets = [(i * 37) % len(frames) for i in range(streams)]  # calls are at different points of their audio
     busy: list[float] = []  # wall-clock ms per tick: what a caller would feel
@@ -177,9 +178,10 @@ def serve_streams(frames: list[bytes], streams: int, seconds: float, vad: str, d
         "late_ticks": late_ticks,
         "ticks": ticks,
         "core_load": round(cpu / wall, 3),
+        "cpu_load": round(sum(busy_cpu) / (ticks * FRAME_MS), 3),
         # Judged on CPU time: this machine's cores are shared, and another
         # process holding ours would make wall-clock ticks late whatever we do.
-        "sustained": percentile(busy_cpu, 99) < FRAME_MS and cpu / wall < 0.8,
+        "sustained": percentile(busy_cpu, 99) < FRAME_MS and sum(busy_cpu) / (ticks * FRAME_MS) < 0.8,
     }
 
 
@@ -189,9 +191,16 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
         os.sched_setaffinity(0, {core})
     frames = ulaw_frames(call_audio(60))
     seconds = len(frames) * TICK_S
-    print(f"input: {seconds:.0f} s of μ-law 8 kHz call audio, {FRAME_MS} ms frames; vad={args.vad} denoiser={args.denoiser}")
+    low_latency = args.resampler == "window"
+    print(
+        f"input: {seconds:.0f} s of μ-law 8 kHz call audio, {FRAME_MS} ms frames; "
+        f"vad={args.vad} denoiser={args.denoiser} resampler={args.resampler}"
+    )
 
-    single = one_stream(frames, args.vad, args.denoiser)
+    # Best of three: other processes on a shared machine only ever add time.
+    single = min(
+        (one_stream(frames, args.vad, args.denoiser, low_latency) for _ in range(3)), key=lambda r: r["cpu_ms_per_audio_s"]
+    )
     cpu_ms = single["cpu_ms_per_audio_s"]
     print(f"one stream: {cpu_ms} ms CPU per second of audio (1 core = {1000 / cpu_ms:.0f} streams at 100 %)")
     print("  per stage, µs per 20 ms frame: " + ", ".join(f"{k} {v}" for k, v in single["stage_us_per_frame"].items()))
@@ -201,12 +210,13 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
     runs = []
     streams = args.streams
     while True:
-        run = serve_streams(frames, streams, args.seconds, args.vad, args.denoiser)
+        run = serve_streams(frames, streams, args.seconds, args.vad, args.denoiser, low_latency)
         runs.append(run)
         print(
             f"{streams} streams on one core: tick CPU p50 {run['tick_cpu_ms_p50']} / p99 {run['tick_cpu_ms_p99']} / "
             f"max {run['tick_cpu_ms_max']} ms, wall p50 {run['tick_ms_p50']} / p99 {run['tick_ms_p99']} / "
-            f"max {run['tick_ms_max']} ms (budget {FRAME_MS} ms); core load {run['core_load']:.0%}; "
+            f"max {run['tick_ms_max']} ms (budget {FRAME_MS} ms); CPU needed {run['cpu_load']:.0%} of the core "
+            f"(got {run['core_load']:.0%}); "
             f"late ticks {run['late_ticks']}/{run['ticks']} → " + ("sustained" if run["sustained"] else "NOT sustained")
         )
         if not run["sustained"] or streams >= args.max_streams:
@@ -220,6 +230,7 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
         "part": "pipeline",
         "vad": args.vad,
         "denoiser": args.denoiser,
+        "resampler": args.resampler,
         "one_stream": single,
         "concurrency": runs,
         "sustained_streams": best,
@@ -234,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", choices=sorted(PARTS), default="pipeline")
     parser.add_argument("--vad", choices=["webrtc", "silero", "energy"], default="webrtc")
     parser.add_argument("--denoiser", choices=["speex", "rnnoise"], default="speex")
+    parser.add_argument(
+        "--resampler", choices=["window", "stream"], default="window", help="low-latency sliding window, or soxr's own stream"
+    )
     parser.add_argument("--streams", type=int, default=50, help="first concurrency to try (then doubled while sustained)")
     parser.add_argument("--max-streams", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=10.0, help="real-time seconds per concurrency run")

@@ -6,7 +6,7 @@ import unittest
 
 import numpy as np
 
-from tests.voice.audio_samples import frames, rms_dbfs, silence, speech, tone
+from tests.voice.audio_samples import frames, mix, rms_dbfs, silence, speech, tone, white_noise
 from voice.audio import AutomaticGainControl
 
 RATE = 16000
@@ -43,6 +43,27 @@ class AgcTests(unittest.TestCase):
         y = run(agc, tone((440.0,), 2000, RATE, -62.0))
         self.assertAlmostEqual(rms_dbfs(y), -62.0, delta=0.2)
         self.assertEqual(agc.gain_db, 0.0)
+
+    def test_pauses_do_not_pump_the_line_noise_up(self):
+        text = "Hello, I would like to check my account balance please."
+        talk = speech(text, RATE, level_dbfs=-30)
+        noise = white_noise(1000 * (3 * len(talk) / RATE + 6), RATE, -50.0, seed=7)
+        x = mix(np.concatenate([talk, silence(2000), talk, silence(2000), talk, silence(2000)]), noise)
+        agc = AutomaticGainControl(target_dbfs=-20, max_gain_db=24)
+        gains = []
+        for frame in frames(x, RATE):
+            agc.process(frame)
+            gains.append(agc.gain_db)
+        end_of_talk = (2 * len(talk) + 2000 * 16) // 320  # the second pause starts here
+        during_pause = gains[end_of_talk + 10 : end_of_talk + 95]
+        self.assertLess(max(during_pause) - gains[end_of_talk], 1.0)
+        # Without the noise tracking (a margin of 0 dB), the same pause drives the gain up to its maximum.
+        loose = AutomaticGainControl(target_dbfs=-20, max_gain_db=24, speech_margin_db=0)
+        gains = []
+        for frame in frames(x, RATE):
+            loose.process(frame)
+            gains.append(loose.gain_db)
+        self.assertGreater(max(gains[end_of_talk + 10 : end_of_talk + 95]) - gains[end_of_talk], 6.0)
 
     def test_attack_is_fast_and_release_slow(self):
         agc = AutomaticGainControl(target_dbfs=-20, attack_ms=20, release_ms=500)

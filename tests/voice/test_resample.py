@@ -72,6 +72,20 @@ class ResamplerTests(unittest.TestCase):
                 self.assertEqual(max(held), 10.0)
                 self.assertEqual(r.flush().num_samples, dst // 100)  # the last 10 ms
 
+    def test_soxr_streaming_mode_is_cheaper_but_holds_back_in_bursts(self):
+        x = tone((1000.0,), 2000, 8000, -12.0)
+        r = Resampler(8000, 16000, low_latency=False)
+        sizes, held = [], []
+        for frame in frames(x, 8000):
+            sizes.append(r.process(frame).num_samples)
+            held.append(r.held_back_ms)
+        y = r.flush().samples
+        self.assertIn(0, sizes)  # frames in, nothing out…
+        self.assertGreater(max(sizes), 320 * 4)  # …then 100 ms at once
+        self.assertGreater(np.mean(held[10:]), 40)
+        self.assertLess(np.max(held[10:]), 120)
+        self.assertEqual(sum(sizes) + len(y), 32000)
+
     def test_same_rate_passes_frames_through(self):
         frame = AudioFrame(tone((440.0,), 20, 16000, -20.0).tobytes(), 16000)
         self.assertIs(Resampler(16000, 16000).process(frame), frame)

@@ -73,6 +73,7 @@ class DtmfDetector:
         # amplitude A = 32768·√2·10^(L/20) and |X|² = (A·N/2)²; ratios in dB become 10^(dB/10).
         min_amplitude = 32768 * math.sqrt(2) * 10 ** (min_level_dbfs / 20)
         self._min_power = (min_amplitude * self.block / 2) ** 2
+        self._min_block_energy = min_amplitude**2 * self.block  # two tones at the minimum level, over one block
         self._max_normal_twist = 10 ** (max_normal_twist_db / 10)
         self._max_reverse_twist = 10 ** (max_reverse_twist_db / 10)
         self._min_peak_ratio = 10 ** (min_peak_ratio_db / 10)
@@ -103,8 +104,11 @@ class DtmfDetector:
         x = np.concatenate([self._tail, frame.samples.astype(np.float32)])
         count = (len(x) - self.block) // self.hop + 1 if len(x) >= self.block else 0
         if count > 0:
-            blocks = np.stack([x[i * self.hop : i * self.hop + self.block] for i in range(count)])
-            for index, key in enumerate(self._classify(blocks)):
+            if float(np.dot(x, x)) < self._min_block_energy:
+                keys: list[str | None] = [None] * count  # too quiet for any key: skip the analysis
+            else:
+                keys = self._classify(np.stack([x[i * self.hop : i * self.hop + self.block] for i in range(count)]))
+            for index, key in enumerate(keys):
                 self._track(key, self._consumed + index * self.hop)
             self._tail = x[count * self.hop :]
             self._consumed += count * self.hop

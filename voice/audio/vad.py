@@ -207,9 +207,10 @@ class VoiceActivityDetector:
         self._probable_pcm = None
 
     def _measure_level(self, window: bytes) -> None:
-        x = np.frombuffer(window, dtype="<i2").astype(np.float32)
+        samples = np.frombuffer(window, dtype="<i2")
+        x = samples.astype(np.float32)
         self._level_sum += float(np.dot(x, x))
-        self._level_peak = max(self._level_peak, int(np.max(np.abs(x))) if len(x) else 0)
+        self._level_peak = max(self._level_peak, int(samples.max()), -int(samples.min()))
         self._level_samples += len(x)
         self._level_ms += self.window_ms
         if self._level_ms >= self.config.level_interval_ms:
