@@ -177,3 +177,30 @@ class TimingRuleTests(unittest.TestCase):
         events = speech_events(run(self.vad(), x))
         self.assertIsInstance(events[1], SpeechProbableEnd)
         self.assertEqual(events[1].sample_rate, RATE)
+
+
+class DetectorTests(unittest.TestCase):
+    def test_each_detector_tells_speech_from_silence_on_one_window(self):
+        voiced = speech("Hello there.", RATE)
+        for name, make in DETECTORS.items():
+            with self.subTest(name):
+                detector = make()
+                n = detector.window_samples
+                middle = len(voiced) // 2 - n * 4
+                # Silero carries context from window to window: give it a few windows of the word first.
+                probabilities = [
+                    detector.speech_probability(voiced[middle + i * n : middle + (i + 1) * n].tobytes()) for i in range(8)
+                ]
+                self.assertGreater(max(probabilities), 0.5)
+                detector.reset()
+                self.assertLess(detector.speech_probability(bytes(n * 2)), 0.5)
+
+    def test_unsupported_settings_are_refused(self):
+        with self.assertRaises(ValueError):
+            WebRtcSpeechDetector(22050)
+        with self.assertRaises(ValueError):
+            WebRtcSpeechDetector(16000, window_ms=25)
+        with self.assertRaises(ValueError):
+            SileroSpeechDetector(8000)
+        with self.assertRaises(ValueError):
+            VoiceActivityDetector(WebRtcSpeechDetector(8000)).process(frames(silence(20), RATE).__next__())
