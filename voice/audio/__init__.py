@@ -32,6 +32,14 @@ Turn-taking uses the VAD's events (see :mod:`voice.audio.vad`): on
 ``speech_probable_end`` start transcribing ``event.pcm`` (and the reply); on
 ``speech_resumed`` drop that; ``speech_end`` confirms it, with the same bytes.
 
+Latency from the caller's last voiced sample to ``speech_probable_end``
+(measured on espeak-ng speech, 20 ms frames): the resampler holds 10 ms
+(``low_latency=True``, the default; soxr's own stream mode holds 64 ms on
+average, 115 at worst); the Speex denoiser delays by one 20 ms block; the
+detector marks the last voiced window late by ~125 ms (WebRTC, its own
+hangover), ~50 ms (Silero) or ~5 ms (energy); then ``probable_end_ms`` (200).
+Twilio audio with WebRTC: ≈ 355 ms; with Silero ≈ 280 ms.
+
 Costs per stage are in ``pipeline.timings()`` / ``pipeline.timing_summary()``;
 a stage that raises is logged once and bypassed (``pipeline.bypassed``).
 ``bench/voice.py --part pipeline`` measures the whole inbound chain.
