@@ -9,7 +9,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.runtime: requirements.txt | $(BIN)/python
+# System libraries that wheels in requirements.txt build against: SpeexDSP's headers for
+# speexaec (the echo canceller, voice.audio.echo), which PyPI has only as source.
+SYSTEM_HEADERS := /usr/include/speex/speex_echo.h
+$(SYSTEM_HEADERS):
+	@command -v apt-get >/dev/null || { echo "install SpeexDSP's development files (Debian: libspeexdsp-dev)"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libspeexdsp-dev >/dev/null
+
+$(VENV)/.runtime: requirements.txt $(SYSTEM_HEADERS) | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
