@@ -8,6 +8,7 @@ import numpy as np
 
 from tests.voice.audio_samples import frames, speech, white_noise
 from voice.audio import AudioFrame, Resampler, SpeexEchoCanceller, inbound_pipeline, outbound_pipeline
+from voice.audio.echo import echo_cancellation_available
 
 RATE = 16000
 TTS_RATE = 24000
@@ -20,6 +21,9 @@ def echo_room(played: np.ndarray) -> np.ndarray:
     return np.convolve(played.astype(np.float64), h)[: len(played)]
 
 
+@unittest.skipUnless(
+    echo_cancellation_available(), "speexaec is not installed (it builds against libspeexdsp-dev; see the Makefile)"
+)
 class EchoCancellationTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -17,10 +17,17 @@ path of 30–45 ms is cancelled by ~28 dB once converged (a few seconds).
 
 from __future__ import annotations
 
-from speexaec import EchoCanceller
-
 from voice.audio.frame import SAMPLE_WIDTH, AudioFrame, BlockBuffer
 from voice.audio.resample import Resampler
+
+
+def echo_cancellation_available() -> bool:
+    """Whether ``speexaec`` (built against the system's SpeexDSP) is installed."""
+    try:
+        import speexaec  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class SpeexEchoCanceller:
@@ -51,6 +58,10 @@ class SpeexEchoCanceller:
         self.reset()
 
     def reset(self) -> None:
+        # Imported here: speexaec is built against the system's SpeexDSP and may be missing
+        # (``make`` says so); ``echo_cancellation_available`` tells callers before they build a stage.
+        from speexaec import EchoCanceller
+
         self._canceller = EchoCanceller(self.frame_samples, self.tail_samples, self.sample_rate)
         self._blocks = BlockBuffer(self.frame_samples)
         self._reference = bytearray()
