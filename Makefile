@@ -13,7 +13,7 @@ $(BIN)/python:
 # SpeexDSP's headers, to build speexaec (the echo canceller, voice.audio.echo; PyPI has source only),
 # and espeak-ng (a text-to-speech engine, and the speech the voice tests are made of).
 SYSTEM_PACKAGES := libspeexdsp-dev espeak-ng
-$(VENV)/.system:
+$(VENV)/.system: | $(BIN)/python
 	@if dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; then :; \
 	else echo "note: could not install $(SYSTEM_PACKAGES) (needs apt-get and root): voice runs without echo cancellation and espeak-ng, and their tests are skipped"; fi

@@ -38,6 +38,8 @@ router = Router(tags=["chat"])
 
 class ChatSessionIn(Schema):
     display_name: str | None = Field(default=None, max_length=200, pattern=STORABLE_TEXT)
+    # A voice channel's id for a /voice/ session; omitted: the web chat.
+    channel_id: str | None = Field(default=None, max_length=100)
 
 
 class ChatSessionOut(Schema):
@@ -81,13 +83,19 @@ UPLOAD_BODY = {
 def create_chat_session(request: HttpRequest, payload: ChatSessionIn = Body(None)):
     """Start a web-chat session: a signed token for ``/ws/chat/`` that reserves a room and a participant.
 
+    With ``channel_id``, a session on that channel instead: a voice channel's
+    token opens ``/ws/voice/`` (the ``/voice/`` page).
+
     The room appears (in the console, the API) with the visitor's first
     message. Throttled per client address (``ROOMKIT_CHAT_SESSION_RATE``):
     429 with ``Retry-After``.
     """
     require_json(request)
     chat_session_throttle(client_address(request))
-    session = chat_session_start(display_name=(payload.display_name if payload else "") or "")
+    session = chat_session_start(
+        display_name=(payload.display_name if payload else "") or "",
+        channel_id=(payload.channel_id if payload else "") or "",
+    )
     return 201, {"room_id": session.room_id, "participant_id": session.participant_id, "token": session.token}
 
 

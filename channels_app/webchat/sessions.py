@@ -8,12 +8,12 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from channels_app.webchat.tokens import ChatClaims, chat_token_issue, chat_token_verify
-from rooms.enums import ChannelType, RoomStatus
-from rooms.errors import Conflict, NotFound, TooManyRequests
+from rooms.enums import ChannelCategory, ChannelType, RoomStatus
+from rooms.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from rooms.hooks import HookTrigger
 from rooms.inbound.routing import open_room_for_channel
 from rooms.infra.rate_limits import rate_limit_hit
-from rooms.models import ChannelBinding, Participant, Room, new_id
+from rooms.models import Channel, ChannelBinding, Participant, Room, new_id
 from rooms.realtime import broadcast as realtime
 from rooms.selectors import get_channel
 from rooms.services import ensure_system_channel, fire_hooks_on_commit
@@ -33,7 +33,24 @@ def chat_session_throttle(client: str) -> None:
         raise TooManyRequests("too many chat sessions from this address; try again later", retry_after=wait)
 
 
-def chat_session_start(*, display_name: str = "", open_now: bool = False) -> ChatSession:
+# Channels a browser session may be for: the web chat, and voice channels the browser speaks to (``/voice/``).
+SESSION_CHANNEL_TYPES = frozenset({ChannelType.WEBSOCKET, ChannelType.VOICE})
+
+
+def session_channel(channel_id: str) -> Channel:
+    """The channel a browser session is asked for: it exists, is enabled and is one a browser joins.
+
+    ``NotFound`` (404) for no such channel, ``InvalidInput`` (400) for one a browser cannot open a session on.
+    """
+    channel = get_channel(channel_id)
+    if not channel.enabled:
+        raise NotFound(f"channel '{channel_id}' is disabled", code="unknown_channel")
+    if channel.channel_type not in SESSION_CHANNEL_TYPES or channel.category != ChannelCategory.TRANSPORT:
+        raise InvalidInput(f"channel '{channel_id}' takes no browser sessions", code="invalid_channel")
+    return channel
+
+
+def chat_session_start(*, display_name: str = "", open_now: bool = False, channel_id: str = "") -> ChatSession:
     """A new visitor's session on the web chat: a signed token for a room and a participant.
 
     Nothing is stored: the token reserves the room's and the participant's
@@ -42,8 +59,13 @@ def chat_session_start(*, display_name: str = "", open_now: bool = False) -> Cha
     writes leaves no empty room in the console. ``open_now`` creates them at
     once, for callers that bind other channels to the room before anyone
     writes (tools, benchmarks, tests); the HTTP endpoint never does.
+    ``channel_id`` names another channel a browser joins (a voice channel,
+    for ``/voice/``); by default the session is the web chat's.
     """
-    channel = ensure_system_channel(settings.ROOMKIT_WEBCHAT_CHANNEL_ID, ChannelType.WEBSOCKET, "Web chat")
+    if channel_id and channel_id != settings.ROOMKIT_WEBCHAT_CHANNEL_ID:
+        channel = session_channel(channel_id)
+    else:
+        channel = ensure_system_channel(settings.ROOMKIT_WEBCHAT_CHANNEL_ID, ChannelType.WEBSOCKET, "Web chat")
     name = (display_name or "").strip()[:200] or "Visitor"
     token = chat_token_issue(room_id=new_id(), participant_id=new_id(), display_name=name, channel_id=channel.id)
     claims = chat_token_verify(token)
