@@ -115,7 +115,9 @@ class PocketSphinxStream:
     def feed(self, pcm: bytes) -> list[PartialTranscript]:
         decoder = self._require_decoder()
         self._fed_bytes += len(pcm)
-        decoder.process_raw(self._resampler.push(pcm) if self._resampler else pcm, False, False)
+        audio = self._resampler.push(pcm) if self._resampler else pcm
+        if audio:  # the resampler holds back the first few milliseconds
+            decoder.process_raw(audio, False, False)
         hyp = decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
         if text == self._last_text:
@@ -126,8 +128,8 @@ class PocketSphinxStream:
     def finish(self) -> Transcript:
         decoder = self._require_decoder()
         try:
-            if self._resampler:
-                decoder.process_raw(self._resampler.push(b"", last=True), False, False)
+            if self._resampler and (tail := self._resampler.push(b"", last=True)):
+                decoder.process_raw(tail, False, False)
             decoder.end_utt()
             hyp = decoder.hyp()
             text = hyp.hypstr if hyp is not None else ""
