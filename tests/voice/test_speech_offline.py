@@ -71,6 +71,14 @@ class RoundTripTests(SimpleTestCase):
         result = stt_from_config({"provider": "whisper"}).transcribe(pcm, rate)
         self.assertLessEqual({"cancel", "order", "yesterday"}, words(result.text), result.text)
 
+    def test_no_words_from_silence_or_noise(self) -> None:
+        import numpy as np
+
+        stt = stt_from_config({"provider": "whisper"})
+        noise = np.random.default_rng(7).normal(0, 2000, 16000).astype("<i2").tobytes()
+        for pcm in (b"", b"\0\0" * 16000, noise):
+            self.assertEqual(stt.transcribe(pcm, 16000).text, "")
+
     def test_telephone_rate_audio_is_resampled_for_whisper(self) -> None:
         pcm, rate = speak("Can you send me the invoice by email?")
         result = stt_from_config({"provider": "whisper"}).transcribe(resample(pcm, rate, 8000), 8000)
