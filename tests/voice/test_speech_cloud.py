@@ -55,6 +55,14 @@ class OpenAITranscriptionTests(SimpleTestCase):
             self.assertEqual((wav.getframerate(), wav.getnchannels(), wav.getsampwidth()), (16000, 1, 2))
             self.assertEqual(wav.readframes(wav.getnframes()), pcm)
 
+    def test_audio_at_another_rate_is_uploaded_at_16_khz(self) -> None:
+        with FakeOpenAIAudio() as fake:
+            stt = stt_from_config({"provider": "openai", "api_key": KEY, "base_url": fake.url + "/v1"})
+            result = stt.transcribe(sine_pcm(1.0, 48000), 48000)
+        with wave.open(io.BytesIO(multipart_fields(fake.requests[0])["file"][1])) as wav:
+            self.assertEqual((wav.getframerate(), wav.getnframes()), (16000, 16000))
+        self.assertEqual(result.duration_ms, 1000)
+
     def test_logprobs_give_a_confidence(self) -> None:
         with FakeOpenAIAudio(transcript="yes", logprobs=[-0.1, -0.3]) as fake:
             stt = stt_from_config({"provider": "openai", "api_key": KEY, "base_url": fake.url + "/v1", "logprobs": True})
@@ -115,6 +123,16 @@ class OpenAISpeechTests(SimpleTestCase):
             audio.close()
             # The response was closed: the fake's next writes fail.
             self.assertTrue(fake.client_left.wait(5))
+
+    def test_blank_text_says_nothing_and_asks_nothing(self) -> None:
+        with FakeOpenAIAudio() as openai_fake, FakeElevenLabs() as eleven_fake:
+            engines = [
+                tts_from_config({"provider": "openai", "api_key": KEY, "base_url": openai_fake.url + "/v1"}),
+                tts_from_config({"provider": "elevenlabs", "api_key": KEY, "base_url": eleven_fake.url, "voice": "v"}),
+            ]
+            for tts in engines:
+                self.assertEqual(list(tts.synthesize(" \n ")), [])
+        self.assertEqual(openai_fake.requests + eleven_fake.requests, [])
 
     def test_errors_are_classified(self) -> None:
         with FakeOpenAIAudio(answers=[Answer(status=400), Answer(status=500)]) as fake:

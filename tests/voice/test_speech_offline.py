@@ -179,6 +179,11 @@ class SynthesisTests(SimpleTestCase):
         self.assertGreater(len(pcm) / 2 / 22050, 2.0)
         self.assertFalse(pcm.startswith(b"RIFF"))
 
+    def test_blank_text_says_nothing(self) -> None:
+        providers = ["piper", "espeak"] if espeak_binary() else ["piper"]
+        for provider in providers:
+            self.assertEqual(list(tts_from_config({"provider": provider}).synthesize("  ")), [])
+
     @unittest.skipUnless(espeak_binary(), NO_ESPEAK)
     def test_text_is_never_taken_for_options(self) -> None:
         pcm = b"".join(tts_from_config({"provider": "espeak"}).synthesize("-w /tmp/x.wav --version"))

@@ -56,7 +56,7 @@ def stt_from_config(config: dict[str, Any]) -> SpeechToText:
     - ``whisper``: ``model`` (``"tiny.en"`` or a CTranslate2 model directory),
       ``language``, ``compute_type``, ``cpu_threads``, ``num_workers``, ``beam_size``, ``vad_filter``;
     - ``pocketsphinx``: ``hmm``, ``lm``, ``dict`` (paths; the packaged US English
-      model by default), ``max_decoders``, ``acquire_timeout``;
+      model by default), ``language`` (of that model), ``max_decoders``, ``acquire_timeout``;
     - ``openai``: ``model``, ``language``, ``prompt``, ``logprobs``;
     - ``deepgram``: ``model``, ``language``, ``interim_results``, ``smart_format``, ``options``.
 

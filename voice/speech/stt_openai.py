@@ -10,7 +10,7 @@ import math
 
 from voice.speech.base import Transcript
 from voice.speech.cloud import openai_client, openai_error
-from voice.speech.pcm import duration_ms, to_wav
+from voice.speech.pcm import duration_ms, resample, to_wav
 
 
 class OpenAISTT:
@@ -56,7 +56,8 @@ class OpenAISTT:
         try:
             result = self._client.audio.transcriptions.create(
                 model=self.model,
-                file=("utterance.wav", to_wav(pcm, sample_rate), "audio/wav"),
+                # At the models' rate: a 48 kHz upload would be three times the bytes for nothing.
+                file=("utterance.wav", to_wav(resample(pcm, sample_rate, self.sample_rate), self.sample_rate), "audio/wav"),
                 response_format="json",
                 **extra,
             )

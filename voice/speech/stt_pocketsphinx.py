@@ -80,9 +80,11 @@ class PocketSphinxSTT:
         hmm: str | None = None,
         lm: str | None = None,
         dict: str | None = None,  # noqa: A002 - PocketSphinx's own option name
+        language: str | None = "en",
         max_decoders: int = 4,
         acquire_timeout: float = 10.0,
     ) -> None:
+        self.language = language
         options: dict[str, Any] = {"samprate": self.sample_rate, "loglevel": "FATAL"}
         for key, value in (("hmm", hmm), ("lm", lm), ("dict", dict)):
             if value:
@@ -97,14 +99,15 @@ class PocketSphinxSTT:
             return stream.finish()
 
     def open_stream(self, sample_rate: int) -> PocketSphinxStream:
-        return PocketSphinxStream(self.pool, sample_rate, self.sample_rate)
+        return PocketSphinxStream(self.pool, sample_rate, self.sample_rate, self.language)
 
 
 class PocketSphinxStream:
     """One utterance on a borrowed decoder; see ``SttStream``."""
 
-    def __init__(self, pool: DecoderPool, sample_rate: int, decoder_rate: int) -> None:
+    def __init__(self, pool: DecoderPool, sample_rate: int, decoder_rate: int, language: str | None) -> None:
         self._pool = pool
+        self._language = language
         self._decoder = pool.acquire()
         self._decoder.start_utt()
         self._resampler = StreamResampler(sample_rate, decoder_rate) if sample_rate != decoder_rate else None
@@ -135,7 +138,7 @@ class PocketSphinxStream:
             text = hyp.hypstr if hyp is not None else ""
         finally:
             self._give_back(ended=True)
-        return Transcript(text, None, "en", self._fed_ms())
+        return Transcript(text, None, self._language, self._fed_ms())
 
     def close(self) -> None:
         if self._decoder is not None:

@@ -57,6 +57,8 @@ class ElevenLabsTTS:
         return f"ElevenLabsTTS(voice={self.voice!r}, model={self.model!r}, url={self._url!r})"
 
     def synthesize(self, text: str) -> Iterator[bytes]:
+        if not text.strip():
+            return  # nothing to say (a vendor would answer 400)
         body: dict[str, Any] = {"text": text, "model_id": self.model}
         if self.voice_settings:
             body["voice_settings"] = self.voice_settings

@@ -44,6 +44,8 @@ class ESpeakTTS:
         self._command = [binary, "--stdout", "--stdin", "-v", voice, "-s", str(int(rate)), "-p", str(int(pitch))]
 
     def synthesize(self, text: str) -> Iterator[bytes]:
+        if not text.strip():
+            return
         # The text goes in on stdin (``--stdin`` reads all of it before speaking), so
         # no text can pass for an option and no length limit of arguments applies.
         process = subprocess.Popen(

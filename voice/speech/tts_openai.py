@@ -43,6 +43,8 @@ class OpenAITTS:
         return f"OpenAITTS(model={self.model!r}, voice={self.voice!r}, base_url={str(self._client.base_url)!r})"
 
     def synthesize(self, text: str) -> Iterator[bytes]:
+        if not text.strip():
+            return  # nothing to say (a vendor would answer 400)
         extra: dict = {}
         if self.instructions:
             extra["instructions"] = self.instructions

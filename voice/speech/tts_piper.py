@@ -67,5 +67,7 @@ class PiperTTS:
         self.sample_rate: int = config.sample_rate
 
     def synthesize(self, text: str) -> Iterator[bytes]:
+        if not text.strip():
+            return
         for chunk in self._voice.synthesize(text, self._syn_config):
             yield chunk.audio_int16_bytes
