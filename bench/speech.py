@@ -63,8 +63,8 @@ FRAME_MS = 20
 
 TTS_ENGINES = {"espeak": {"provider": "espeak"}, "piper": {"provider": "piper"}}
 STT_ENGINES = {
-    "whisper tiny.en (beam 1, default)": {"provider": "whisper", "model": "tiny.en"},
-    "whisper tiny.en (beam 5)": {"provider": "whisper", "model": "tiny.en", "beam_size": 5},
+    "whisper tiny.en (beam 5, default)": {"provider": "whisper", "model": "tiny.en"},
+    "whisper tiny.en (greedy)": {"provider": "whisper", "model": "tiny.en", "beam_size": 1},
     "pocketsphinx (streaming)": {"provider": "pocketsphinx"},
 }
 
