@@ -19,7 +19,7 @@ from django.test import SimpleTestCase
 from voice.speech import SpeechConfigError, SpeechError, stt_from_config, tts_from_config
 from voice.speech import registry as speech_registry
 from voice.speech.pcm import WavStreamDecoder, resample, to_wav
-from voice.speech.stt_pocketsphinx import PocketSphinxSTT
+from voice.speech.stt_pocketsphinx import DecoderPool
 from voice.speech.stt_whisper import packaged_whisper_models
 from voice.speech.tts_espeak import espeak_binary
 
@@ -122,19 +122,28 @@ class StreamingTests(SimpleTestCase):
             stream.feed(pcm)
 
     def test_a_full_pool_makes_callers_wait_then_fail_retryably(self) -> None:
-        stt = PocketSphinxSTT(max_decoders=1, acquire_timeout=0.2)
-        first = stt.open_stream(16000)
+        pool = DecoderPool(object, max_decoders=2, timeout=0.2)
+        first, second = pool.acquire(), pool.acquire()
+        self.assertIsNot(first, second)
         with self.assertRaises(SpeechError) as caught:
-            stt.open_stream(16000)
+            pool.acquire()
         self.assertTrue(caught.exception.retryable)
         # Given back while another caller waits: that caller gets it.
-        threading.Timer(0.05, first.close).start()
-        second = PocketSphinxSTT.open_stream(stt, 16000)
-        second.close()
-        stt.pool._timeout = 5.0
-        dropped = stt.open_stream(16000)
-        del dropped  # never finished nor closed: garbage collection gives the decoder back
+        threading.Timer(0.05, pool.release, [first]).start()
+        self.assertIs(pool.acquire(), first)
+        self.assertEqual(pool.size, 2)
+
+    def test_a_dropped_stream_gives_its_decoder_back(self) -> None:
+        stt = stt_from_config({"provider": "pocketsphinx"})
         stt.open_stream(16000).close()
+        decoders = stt.pool.size
+        stream = stt.open_stream(16000)
+        stream.feed(b"\0\0" * 1600)
+        del stream  # neither finished nor closed: collected, it gives the decoder back
+        with stt.open_stream(16000) as again:
+            again.feed(b"\0\0" * 1600)
+            self.assertEqual(again.finish().text, "")
+        self.assertEqual(stt.pool.size, decoders)
 
     def test_concurrent_utterances_do_not_mix(self) -> None:
         sentences = {

@@ -8,6 +8,7 @@ last audio) but often wrong on open speech; see the README's numbers.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, Self
 
 from voice.speech.base import PartialTranscript, SpeechError, Transcript
@@ -15,17 +16,17 @@ from voice.speech.pcm import SAMPLE_WIDTH, StreamResampler
 
 
 class DecoderPool:
-    """PocketSphinx decoders to lend, one per utterance in progress.
+    """Decoders to lend, one per utterance in progress.
 
-    A decoder is not thread-safe and holds its models (~90 MB each), so
-    each utterance borrows one for its whole length and the pool never makes
-    more than ``max_decoders``: past that, a caller waits up to ``timeout``
-    seconds for one to come back, then gets a retryable ``SpeechError``.
-    Decoders are made when first needed and kept.
+    A PocketSphinx decoder is not thread-safe and holds its models (~90 MB
+    each), so each utterance borrows one for its whole length and the pool
+    never makes more than ``max_decoders``: past that, a caller waits up to
+    ``timeout`` seconds for one to come back, then gets a retryable
+    ``SpeechError``. Decoders are made by ``factory`` when first needed, and kept.
     """
 
-    def __init__(self, decoder_options: dict[str, Any], *, max_decoders: int, timeout: float) -> None:
-        self._options = decoder_options
+    def __init__(self, factory: Callable[[], Any], *, max_decoders: int, timeout: float) -> None:
+        self._factory = factory
         self._max = max_decoders
         self._timeout = timeout
         self._idle: list[Any] = []
@@ -35,12 +36,12 @@ class DecoderPool:
     def acquire(self) -> Any:
         with self._cond:
             if not self._cond.wait_for(lambda: self._idle or self._made < self._max, timeout=self._timeout):
-                raise SpeechError(f"all {self._max} pocketsphinx decoders are busy (waited {self._timeout:g} s)", retryable=True)
+                raise SpeechError(f"all {self._max} speech decoders are busy (waited {self._timeout:g} s)", retryable=True)
             if self._idle:
                 return self._idle.pop()
             self._made += 1
         try:
-            return self._new_decoder()
+            return self._factory()
         except Exception:
             with self._cond:
                 self._made -= 1
@@ -56,11 +57,6 @@ class DecoderPool:
     def size(self) -> int:
         """Decoders made so far."""
         return self._made
-
-    def _new_decoder(self) -> Any:
-        import pocketsphinx
-
-        return pocketsphinx.Decoder(**self._options)
 
 
 class PocketSphinxSTT:
@@ -84,12 +80,14 @@ class PocketSphinxSTT:
         max_decoders: int = 4,
         acquire_timeout: float = 10.0,
     ) -> None:
+        import pocketsphinx
+
         self.language = language
         options: dict[str, Any] = {"samprate": self.sample_rate, "loglevel": "FATAL"}
         for key, value in (("hmm", hmm), ("lm", lm), ("dict", dict)):
             if value:
                 options[key] = value
-        self.pool = DecoderPool(options, max_decoders=max_decoders, timeout=acquire_timeout)
+        self.pool = DecoderPool(lambda: pocketsphinx.Decoder(**options), max_decoders=max_decoders, timeout=acquire_timeout)
         # Load the models now, not in the first caller's turn.
         self.pool.release(self.pool.acquire())
 
@@ -130,14 +128,16 @@ class PocketSphinxStream:
 
     def finish(self) -> Transcript:
         decoder = self._require_decoder()
+        ended = False
         try:
             if self._resampler and (tail := self._resampler.push(b"", last=True)):
                 decoder.process_raw(tail, False, False)
             decoder.end_utt()
+            ended = True
             hyp = decoder.hyp()
             text = hyp.hypstr if hyp is not None else ""
         finally:
-            self._give_back(ended=True)
+            self._give_back(ended=ended)
         return Transcript(text, None, self._language, self._fed_ms())
 
     def close(self) -> None:
