@@ -16,7 +16,16 @@ from pathlib import Path
 
 from django.test import SimpleTestCase
 
-from voice.speech import SpeechConfigError, SpeechError, stt_from_config, tts_from_config
+from voice.speech import (
+    SpeechConfigError,
+    SpeechError,
+    SpeechToText,
+    StreamingSpeechToText,
+    SttStream,
+    TextToSpeech,
+    stt_from_config,
+    tts_from_config,
+)
 from voice.speech import registry as speech_registry
 from voice.speech.pcm import WavStreamDecoder, resample, to_wav
 from voice.speech.stt_pocketsphinx import DecoderPool
@@ -224,6 +233,15 @@ class RegistryTests(SimpleTestCase):
         self.assertIs(stt_from_config({}), stt_from_config({"provider": "whisper", "model": "tiny.en"}))
         self.assertEqual(tts_from_config({}).name, "piper")
         self.assertIsNot(tts_from_config({"provider": "piper"}), tts_from_config({"provider": "piper", "length_scale": 1.2}))
+
+    def test_engines_keep_the_protocols(self) -> None:
+        whisper, sphinx, piper = stt_from_config({}), stt_from_config({"provider": "pocketsphinx"}), tts_from_config({})
+        self.assertIsInstance(whisper, SpeechToText)
+        self.assertFalse(whisper.streaming)
+        self.assertIsInstance(sphinx, StreamingSpeechToText)
+        with sphinx.open_stream(16000) as stream:
+            self.assertIsInstance(stream, SttStream)
+        self.assertIsInstance(piper, TextToSpeech)
 
     def test_many_first_callers_load_once(self) -> None:
         built = []
