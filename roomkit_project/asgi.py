@@ -30,12 +30,15 @@ from roomkit_project.daphne_tuning import skip_autobahn_debug_formatting  # noqa
 from roomkit_project.middleware import BodySizeLimitASGI  # noqa: E402
 from roomkit_project.ws_origin import WebSocketOriginMiddleware  # noqa: E402
 from rooms.realtime.broadcast import bind_server_loop  # noqa: E402
+from voice.consumer import BrowserVoiceConsumer  # noqa: E402
 
 skip_autobahn_debug_formatting()
 leave_form_bodies_to_django()
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),
+    # The /voice/ page's audio (a chat session's token for a voice channel).
+    path("ws/voice/", BrowserVoiceConsumer.as_asgi()),
     # Operators' live console (Django session auth, staff only).
     path("ws/staff/rooms/", staff_rooms_app),
     path("ws/staff/rooms/<str:room_id>/", staff_rooms_app),

@@ -180,5 +180,8 @@ DEFAULT_CAPABILITIES: dict[str, dict] = {
 }
 
 # Channel types that are reached through the room's channel-layer group (open
-# sockets), not through an outbox delivery.
-PUSH_CHANNEL_TYPES = frozenset({ChannelType.WEBSOCKET, ChannelType.API, ChannelType.CONSOLE})
+# sockets), not through an outbox delivery. A call hears the room through its
+# socket too: its session speaks what the room's frames carry.
+PUSH_CHANNEL_TYPES = frozenset(
+    {ChannelType.WEBSOCKET, ChannelType.API, ChannelType.CONSOLE, ChannelType.VOICE, ChannelType.REALTIME_VOICE}
+)

@@ -1,0 +1,148 @@
+"""A call on ``/ws/voice/`` through the project's ASGI app: real speech in, a stored turn, a reply spoken back.
+
+The socket is driven as a server drives it (the app's own receive/send), the
+audio is espeak-ng speech sent in the page's 20 ms frames, transcription is
+Whisper and speech synthesis espeak-ng — the whole offline stack, no fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import numpy as np
+from asgiref.sync import sync_to_async
+from django.test import TransactionTestCase
+
+from channels_app.webchat.sessions import chat_session_start
+from rooms.enums import ChannelType
+from rooms.inbound import InboundMessage, process_inbound
+from rooms.models import Delivery, RoomEvent
+from tests.support import make_channel
+from tests.voice.audio_samples import speech
+
+RATE = 16000
+VOICE_CONFIG = {"voice": {"stt": {"provider": "whisper"}, "tts": {"provider": "espeak"}, "interruption": "confirmed"}}
+
+
+class _Call:
+    """One ``/ws/voice/`` socket on the project's ASGI application."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.frames: list[dict[str, Any]] = []
+        self.audio = bytearray()
+        self.closed: int | None = None
+        self._inbox: asyncio.Queue = asyncio.Queue()
+        self._changed = asyncio.Event()
+
+    async def open(self) -> None:
+        from roomkit_project.asgi import application
+
+        scope = {
+            "type": "websocket",
+            "path": "/ws/voice/",
+            "raw_path": b"/ws/voice/",
+            "query_string": f"token={self.token}".encode(),
+            "headers": [(b"origin", b"http://127.0.0.1:8000")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "subprotocols": [],
+        }
+        self.app = asyncio.ensure_future(application(scope, self._inbox.get, self._send))
+        await self._inbox.put({"type": "websocket.connect"})
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            if message.get("bytes") is not None:
+                self.audio += message["bytes"]
+            else:
+                self.frames.append(json.loads(message["text"]))
+        elif message["type"] == "websocket.close":
+            self.closed = message.get("code", 1000)
+        self._changed.set()
+
+    async def wait_for(self, check, what: str, timeout: float = 60.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = check()
+            if found:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{what} within {timeout}s; frames: {self.frames[-10:]}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    def frame(self, kind: str) -> dict[str, Any] | None:
+        return next((f for f in self.frames if f.get("type") == kind), None)
+
+    async def speak(self, pcm: np.ndarray, *, trailing_silence_ms: int = 1200) -> None:
+        """The page's 20 ms frames of ``pcm``, then silence (the caller stops talking)."""
+        audio = np.concatenate([pcm, np.zeros(RATE * trailing_silence_ms // 1000)]).astype("<i2").tobytes()
+        for i in range(0, len(audio), 640):
+            await self._inbox.put({"type": "websocket.receive", "bytes": audio[i : i + 640]})
+            await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        await self._inbox.put({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.wait_for(self.app, 15)
+
+
+class BrowserCallTest(TransactionTestCase):
+    def test_a_spoken_turn_is_stored_and_a_reply_is_spoken_back(self):
+        make_channel("voice-test", channel_type=ChannelType.VOICE, provider="browser", config=VOICE_CONFIG)
+        make_channel("ops-api", channel_type=ChannelType.API)
+        session = chat_session_start(display_name="Caller", channel_id="voice-test")
+        said = speech("I would like to check the status of my order please.", RATE)
+
+        async def call() -> _Call:
+            c = _Call(session.token)
+            await c.open()
+            fmt = await c.wait_for(lambda: c.frame("audio_format"), "the audio format")
+            self.assertEqual((fmt["encoding"], fmt["channels"]), ("pcm_s16le", 1))
+            await c.wait_for(lambda: c.frame("state"), "a state")
+            await c.speak(said)
+            transcript = await c.wait_for(lambda: c.frame("transcript"), "the transcript")
+            self.assertIn("order", transcript["text"].lower())
+            # Someone else in the room writes: the caller hears it.
+            await sync_to_async(process_inbound)(
+                InboundMessage(
+                    channel_id="ops-api", room_id=session.room_id, sender="operator", text="Your order ships tomorrow."
+                )
+            )
+            await c.wait_for(lambda: len(c.audio) > fmt["sample_rate"] * 2 // 2, "half a second of reply audio")
+            await c.wait_for(lambda: c.frame("playback_stop"), "the end of playback")
+            await c.close()
+            return c
+
+        c = asyncio.run(call())
+        event = RoomEvent.objects.get(room_id=session.room_id, source_channel_id="voice-test")
+        self.assertIn("order", event.content["body"].lower())
+        self.assertEqual(event.seq, [f for f in c.frames if f["type"] == "transcript"][0]["seq"])
+        states = [f["state"] for f in c.frames if f["type"] == "state"]
+        self.assertEqual(states[:2], ["listening", "thinking"])
+        self.assertIn("speaking", states)
+        # A call hears the room through its socket: no outbox delivery to the voice channel.
+        self.assertFalse(Delivery.objects.filter(channel_id="voice-test").exists())
+        agent_text = c.frame("agent_text")
+        self.assertEqual(agent_text["text"], "Your order ships tomorrow.")
+        # The reply is real speech: loud enough to hear, not silence.
+        reply = np.frombuffer(bytes(c.audio), dtype="<i2").astype(float)
+        self.assertGreater(np.sqrt(np.mean(reply**2)), 300)
+
+    def test_a_token_for_the_web_chat_is_refused(self):
+        session = chat_session_start(display_name="Chatter")
+
+        async def call() -> _Call:
+            c = _Call(session.token)
+            await c.open()
+            await c.wait_for(lambda: c.closed is not None, "a close")
+            return c
+
+        self.assertEqual(asyncio.run(call()).closed, 4401)

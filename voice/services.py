@@ -1,0 +1,86 @@
+"""What a call does to the rest of the system: the caller's turns stored, the voice hooks fired.
+
+Called from the voice worker threads (``voice.session.run_blocking``), never
+from the event loop: they reach the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rooms.content.storable import scrub_text
+from rooms.hooks import HookAction, HookContext, HookTrigger, fire, registry, run_sync_hooks
+from rooms.inbound import InboundMessage, process_inbound
+from rooms.selectors import get_channel
+from voice.session import CallParty
+
+logger = logging.getLogger(__name__)
+
+
+def hooks_listen(trigger: str, channel_id: str) -> bool:
+    """Whether any hook is registered for ``trigger`` (a voice event need not leave the loop otherwise)."""
+    try:
+        return registry.has(HookTrigger(trigger))
+    except ValueError:
+        return False
+
+
+def _context(party: CallParty) -> HookContext:
+    channel = get_channel(party.channel_id)
+    return HookContext(party.room_id, channel_id=party.channel_id, channel_type=channel.channel_type, direction="inbound")
+
+
+def voice_hook_fire(party: CallParty, trigger: str, payload: dict[str, Any]) -> None:
+    """Run the hooks of a voice notification (``on_speech_start``, ``on_barge_in``, …); failures are logged."""
+    try:
+        fire(HookTrigger(trigger), {"room_id": party.room_id, "participant_id": party.participant_id, **payload}, _context(party))
+    except Exception:
+        logger.exception("voice hook %s failed", trigger)
+
+
+def voice_turn_store(party: CallParty, text: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """Store the caller's turn as their message, after ``ON_TRANSCRIPTION`` (which may change or block it).
+
+    Returns ``{"id", "seq", "text"}`` of the stored event, or None when a hook
+    blocked the turn or the inbound path did not store it.
+    """
+    ctx = _context(party)
+    payload = {"text": text, "room_id": party.room_id, "participant_id": party.participant_id}
+    for _, result in run_sync_hooks(HookTrigger.ON_TRANSCRIPTION, payload, ctx):
+        if result.action == HookAction.BLOCK:
+            logger.info("voice turn in room %s blocked by a hook: %s", party.room_id, result.reason)
+            return None
+        if result.content and isinstance(result.content.get("body"), str):
+            payload["text"] = result.content["body"]
+    text = scrub_text(payload["text"]).strip()
+    if not text:
+        return None
+    result = process_inbound(
+        InboundMessage(
+            channel_id=party.channel_id,
+            room_id=party.room_id,
+            participant_id=party.participant_id,
+            sender=party.sender,
+            display_name=party.display_name or None,
+            content={"type": "text", "body": text},
+            metadata=metadata,
+            reserved_room=party.reserved_room,
+        )
+    )
+    if result.event is None or result.blocked:
+        return None
+    return {"id": result.event.id, "seq": result.event.seq, "text": text}
+
+
+def voice_before_tts(party: CallParty, text: str) -> str | None:
+    """``BEFORE_TTS`` hooks on what is about to be spoken: the text to say, or None when a hook blocks it."""
+    if not hooks_listen(HookTrigger.BEFORE_TTS.value, party.channel_id):
+        return text
+    payload = {"text": text, "room_id": party.room_id}
+    for _, result in run_sync_hooks(HookTrigger.BEFORE_TTS, payload, _context(party)):
+        if result.action == HookAction.BLOCK:
+            return None
+        if result.content and isinstance(result.content.get("body"), str):
+            payload["text"] = result.content["body"]
+    return payload["text"]

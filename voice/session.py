@@ -1,0 +1,494 @@
+"""One call: the caller's audio in, their turns stored as room events, the room's replies spoken back.
+
+A ``VoiceSession`` belongs to one call (a browser page or a phone call) and
+lives on the event loop of the socket that carries it. Its transport (the
+browser consumer, Twilio's Media Streams consumer) hands it the caller's
+audio as 16 kHz PCM and gives it a way to play audio and to stop playback;
+everything per call — pipeline state, resamplers, queues — is here.
+
+Listening: the inbound pipeline (``voice.audio``: AGC → denoiser → VAD, DTMF
+beside it) finds utterances. Transcription starts at the VAD's *probable*
+end, while its hangover still runs, so a turn's text is ready about when the
+turn is over (``SpeechEnd`` carries the same audio, so the early transcript is
+the final one). A final transcript goes through ``ON_TRANSCRIPTION`` (sync:
+may change or block it) and the turn detector (``voice.turns``), and is
+stored through the inbound path like any message: operators, other channels
+and agents see it.
+
+Speaking: the room's frames reach the session (it is a room-hub sink); an
+agent's streamed reply is spoken sentence by sentence as it streams, any
+other message in the room (an operator, another channel) when it is stored.
+Text-to-speech runs in worker threads and its audio is played as it comes.
+
+Barge-in: while the agent speaks, the caller's speech is judged by the
+channel's strategy: ``immediate`` (any speech interrupts), ``confirmed``
+(speech that lasts ``interrupt_min_speech_ms``), ``semantic`` (what was said,
+unless it is a backchannel), ``disabled`` (never: the caller's turns wait for
+the playback to end). An interruption stops playback at once (the transport
+flushes what is queued) and drops what was not said yet. Speech during
+playback that does not interrupt is taken as echo and dropped (under
+``disabled`` it is kept for after the playback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from voice.audio import (
+    AudioFrame,
+    AutomaticGainControl,
+    DtmfDetector,
+    EnergySpeechDetector,
+    Resampler,
+    SileroSpeechDetector,
+    SpeexDenoiser,
+    VADConfig,
+    VoiceActivityDetector,
+    WebRtcSpeechDetector,
+    inbound_pipeline,
+)
+from voice.audio.events import AudioEvent
+from voice.config import VoiceSettings
+from voice.speech import SpeechError, SpeechToText, TextToSpeech, stt_from_config, tts_from_config
+from voice.turns import is_backchannel, is_incomplete_turn
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+# Speech engines and the database calls of a call run here, never on the event loop:
+# sized to the cores (the engines are CPU-bound), a few more for threads waiting on I/O.
+_workers = ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) + 2, thread_name_prefix="voice")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
+
+
+def run_blocking(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+    """``fn(*args)`` on the voice worker threads (speech engines, database), awaited from the loop."""
+    return asyncio.get_running_loop().run_in_executor(_workers, fn, *args)
+
+
+class VoiceTransport(Protocol):
+    """What a call's carrier does for its session."""
+
+    # The rate of the PCM ``play`` takes (the transport converts it to what its wire carries).
+    output_rate: int
+
+    async def play(self, pcm: bytes) -> None:
+        """Queue speech for the caller (16-bit mono PCM at ``output_rate``)."""
+
+    async def stop_playback(self) -> None:
+        """Drop everything queued for the caller, at once (barge-in)."""
+
+    async def control(self, frame: dict[str, Any]) -> None:
+        """A control frame for the caller's side (the browser shows state and text; a phone ignores most)."""
+
+
+@dataclass
+class CallParty:
+    """Who the caller is in the room: what their turns are stored as."""
+
+    channel_id: str
+    room_id: str
+    participant_id: str
+    sender: str
+    display_name: str = ""
+    reserved_room: bool = False
+
+
+class Turns:
+    """Stores turns and fires the voice hooks: the session's only way into the rest of the system.
+
+    A class of its own so that the session's audio logic has no database or
+    hook code in it (and tests of timing can replace it).
+    """
+
+    def __init__(self, party: CallParty) -> None:
+        self.party = party
+
+    def store(self, text: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
+        """Store a final transcript as the caller's message (after ``ON_TRANSCRIPTION``); its event, or None if blocked."""
+        from voice.services import voice_turn_store
+
+        return voice_turn_store(self.party, text, metadata)
+
+    def fire(self, trigger: str, payload: dict[str, Any]) -> None:
+        from voice.services import voice_hook_fire
+
+        voice_hook_fire(self.party, trigger, payload)
+
+    def before_tts(self, text: str) -> str | None:
+        from voice.services import voice_before_tts
+
+        return voice_before_tts(self.party, text)
+
+
+def build_listener(settings: VoiceSettings) -> tuple[Any, VoiceActivityDetector]:
+    """The inbound pipeline for one call at 16 kHz, and its VAD (the session asks it whether the caller is speaking)."""
+    if settings.detector == "silero":
+        detector: Any = SileroSpeechDetector(SAMPLE_RATE)
+    elif settings.detector == "energy":
+        detector = EnergySpeechDetector(SAMPLE_RATE)
+    else:
+        detector = WebRtcSpeechDetector(SAMPLE_RATE)
+    vad = VoiceActivityDetector(
+        detector,
+        VADConfig(
+            min_speech_ms=settings.min_speech_ms,
+            probable_end_ms=settings.probable_end_ms,
+            end_silence_ms=max(settings.end_silence_ms, settings.probable_end_ms + 20),
+        ),
+    )
+    pipeline = inbound_pipeline(
+        agc=AutomaticGainControl() if settings.agc else None,
+        denoiser=SpeexDenoiser(SAMPLE_RATE) if settings.denoise else None,
+        vad=vad,
+        dtmf=DtmfDetector(SAMPLE_RATE),
+        native=settings.native,
+    )
+    return pipeline, vad
+
+
+class VoiceSession:
+    def __init__(
+        self,
+        transport: VoiceTransport,
+        party: CallParty,
+        settings: VoiceSettings,
+        *,
+        stt: SpeechToText | None = None,
+        tts: TextToSpeech | None = None,
+        turns: Turns | None = None,
+    ) -> None:
+        self.transport = transport
+        self.party = party
+        self.settings = settings
+        self.stt = stt or stt_from_config(settings.stt)
+        self.tts = tts or tts_from_config(settings.tts)
+        self.turns = turns or Turns(party)
+        self.pipeline, self.vad = build_listener(settings)
+        self.state = ""
+        self.closed = False
+        # Listening.
+        self._audio_ms = 0.0  # stream time of the caller's audio fed so far
+        self._early: tuple[bytes, asyncio.Future] | None = None  # transcript started at the probable end
+        self._speech_started_ms: float | None = None
+        self._held_turn: list[str] = []  # an incomplete turn's text, waiting for the rest
+        self._held_timer: asyncio.TimerHandle | None = None
+        self._deferred: list[tuple[str, dict[str, Any]]] = []  # turns kept until playback ends ("disabled")
+        self._turn_tasks: set[asyncio.Task] = set()
+        # Speaking.
+        self._say: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # (text, agent id)
+        self._speaking = False
+        self._stop_synthesis = threading.Event()
+        self._streams: dict[str, dict[str, str]] = {}  # stream id -> {"agent_id", "pending"}
+        self._spoken_events: set[str] = set()
+        self._played_ms = 0.0
+        self._output = _Output(transport.output_rate)
+        self._speaker = asyncio.ensure_future(self._speak_loop())
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._set_state("listening")
+
+    async def close(self) -> None:
+        self.closed = True
+        self._stop_synthesis.set()
+        self._speaker.cancel()
+        if self._held_timer:
+            self._held_timer.cancel()
+        for task in list(self._turn_tasks):
+            task.cancel()
+
+    async def _set_state(self, state: str) -> None:
+        if state != self.state and not self.closed:
+            self.state = state
+            await self.transport.control({"type": "state", "state": state})
+
+    # --- the caller's audio --------------------------------------------------------------------
+
+    async def feed(self, pcm: bytes) -> None:
+        """The caller's audio: 16-bit mono PCM at 16 kHz, any length."""
+        if self.closed or not pcm:
+            return
+        frame = AudioFrame(pcm, SAMPLE_RATE)
+        self._audio_ms += frame.duration_ms
+        out = self.pipeline.process(frame)
+        for event in out.events:
+            await self._on_audio_event(event)
+        if self._speech_started_ms is not None and self._speaking and self.settings.interruption == "confirmed":
+            if self.vad.speaking and self._audio_ms - self._speech_started_ms >= self.settings.interrupt_min_speech_ms:
+                await self.interrupt("barge_in")
+
+    async def _on_audio_event(self, event: AudioEvent) -> None:
+        kind = event.kind
+        if kind == "speech_start":
+            self._speech_started_ms = self._audio_ms
+            self._cancel_held_timer()
+            self._fire("on_speech_start", {})
+            if self._speaking and self.settings.interruption == "immediate":
+                await self.interrupt("barge_in")
+        elif kind == "speech_probable_end":
+            # Transcribe while the hangover runs: if the caller stays quiet this is the turn's text.
+            self._early = (event.pcm, asyncio.ensure_future(run_blocking(self.stt.transcribe, event.pcm, event.sample_rate)))
+        elif kind == "speech_resumed":
+            self._early = None
+        elif kind == "speech_end":
+            self._speech_started_ms = None
+            self._fire("on_speech_end", {"duration_ms": len(event.pcm) / 2 / event.sample_rate * 1000})
+            early, self._early = self._early, None
+            pending = early[1] if early is not None and early[0] == event.pcm else None
+            self._track(self._finish_utterance(event.pcm, event.sample_rate, pending))
+        elif kind == "dtmf":
+            await self.transport.control({"type": "dtmf", "digit": event.digit})
+            self._fire("on_dtmf", {"digit": event.digit})
+        elif kind == "audio_level":
+            pass  # ON_VAD_AUDIO_LEVEL would fire every 100 ms per call: only when a hook listens (voice.services)
+
+    async def dtmf(self, digit: str) -> None:
+        """A key the caller pressed, as the transport reports it (Twilio's ``dtmf`` message)."""
+        await self.transport.control({"type": "dtmf", "digit": digit})
+        self._fire("on_dtmf", {"digit": digit})
+
+    def _track(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._turn_tasks.add(task)
+        task.add_done_callback(self._turn_tasks.discard)
+
+    async def _finish_utterance(self, pcm: bytes, rate: int, pending: asyncio.Future | None) -> None:
+        """The caller stopped: their words, then what they mean for the turn and for the agent speaking."""
+        was_speaking = self._speaking
+        if was_speaking and self.settings.interruption in ("immediate", "confirmed"):
+            # Speech that did not interrupt (too short to be confirmed) while the agent spoke: its echo, or noise.
+            return
+        started = time.perf_counter()
+        try:
+            transcript = await (pending if pending is not None else run_blocking(self.stt.transcribe, pcm, rate))
+        except SpeechError as exc:
+            logger.warning("voice call in room %s: transcription failed: %s", self.party.room_id, exc)
+            return
+        text = (transcript.text or "").strip()
+        if not text or self.closed:
+            return
+        stt_ms = (time.perf_counter() - started) * 1000
+        if was_speaking and self.settings.interruption == "semantic":
+            if is_backchannel(text):
+                self._fire("on_backchannel", {"text": text})
+                return
+            await self.interrupt("barge_in")
+        metadata = {"voice": {"stt_ms": round(stt_ms, 1), "audio_ms": round(len(pcm) / 2 / rate * 1000)}}
+        if self._speaking and self.settings.interruption == "disabled":
+            self._deferred.append((text, metadata))  # after the playback, in order
+            return
+        await self._turn(text, metadata)
+
+    async def _turn(self, text: str, metadata: dict[str, Any]) -> None:
+        """A final piece of the caller's turn; an incomplete one waits a little for the rest."""
+        self._held_turn.append(text)
+        whole = " ".join(self._held_turn)
+        if is_incomplete_turn(whole) and self.settings.incomplete_turn_wait_ms > 0:
+            self._fire("on_turn_incomplete", {"text": whole})
+            await self.transport.control({"type": "partial_transcript", "text": whole})
+            self._cancel_held_timer()
+            loop = asyncio.get_running_loop()
+            self._held_timer = loop.call_later(
+                self.settings.incomplete_turn_wait_ms / 1000, lambda: self._track(self._complete_turn(metadata))
+            )
+            return
+        await self._complete_turn(metadata)
+
+    def _cancel_held_timer(self) -> None:
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+
+    async def _complete_turn(self, metadata: dict[str, Any]) -> None:
+        self._cancel_held_timer()
+        text, self._held_turn = " ".join(self._held_turn), []
+        if not text:
+            return
+        self._fire("on_turn_complete", {"text": text})
+        await self._set_state("thinking")
+        event = await run_blocking(self.turns.store, text, metadata)
+        if event is None:
+            await self._set_state("listening")
+            return
+        await self.transport.control({"type": "transcript", "text": event["text"], "event_id": event["id"], "seq": event["seq"]})
+
+    # --- the room's replies ---------------------------------------------------------------------
+
+    async def room_frame(self, frame: dict[str, Any]) -> None:
+        """A frame of the room (as the chat page gets them): replies to speak."""
+        kind = frame.get("type")
+        if kind == "stream_start":
+            self._streams[frame["stream_id"]] = {"agent_id": frame.get("agent_id", ""), "pending": ""}
+        elif kind == "stream_chunk":
+            stream = self._streams.get(frame.get("stream_id", ""))
+            if stream is not None:
+                stream["pending"] += frame.get("delta", "")
+                sentences = _SENTENCE_END.split(stream["pending"])
+                stream["pending"] = sentences.pop()  # the unfinished one
+                for sentence in sentences:
+                    self._queue_speech(sentence, stream["agent_id"])
+        elif kind == "stream_end":
+            stream = self._streams.pop(frame.get("stream_id", ""), None)
+            if stream is None:
+                return
+            if frame.get("abandoned"):
+                return
+            self._queue_speech(stream["pending"], stream["agent_id"])
+            if frame.get("event_id"):
+                self._spoken_events.add(frame["event_id"])
+        elif kind == "event":
+            await self._room_event(frame.get("event") or {})
+
+    async def _room_event(self, event: dict[str, Any]) -> None:
+        source = event.get("source") or {}
+        if event.get("id") in self._spoken_events:
+            self._spoken_events.discard(event["id"])
+            return
+        if event.get("type") != "message" or source.get("participant_id") == self.party.participant_id:
+            return
+        text = _spoken_text(event.get("content") or {})
+        if text:
+            agent_id = source.get("channel_id") or ""
+            await self.transport.control({"type": "agent_text", "text": text, "agent_id": agent_id})
+            for sentence in _SENTENCE_END.split(text):
+                self._queue_speech(sentence, agent_id)
+
+    def _queue_speech(self, text: str, agent_id: str) -> None:
+        text = text.strip()
+        if text and not self.closed:
+            self._say.put_nowait((text, agent_id))
+
+    async def _speak_loop(self) -> None:
+        while True:
+            text, agent_id = await self._say.get()
+            try:
+                await self._speak(text, agent_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("voice call in room %s: speaking failed", self.party.room_id)
+            if self._say.empty() and self._speaking:
+                await self._playback_over("done")
+
+    async def _speak(self, text: str, agent_id: str) -> None:
+        text = await run_blocking(self.turns.before_tts, text)
+        if not text:
+            return
+        if not self._speaking:
+            self._speaking = True
+            self._played_ms = 0.0
+            await self._set_state("speaking")
+            await self.transport.control({"type": "playback_start"})
+        self._stop_synthesis.clear()
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        stop = self._stop_synthesis
+
+        def synthesize() -> None:
+            audio = self.tts.synthesize(text)
+            try:
+                for chunk in audio:
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+            except SpeechError as exc:
+                logger.warning("voice call: speech synthesis failed: %s", exc)
+            finally:
+                audio.close()
+                loop.call_soon_threadsafe(chunks.put_nowait, None)
+
+        _workers.submit(synthesize)
+        rate = self.tts.sample_rate
+        while (chunk := await chunks.get()) is not None:
+            if stop.is_set() or self.closed:
+                continue  # drain what the thread still sends
+            await self.transport.play(self._output.convert(chunk, rate))
+            self._played_ms += len(chunk) / 2 / rate * 1000
+        tail = self._output.finish(rate)
+        if not stop.is_set():
+            if tail:
+                await self.transport.play(tail)
+            self._fire("after_tts", {"text": text, "agent_id": agent_id})
+
+    async def interrupt(self, reason: str) -> None:
+        """Stop the agent's playback now and drop what it had not said yet."""
+        if not self._speaking:
+            return
+        self._stop_synthesis.set()
+        while not self._say.empty():
+            self._say.get_nowait()
+        await self.transport.stop_playback()
+        if reason == "barge_in":
+            await self.transport.control({"type": "barge_in"})
+            self._fire("on_barge_in", {"played_ms": round(self._played_ms)})
+        self._fire("on_tts_cancelled", {"reason": reason})
+        await self._playback_over(reason)
+
+    async def _playback_over(self, reason: str) -> None:
+        self._speaking = False
+        await self.transport.control({"type": "playback_stop", "reason": reason})
+        await self._set_state("listening")
+        deferred, self._deferred = self._deferred, []
+        for text, metadata in deferred:
+            await self._turn(text, metadata)
+
+    def _fire(self, trigger: str, payload: dict[str, Any]) -> None:
+        from voice.services import hooks_listen
+
+        if hooks_listen(trigger, self.party.channel_id):
+            _workers.submit(self.turns.fire, trigger, payload)
+
+
+def _spoken_text(content: dict[str, Any]) -> str:
+    """What of a message can be said: its text, or the text parts of a composite; a caption."""
+    kind = content.get("type")
+    if kind == "text":
+        return str(content.get("body") or "")
+    if kind == "composite":
+        return " ".join(_spoken_text(p) for p in content.get("parts") or [] if isinstance(p, dict)).strip()
+    if kind == "media":
+        return str(content.get("caption") or "")
+    if kind == "rich":
+        return str(content.get("plain_text") or content.get("body") or "")
+    return ""
+
+
+class _Output:
+    """TTS audio converted to the transport's rate, with the call's own resamplers (one per engine rate)."""
+
+    def __init__(self, out_rate: int) -> None:
+        self.out_rate = out_rate
+        self._resamplers: dict[int, Resampler] = {}
+
+    def convert(self, pcm: bytes, rate: int) -> bytes:
+        if rate == self.out_rate:
+            return pcm
+        resampler = self._resamplers.get(rate)
+        if resampler is None:
+            resampler = self._resamplers[rate] = Resampler(rate, self.out_rate)
+        return resampler.process(AudioFrame(pcm, rate)).pcm
+
+    def finish(self, rate: int) -> bytes:
+        """What the resampler still holds of a sentence (its last 10 ms); it starts clean for the next."""
+        resampler = self._resamplers.get(rate)
+        if resampler is None:
+            return b""
+        tail = resampler.flush().pcm
+        resampler.reset()
+        return tail
+
+
+def json_frame(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
