@@ -18,11 +18,12 @@ from typing import Any
 
 from voice.speech.base import SpeechConfigError, SpeechToText, TextToSpeech
 
-# The defaults, chosen by the measurements of bench/speech.py: Whisper tiny.en makes the fewest
-# word errors (a few percent; PocketSphinx makes from 10 % on a clean neural voice to two thirds
-# on espeak-ng's robotic one) for ~0.5 s after the end of an utterance. Piper's speech is the one
-# both recognizers understand best (a proxy for how easily a person does), its first audio comes
-# within ~0.1–0.2 s for a reply that opens with a short sentence, and it runs ~4x faster than spoken.
+# The defaults, chosen by the measurements of bench/speech.py (2 cores): Whisper tiny.en makes
+# the fewest word errors (1 % on Piper's voice, 7.5 % on espeak-ng's; PocketSphinx 5–12 % and
+# 70 %) and gives its text ~0.4 s after the end of an utterance (PocketSphinx ~0.1–0.2 s, but
+# its errors would reach the agent). Piper's speech is the one both recognizers understand best
+# (a proxy for how easily a person does); its first audio comes ~35 ms after the text when the
+# reply opens with a short sentence, and it speaks ~19x faster than real time.
 DEFAULT_STT_CONFIG: dict[str, Any] = {"provider": "whisper", "model": "tiny.en"}
 DEFAULT_TTS_CONFIG: dict[str, Any] = {"provider": "piper", "voice": "en_US-joe-medium"}
 

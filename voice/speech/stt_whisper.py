@@ -63,8 +63,8 @@ class WhisperSTT:
         compute_type: str = "int8",
         cpu_threads: int | None = None,
         num_workers: int = 1,
-        # Beam 5 made a third fewer word errors than greedy decoding in bench/speech.py,
-        # for the same latency: the beams are one batch on CTranslate2.
+        # Beam 5 made a third fewer word errors than greedy decoding in bench/speech.py
+        # (7.5 % against 11.8 % on espeak-ng's voice) for ~30 ms more: the beams are one batch.
         beam_size: int = 5,
         vad_filter: bool = False,
     ) -> None:
