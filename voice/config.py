@@ -6,6 +6,7 @@ settings at all (the seeded ``voice`` channel) talks with Whisper and Piper.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,11 @@ def _int(raw: Any, default: int, low: int, high: int) -> int:
 def voice_settings(config: dict[str, Any] | None) -> VoiceSettings:
     """The settings in a channel's config (``config["voice"]``); unknown or bad values fall back to defaults."""
     raw = (config or {}).get("voice") or {}
+    if isinstance(raw, str):  # as typed into the admin's channel form
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raw = {}
     if not isinstance(raw, dict):
         raw = {}
     defaults = VoiceSettings()

@@ -152,4 +152,3 @@ def _new_session_parts(settings: Any) -> tuple[Any, Any]:
     from voice.speech import stt_from_config, tts_from_config
 
     return stt_from_config(settings.stt), tts_from_config(settings.tts)
-

@@ -8,12 +8,16 @@ Whisper and speech synthesis espeak-ng — the whole offline stack, no fakes.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import os
 import time
 from typing import Any
+from unittest import mock
 
 import numpy as np
 from asgiref.sync import sync_to_async
+from django.core.management import call_command
 from django.test import TransactionTestCase
 
 from channels_app.webchat.sessions import chat_session_start
@@ -135,6 +139,30 @@ class BrowserCallTest(TransactionTestCase):
         # The reply is real speech: loud enough to hear, not silence.
         reply = np.frombuffer(bytes(c.audio), dtype="<i2").astype(float)
         self.assertGreater(np.sqrt(np.mean(reply**2)), 300)
+
+    def test_the_demo_agent_answers_a_call_out_loud(self):
+        with mock.patch.dict(os.environ, {"OPENAI_API_KEY": ""}):
+            call_command("seed_demo", stdout=io.StringIO())
+        session = chat_session_start(display_name="Caller", channel_id="voice")
+        said = speech("Hello, what time is it?", RATE)
+
+        async def call() -> _Call:
+            c = _Call(session.token)
+            await c.open()
+            fmt = await c.wait_for(lambda: c.frame("audio_format"), "the audio format", timeout=120)
+            await c.speak(said)
+            await c.wait_for(lambda: c.frame("transcript"), "the transcript")
+            await c.wait_for(lambda: c.frame("agent_text"), "the agent's reply")
+            await c.wait_for(lambda: len(c.audio) > fmt["sample_rate"], "a second of the agent's speech")
+            await c.close()
+            return c
+
+        c = asyncio.run(call())
+        self.assertIn("time", c.frame("transcript")["text"].lower())
+        agent = c.frame("agent_text")
+        self.assertIn(agent["agent_id"], ("triage", "specialist"))
+        reply = RoomEvent.objects.filter(room_id=session.room_id, source_channel_id=agent["agent_id"]).first()
+        self.assertIsNotNone(reply)
 
     def test_a_token_for_the_web_chat_is_refused(self):
         session = chat_session_start(display_name="Chatter")

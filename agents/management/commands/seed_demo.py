@@ -40,7 +40,21 @@ class Command(BaseCommand):
         else:
             self.stdout.write("channel demo-http: kept")
 
+        voice, created = Channel.objects.get_or_create(
+            pk="voice",
+            defaults={
+                "channel_type": ChannelType.VOICE,
+                "provider": "browser",
+                "category": ChannelCategory.TRANSPORT,
+                "name": "Browser voice",
+                # The offline stack (voice.config defaults: Whisper in, Piper out), confirmed barge-in.
+                "config": {"voice": {"interruption": "confirmed"}},
+            },
+        )
+        self.stdout.write(f"channel {voice.id}: {'created' if created else 'kept'} (talk to it at /voice/)")
+
         self._seed_agents(webchat)
+        self._seed_agents_into(voice)
 
     def _seed_agents(self, webchat: Channel) -> None:
         """Triage and specialist agents in a two-stage pipeline, bound into every new web-chat room."""
@@ -87,9 +101,12 @@ class Command(BaseCommand):
                 pipeline=pipeline, order=1, phase="handling", agent_id="specialist", can_handoff_to=["triage"]
             )
         self.stdout.write(f"pipeline support: {'created' if created else 'kept'}")
-        attach = list(webchat.config.get("attach_on_create", []))
+        self._seed_agents_into(webchat)
+
+    def _seed_agents_into(self, channel: Channel) -> None:
+        attach = list(channel.config.get("attach_on_create", []))
         missing = [a for a in ("triage", "specialist") if a not in attach]
         if missing:
-            webchat.config = {**webchat.config, "attach_on_create": attach + missing}
-            webchat.save(update_fields=["config", "updated_at"])
-        self.stdout.write(f"channel {webchat.id}: agents {', '.join(attach + missing)} join every new chat")
+            channel.config = {**channel.config, "attach_on_create": attach + missing}
+            channel.save(update_fields=["config", "updated_at"])
+        self.stdout.write(f"channel {channel.id}: agents {', '.join(attach + missing)} join every new room")
