@@ -24,8 +24,16 @@ Run: ``.venv/bin/python bench/voice.py --part pipeline [--vad webrtc|silero|ener
 [--denoiser speex|rnnoise] [--resampler window|stream] [--streams 50] [--seconds 10]``. It prints a few
 lines and a JSON summary last.
 
-Other parts (end-to-end latency: last voiced sample to first reply audio) are
-added as functions in ``PARTS``.
+``--part latency``: a whole turn on the offline stack, through the real
+``/ws/voice/`` consumer of a scratch embedded project with the demo's scripted
+agent (``seed_demo``): espeak-ng questions sent in the page's 20 ms frames
+paced at real time, then silence. Measured from the moment the last voiced
+frame was sent to the first byte of reply audio, with the breakdown from the
+call's own timeline: end-of-turn wait (last voiced sample → the VAD's
+probable end, where transcription starts, and → its final end), STT final
+(transcribing, started at the probable end), the turn stored, the agent's
+first sentence, TTS first audio. ``--tts``/``--detector``/``--probable-end-ms``
+choose the stack.
 """
 
 from __future__ import annotations
@@ -242,7 +250,143 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
     }
 
 
-PARTS: dict[str, Callable[[argparse.Namespace], dict]] = {"pipeline": bench_pipeline}
+LATENCY_QUESTIONS = (
+    "Hello, what time is it?",
+    "Can you check the status of my order please?",
+    "I would like to talk to a specialist.",
+    "What time do you open tomorrow?",
+    "Thank you, that is all.",
+)
+
+
+def bench_latency(args: argparse.Namespace) -> dict:
+    """Last voiced sample → first reply audio, per turn, with the call's timeline (see the module docstring)."""
+    import asyncio
+    import io
+    import tempfile
+    from pathlib import Path
+    from unittest import mock
+
+    from bench.harness import scratch_project
+
+    scratch_project(Path(tempfile.mkdtemp()), ROOMKIT_TASK_MODE="thread", OPENAI_API_KEY="")
+    from django.core.management import call_command
+
+    from channels_app.webchat.sessions import chat_session_start
+    from rooms.models import Channel
+    from tests.voice.audio_samples import speech
+    from voice import session as voice_session
+
+    call_command("seed_demo", stdout=io.StringIO())
+    channel = Channel.objects.get(pk="voice")
+    channel.config = {
+        **channel.config,
+        "voice": {
+            "tts": {"provider": args.tts},
+            "stt": {"provider": "whisper", "beam_size": args.beam},
+            "detector": args.detector,
+            "probable_end_ms": args.probable_end_ms,
+            "interruption": "confirmed",
+        },
+    }
+    channel.save()
+    sessions: list = []
+    original_init = voice_session.VoiceSession.__init__
+
+    def observed_init(self, *a, **kw):  # only records the session, to read its timeline
+        original_init(self, *a, **kw)
+        sessions.append(self)
+
+    token = chat_session_start(display_name="Bench caller", channel_id="voice").token
+
+    async def run() -> list[dict]:
+        from roomkit_project.asgi import application
+
+        inbox: asyncio.Queue = asyncio.Queue()
+        audio_at: list[float] = []
+        frames: list[dict] = []
+
+        async def send(message: dict) -> None:
+            if message["type"] == "websocket.send":
+                if message.get("bytes") is not None:
+                    audio_at.append(time.perf_counter())
+                else:
+                    frames.append(json.loads(message["text"]))
+
+        scope = {
+            "type": "websocket", "path": "/ws/voice/", "raw_path": b"/ws/voice/",
+            "query_string": f"token={token}".encode(), "headers": [(b"origin", b"http://127.0.0.1:8000")],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "subprotocols": [],
+        }  # fmt: skip
+        app = asyncio.ensure_future(application(scope, inbox.get, send))
+        await inbox.put({"type": "websocket.connect"})
+        while not any(f.get("type") == "audio_format" for f in frames):
+            await asyncio.sleep(0.01)
+        turns = []
+        # The first turn of a call also opens its room (and warms this process's caches): reported apart.
+        for question in ("Hello there.", *LATENCY_QUESTIONS * args.rounds):
+            pcm = speech(question, 16000).astype("<i2").tobytes() + bytes(16000 * 2 * 2)  # then 2 s of silence
+            voiced_frames = (len(pcm) - 16000 * 4) // 640
+            heard = len(audio_at)
+            start = time.perf_counter()
+            last_voiced = 0.0
+            for i in range(0, len(pcm), 640):
+                await asyncio.sleep(max(0.0, start + i / 640 * 0.02 - time.perf_counter()))
+                await inbox.put({"type": "websocket.receive", "bytes": pcm[i : i + 640]})
+                if i // 640 == voiced_frames - 1:
+                    last_voiced = time.perf_counter()
+                if len(audio_at) > heard:
+                    break
+            deadline = time.perf_counter() + 10
+            while len(audio_at) == heard and time.perf_counter() < deadline:
+                await asyncio.sleep(0.002)
+            if len(audio_at) == heard:
+                continue
+            t = dict(sessions[-1].timeline)
+
+            def ms(key: str, since: float, t: dict = t) -> int | None:
+                return round((t[key] - since) * 1000) if key in t else None
+
+            turns.append(
+                {
+                    "question": question,
+                    "first_audio_ms": round((audio_at[heard] - last_voiced) * 1000),
+                    "probable_end_ms": ms("probable_end", last_voiced),
+                    "speech_end_ms": ms("speech_end", last_voiced),
+                    "stt_ms": ms("stt_done", t.get("probable_end", last_voiced)),
+                    "turn_stored_ms": ms("turn_stored", t.get("stt_done", last_voiced)),
+                    "agent_first_sentence_ms": ms("reply_text", t.get("turn_stored", last_voiced)),
+                    "tts_first_audio_ms": ms("first_audio", t.get("reply_text", last_voiced)),
+                    "timeline_ms": {k: round((v - last_voiced) * 1000) for k, v in t.items()},
+                }
+            )
+            # Let the reply finish before the next question.
+            while sessions[-1].state != "listening":
+                await asyncio.sleep(0.05)
+        await inbox.put({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.wait_for(app, 15)
+        return turns
+
+    with mock.patch.object(voice_session.VoiceSession, "__init__", observed_init):
+        turns = asyncio.run(run())
+    first, turns = turns[0], turns[1:]
+    keys = [k for k in turns[0] if k.endswith("_ms") and k != "timeline_ms"] if turns else []
+    summary = {k: statistics.median(t[k] for t in turns if t[k] is not None) for k in keys}
+    print(f"first turn of the call (opens the room): {first['first_audio_ms']} ms to first audio")
+    print(f"{len(turns)} turns; medians (ms): " + ", ".join(f"{k[:-3]} {v:.0f}" for k, v in summary.items()))
+    return {
+        "part": "latency",
+        "tts": args.tts,
+        "detector": args.detector,
+        "probable_end_ms": args.probable_end_ms,
+        "beam": args.beam,
+        "first_turn": first,
+        "turns": turns,
+        "median": summary,
+    }
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], dict]] = {"pipeline": bench_pipeline, "latency": bench_latency}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=50, help="first concurrency to try (then +40 %% while sustained)")
     parser.add_argument("--max-streams", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=10.0, help="real-time seconds per concurrency run")
+    parser.add_argument("--tts", default="piper", help="latency: the TTS engine (piper, espeak)")
+    parser.add_argument("--detector", default="webrtc", help="latency: the VAD's speech detector")
+    parser.add_argument("--probable-end-ms", type=int, default=200, help="latency: silence before transcription starts")
+    parser.add_argument("--rounds", type=int, default=1, help="latency: times through the questions")
+    parser.add_argument("--beam", type=int, default=5, help="latency: Whisper's beam size (1: greedy)")
     args = parser.parse_args(argv)
     result = PARTS[args.part](args)
     print(json.dumps(result))

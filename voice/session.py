@@ -68,7 +68,12 @@ SAMPLE_RATE = 16000
 # Speech engines and the database calls of a call run here, never on the event loop:
 # sized to the cores (the engines are CPU-bound), a few more for threads waiting on I/O.
 _workers = ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) + 2, thread_name_prefix="voice")
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
+_TAKEN = object()  # marks an early transcript that already ended its turn
+# Where a reply is cut into pieces spoken one by one: sentence ends, and clause marks (a colon,
+# a dash, a closing bracket), so the first piece is short and its audio comes early.
+_SENTENCE_END = re.compile(r"(?<=[.!?;:\]—–])\s+|\n+")
+# Written-only marks that speech engines would read out or stumble on.
+_UNSPOKEN = re.compile(r"[\[\]*_#`|<>{}]+|https?://\S+")
 
 
 def run_blocking(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
@@ -179,7 +184,8 @@ class VoiceSession:
         self.closed = False
         # Listening.
         self._audio_ms = 0.0  # stream time of the caller's audio fed so far
-        self._early: tuple[bytes, asyncio.Future] | None = None  # transcript started at the probable end
+        self._early: tuple[Any, asyncio.Future] | None = None  # transcript started at the probable end
+        self._taken = 0  # bytes of the open utterance already taken as a turn (an early transcript)
         self._speech_started_ms: float | None = None
         self._held_turn: list[str] = []  # an incomplete turn's text, waiting for the rest
         self._held_timer: asyncio.TimerHandle | None = None
@@ -193,6 +199,9 @@ class VoiceSession:
         self._spoken_events: set[str] = set()
         self._played_ms = 0.0
         self._output = _Output(transport.output_rate)
+        # When this turn's steps happened (perf_counter seconds), for the latency bench and the logs:
+        # probable_end, speech_end, stt_done, turn_stored, reply_text, first_audio.
+        self.timeline: dict[str, float] = {}
         self._speaker = asyncio.ensure_future(self._speak_loop())
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -233,26 +242,50 @@ class VoiceSession:
         kind = event.kind
         if kind == "speech_start":
             self._speech_started_ms = self._audio_ms
+            self.timeline = {}
             self._cancel_held_timer()
             self._fire("on_speech_start", {})
             if self._speaking and self.settings.interruption == "immediate":
                 await self.interrupt("barge_in")
         elif kind == "speech_probable_end":
-            # Transcribe while the hangover runs: if the caller stays quiet this is the turn's text.
-            self._early = (event.pcm, asyncio.ensure_future(run_blocking(self.stt.transcribe, event.pcm, event.sample_rate)))
+            self.timeline["probable_end"] = time.perf_counter()
+            # Transcribe while the hangover runs. If the caller is still quiet when the text is
+            # ready, the turn ends there, without waiting for the rest of the hangover.
+            pcm = event.pcm[self._taken :]
+            future = asyncio.ensure_future(run_blocking(self.stt.transcribe, pcm, event.sample_rate))
+            self._early = (pcm, future)
+            future.add_done_callback(lambda f, rate=event.sample_rate: self._early_ready(f, rate))
         elif kind == "speech_resumed":
             self._early = None
         elif kind == "speech_end":
+            self.timeline["speech_end"] = time.perf_counter()
             self._speech_started_ms = None
             self._fire("on_speech_end", {"duration_ms": len(event.pcm) / 2 / event.sample_rate * 1000})
+            taken, self._taken = self._taken, 0
             early, self._early = self._early, None
-            pending = early[1] if early is not None and early[0] == event.pcm else None
-            self._track(self._finish_utterance(event.pcm, event.sample_rate, pending))
+            pcm = event.pcm[taken:]
+            if early is not None and early[0] is _TAKEN:
+                return  # this utterance's turn was taken when its early transcript came
+            pending = early[1] if early is not None and early[0] == pcm else None
+            if pcm:
+                self._track(self._finish_utterance(pcm, event.sample_rate, pending))
         elif kind == "dtmf":
             await self.transport.control({"type": "dtmf", "digit": event.digit})
             self._fire("on_dtmf", {"digit": event.digit})
         elif kind == "audio_level":
             pass  # ON_VAD_AUDIO_LEVEL would fire every 100 ms per call: only when a hook listens (voice.services)
+
+    def _early_ready(self, future: asyncio.Future, rate: int) -> None:
+        """An early transcript is ready: the turn ends now if the caller has stayed quiet since."""
+        early = self._early
+        if early is None or early[1] is not future or self.closed:  # None: the caller resumed
+            return
+        pcm = early[0]
+        # The utterance stays open in the VAD until its hangover ends; what it hears next
+        # (the caller resuming) is a continuation, transcribed from here on.
+        self._taken += len(pcm)
+        self._early = (_TAKEN, future)
+        self._track(self._finish_utterance(pcm, rate, future))
 
     async def dtmf(self, digit: str) -> None:
         """A key the caller pressed, as the transport reports it (Twilio's ``dtmf`` message)."""
@@ -276,6 +309,7 @@ class VoiceSession:
         except SpeechError as exc:
             logger.warning("voice call in room %s: transcription failed: %s", self.party.room_id, exc)
             return
+        self.timeline["stt_done"] = time.perf_counter()
         text = (transcript.text or "").strip()
         if not text or self.closed:
             return
@@ -319,6 +353,7 @@ class VoiceSession:
         self._fire("on_turn_complete", {"text": text})
         await self._set_state("thinking")
         event = await run_blocking(self.turns.store, text, metadata)
+        self.timeline["turn_stored"] = time.perf_counter()
         if event is None:
             await self._set_state("listening")
             return
@@ -366,8 +401,9 @@ class VoiceSession:
                 self._queue_speech(sentence, agent_id)
 
     def _queue_speech(self, text: str, agent_id: str) -> None:
-        text = text.strip()
+        text = _UNSPOKEN.sub(" ", text).strip()
         if text and not self.closed:
+            self.timeline.setdefault("reply_text", time.perf_counter())
             self._say.put_nowait((text, agent_id))
 
     async def _speak_loop(self) -> None:
@@ -414,6 +450,7 @@ class VoiceSession:
         while (chunk := await chunks.get()) is not None:
             if stop.is_set() or self.closed:
                 continue  # drain what the thread still sends
+            self.timeline.setdefault("first_audio", time.perf_counter())
             await self.transport.play(self._output.convert(chunk, rate))
             self._played_ms += len(chunk) / 2 / rate * 1000
         tail = self._output.finish(rate)
