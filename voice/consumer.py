@@ -136,7 +136,9 @@ class BrowserVoiceConsumer(AsyncWebsocketConsumer):
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "hangup":
             await self.close(code=1000)
-        elif kind not in ("playback_done",):
+        elif kind == "playback_done":
+            self.session.playback_drained()
+        else:
             await self.send(text_data=json_frame({"type": "error", "code": "bad_frame", "message": "unknown frame"}))
 
     async def disconnect(self, code: int) -> None:

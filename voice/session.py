@@ -198,6 +198,10 @@ class VoiceSession:
         self._streams: dict[str, dict[str, str]] = {}  # stream id -> {"agent_id", "pending"}
         self._spoken_events: set[str] = set()
         self._played_ms = 0.0
+        self.saying = False  # a piece of a reply is being synthesized and sent
+        self._playback_started = 0.0
+        self._drained_at = 0.0  # when the caller's side last said it had played everything
+        self._last_sent_at = 0.0  # when audio was last sent to it
         self._output = _Output(transport.output_rate)
         # When this turn's steps happened (perf_counter seconds), for the latency bench and the logs:
         # probable_end, speech_end, stt_done, turn_stored, reply_text, first_audio.
@@ -235,13 +239,14 @@ class VoiceSession:
         for event in out.events:
             await self._on_audio_event(event)
         if self._speech_started_ms is not None and self._speaking and self.settings.interruption == "confirmed":
-            if self.vad.speaking and self._audio_ms - self._speech_started_ms >= self.settings.interrupt_min_speech_ms:
+            # Confirmed: the caller's speech has lasted the threshold (a cough or a word of echo has not).
+            if self.vad.speaking and self.vad.last_voiced_ms - self._speech_started_ms >= self.settings.interrupt_min_speech_ms:
                 await self.interrupt("barge_in")
 
     async def _on_audio_event(self, event: AudioEvent) -> None:
         kind = event.kind
         if kind == "speech_start":
-            self._speech_started_ms = self._audio_ms
+            self._speech_started_ms = event.at_ms  # where the speech began, on the VAD's clock
             self.timeline = {}
             self._cancel_held_timer()
             self._fire("on_speech_start", {})
@@ -408,15 +413,46 @@ class VoiceSession:
 
     async def _speak_loop(self) -> None:
         while True:
-            text, agent_id = await self._say.get()
+            item = await self._next_speech()
+            if item is None:
+                await self._playback_over("done")
+                continue
+            self.saying = True
             try:
-                await self._speak(text, agent_id)
+                await self._speak(*item)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("voice call in room %s: speaking failed", self.party.room_id)
-            if self._say.empty() and self._speaking:
-                await self._playback_over("done")
+            finally:
+                self.saying = False
+
+    async def _next_speech(self) -> tuple[str, str] | None:
+        """The next piece to say; None once everything said has been heard (the playback is over).
+
+        Audio goes out faster than it plays: the caller is still hearing the
+        reply for a while after the last piece was sent, and barge-in must
+        still apply then. The playback is over when its audio has had time to
+        play (from when it started), or when the caller's side says it has
+        (``playback_drained``), whichever comes first.
+        """
+        while self._speaking:
+            remaining = self._playback_started + self._played_ms / 1000 - time.perf_counter()
+            if remaining <= 0 or (self._drained_at > self._last_sent_at and self._say.empty()):
+                return None
+            try:
+                return await asyncio.wait_for(self._say.get(), min(remaining, 0.05))
+            except TimeoutError:
+                continue
+        return await self._say.get()
+
+    def playback_drained(self) -> None:
+        """The caller's side has played everything it was sent (the page's ``playback_done``).
+
+        Taken as the end of the playback only once nothing was sent after it
+        (the page's buffer also runs dry between two slow sentences).
+        """
+        self._drained_at = time.perf_counter()
 
     async def _speak(self, text: str, agent_id: str) -> None:
         text = await run_blocking(self.turns.before_tts, text)
@@ -425,6 +461,7 @@ class VoiceSession:
         if not self._speaking:
             self._speaking = True
             self._played_ms = 0.0
+            self._playback_started = time.perf_counter()
             await self._set_state("speaking")
             await self.transport.control({"type": "playback_start"})
         self._stop_synthesis.clear()
@@ -451,11 +488,13 @@ class VoiceSession:
             if stop.is_set() or self.closed:
                 continue  # drain what the thread still sends
             self.timeline.setdefault("first_audio", time.perf_counter())
+            self._last_sent_at = time.perf_counter()
             await self.transport.play(self._output.convert(chunk, rate))
             self._played_ms += len(chunk) / 2 / rate * 1000
         tail = self._output.finish(rate)
         if not stop.is_set():
             if tail:
+                self._last_sent_at = time.perf_counter()
                 await self.transport.play(tail)
             self._fire("after_tts", {"text": text, "agent_id": agent_id})
 
@@ -474,6 +513,8 @@ class VoiceSession:
         await self._playback_over(reason)
 
     async def _playback_over(self, reason: str) -> None:
+        if not self._speaking:
+            return
         self._speaking = False
         await self.transport.control({"type": "playback_stop", "reason": reason})
         await self._set_state("listening")

@@ -131,6 +131,11 @@ class VoiceActivityDetector:
         """True from ``speech_start`` to ``speech_end`` (including the hangover)."""
         return self._state == _SPEAKING
 
+    @property
+    def last_voiced_ms(self) -> float:
+        """Stream time of the end of the last voiced window: how far the caller's speech has reached."""
+        return self._last_voiced_ms
+
     # -- the state machine -------------------------------------------------
 
     def _window(self, window: bytes) -> None:

@@ -1,0 +1,243 @@
+"""Turn-taking and barge-in in a call's session, with real speech through the real pipeline.
+
+The caller's audio is espeak-ng speech fed in 20 ms frames (faster than real
+time: what counts is the audio's own clock, ``session._audio_ms``); the agent
+speaks with espeak-ng through the real TTS engine. Two things are stand-ins:
+the transport records what would go to the caller, and a scripted
+speech-to-text engine (the ``SpeechToText`` protocol, like a vendor's fake)
+says what each utterance was, so each strategy's decision is tested on known
+words. Storing turns is recorded instead of written (``Turns`` is the
+session's only door to the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import unittest
+from typing import Any
+
+import numpy as np
+
+from tests.voice.audio_samples import speech
+from voice.config import VoiceSettings
+from voice.session import CallParty, Turns, VoiceSession
+from voice.speech import Transcript, tts_from_config
+
+RATE = 16000
+FRAME = 640  # 20 ms of 16-bit PCM at 16 kHz
+
+
+class RecordingTransport:
+    output_rate = 22050
+
+    def __init__(self, session_ref: list) -> None:
+        self.session_ref = session_ref
+        self.audio = bytearray()
+        self.controls: list[tuple[float, dict[str, Any]]] = []  # (caller audio ms when sent, frame)
+        self.stopped = 0
+
+    def _now(self) -> float:
+        return self.session_ref[0]._audio_ms if self.session_ref else 0.0
+
+    async def play(self, pcm: bytes) -> None:
+        self.audio += pcm
+
+    async def stop_playback(self) -> None:
+        self.stopped += 1
+
+    async def control(self, frame: dict[str, Any]) -> None:
+        self.controls.append((self._now(), frame))
+
+    def kinds(self) -> list[str]:
+        return [f["type"] for _, f in self.controls]
+
+    def first(self, kind: str) -> tuple[float, dict[str, Any]] | None:
+        return next(((at, f) for at, f in self.controls if f["type"] == kind), None)
+
+
+class ScriptedSTT:
+    """Speech-to-text that says what each utterance was, in order (the protocol of ``voice.speech``)."""
+
+    name = "scripted"
+    sample_rate = RATE
+    streaming = False
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = list(texts)
+        self.heard_ms: list[float] = []
+
+    def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript:
+        self.heard_ms.append(len(pcm) / 2 / sample_rate * 1000)
+        return Transcript(self.texts.pop(0) if self.texts else "", None, "en", 0)
+
+
+class RecordedTurns(Turns):
+    def __init__(self, party: CallParty) -> None:
+        super().__init__(party)
+        self.stored: list[str] = []
+        self.fired: list[tuple[str, dict]] = []
+
+    def store(self, text: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
+        self.stored.append(text)
+        return {"id": f"ev{len(self.stored)}", "seq": len(self.stored), "text": text}
+
+    def fire(self, trigger: str, payload: dict[str, Any]) -> None:
+        self.fired.append((trigger, payload))
+
+    def before_tts(self, text: str) -> str | None:
+        return text
+
+
+LONG_REPLY = (
+    "Thank you for calling. I am going to read you a long list of our opening hours. "
+    "On Monday we open at nine and close at five. On Tuesday we open at nine and close at six. "
+    "On Wednesday we open at ten and close at five."
+)
+
+
+class TurnTakingTests(unittest.TestCase):
+    def run_call(self, strategy: str, stt_texts: list[str], script, **settings: Any) -> tuple[VoiceSession, Any]:
+        """Start a session, let the agent start ``LONG_REPLY``, then run ``script(session)``; the session and transport."""
+        ref: list = []
+        transport = RecordingTransport(ref)
+        party = CallParty(channel_id="voice", room_id="room", participant_id="caller", sender="caller")
+        turns = RecordedTurns(party)
+        stt = ScriptedSTT(stt_texts)
+
+        async def run() -> VoiceSession:
+            session = VoiceSession(
+                transport,
+                party,
+                VoiceSettings(interruption=strategy, **settings),
+                stt=stt,
+                tts=tts_from_config({"provider": "espeak"}),
+                turns=turns,
+            )
+            ref.append(session)
+            session._fire = lambda trigger, payload: turns.fired.append((trigger, payload))  # every hook, in order
+            await session.start()
+            await script(session)
+            await asyncio.sleep(0.3)  # what is in flight settles
+            await session.close()
+            return session
+
+        session = asyncio.run(run())
+        return session, transport, turns, stt
+
+    @staticmethod
+    async def agent_speaks(session: VoiceSession) -> None:
+        await session.room_frame(
+            {"type": "event", "event": {"id": "r1", "type": "message", "source": {"participant_id": "agent", "channel_id": "agent"},
+                                        "content": {"type": "text", "body": LONG_REPLY}}}
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not session._speaking and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert session._speaking, "the agent never started speaking"
+
+    @staticmethod
+    async def caller_says(session: VoiceSession, pcm: np.ndarray, silence_ms: int = 900) -> None:
+        audio = np.concatenate([np.zeros(RATE // 5), pcm, np.zeros(RATE * silence_ms // 1000)]).astype("<i2").tobytes()
+        for i in range(0, len(audio), FRAME):
+            await session.feed(audio[i : i + FRAME])
+            await asyncio.sleep(0)
+        for _ in range(200):  # transcription runs in a worker thread
+            if not session._turn_tasks:
+                break
+            await asyncio.sleep(0.01)
+
+    def test_confirmed_interrupts_once_speech_passes_the_threshold(self):
+        words = speech("Sorry to interrupt, could you repeat the hours for Monday?", RATE)
+
+        async def script(session):
+            await self.agent_speaks(session)
+            await self.caller_says(session, words)
+
+        session, transport, turns, _ = self.run_call("confirmed", ["Sorry to interrupt, could you repeat Monday?"], script)
+        at, _ = transport.first("barge_in")
+        onset_ms = 200  # the speech starts after 200 ms of silence
+        self.assertGreaterEqual(at - onset_ms, 300)  # not before the caller spoke 300 ms
+        self.assertLess(at - onset_ms, 300 + 200)  # and within 200 ms of that
+        self.assertEqual(transport.stopped, 1)
+        stop_at, stop = transport.first("playback_stop")
+        self.assertEqual((stop["reason"], stop_at), ("barge_in", at))
+        self.assertIn("on_barge_in", [t for t, _ in turns.fired])
+        self.assertIn("on_tts_cancelled", [t for t, _ in turns.fired])
+        # What interrupted is the caller's next turn.
+        self.assertEqual(turns.stored, ["Sorry to interrupt, could you repeat Monday?"])
+
+    def test_confirmed_takes_short_speech_during_playback_as_echo(self):
+        cough = speech("Hm.", RATE)[: RATE // 5]  # 200 ms of voice: under the 300 ms threshold
+
+        async def script(session):
+            await self.agent_speaks(session)
+            await self.caller_says(session, cough)
+
+        session, transport, turns, stt = self.run_call("confirmed", ["hm"], script, min_speech_ms=60)
+        self.assertNotIn("barge_in", transport.kinds())
+        self.assertEqual(turns.stored, [])
+
+    def test_immediate_interrupts_at_the_start_of_speech(self):
+        words = speech("Wait, wait.", RATE)
+
+        async def script(session):
+            await self.agent_speaks(session)
+            await self.caller_says(session, words)
+
+        _, transport, turns, _ = self.run_call("immediate", ["Wait, wait."], script)
+        at, _ = transport.first("barge_in")
+        self.assertLess(at - 200, 300)  # as soon as the VAD confirms speech (its 200 ms minimum)
+        self.assertEqual(turns.stored, ["Wait, wait."])
+
+    def test_semantic_lets_a_backchannel_pass_and_interrupts_for_words(self):
+        ok = speech("Uh-huh.", RATE)
+        words = speech("Actually I need the hours for Sunday.", RATE)
+
+        async def script(session):
+            await self.agent_speaks(session)
+            await self.caller_says(session, ok)
+            assert session._speaking, "a backchannel stopped the agent"
+            await self.caller_says(session, words)
+
+        _, transport, turns, _ = self.run_call("semantic", ["Uh-huh.", "Actually I need the hours for Sunday."], script)
+        self.assertEqual([f["type"] for _, f in transport.controls].count("barge_in"), 1)
+        self.assertIn(("on_backchannel", {"text": "Uh-huh."}), turns.fired)
+        self.assertEqual(turns.stored, ["Actually I need the hours for Sunday."])
+
+    def test_disabled_keeps_the_callers_turn_until_the_playback_ends(self):
+        words = speech("Can I also ask about parking?", RATE)
+
+        async def script(session):
+            await self.agent_speaks(session)
+            await self.caller_says(session, words)
+            assert turns_so_far(session) == [], "the turn was taken during the playback"
+            while not session._say.empty() or session.saying:  # every piece of the reply sent
+                await asyncio.sleep(0.01)
+            session.playback_drained()  # the caller's side played everything
+            for _ in range(300):
+                if turns_so_far(session):
+                    break
+                await asyncio.sleep(0.01)
+
+        def turns_so_far(session):
+            return session.turns.stored
+
+        _, transport, turns, _ = self.run_call("disabled", ["Can I also ask about parking?"], script)
+        self.assertNotIn("barge_in", transport.kinds())
+        self.assertEqual(turns.stored, ["Can I also ask about parking?"])
+        stop_at, stop = transport.first("playback_stop")
+        self.assertEqual(stop["reason"], "done")
+
+    def test_an_incomplete_turn_waits_for_the_rest(self):
+        first = speech("My order number is", RATE)
+        rest = speech("four five six seven.", RATE)
+
+        async def script(session):
+            await self.caller_says(session, first, silence_ms=700)
+            assert session.turns.stored == [], "an incomplete turn was taken at once"
+            await self.caller_says(session, rest)
+
+        _, transport, turns, _ = self.run_call("confirmed", ["My order number is", "four five six seven."], script)
+        self.assertEqual(turns.stored, ["My order number is four five six seven."])
+        self.assertIn("on_turn_incomplete", [t for t, _ in turns.fired])
