@@ -204,6 +204,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-rooms": {"task": "rooms.tasks.sweep_rooms_task", "schedule": 30.0},
     "sweep-outbox": {"task": "channels_app.tasks.sweep_outbox_task", "schedule": float(ROOMKIT_OUTBOX_SWEEP_SECONDS)},
     "sweep-generations": {"task": "agents.tasks.sweep_generations_task", "schedule": 30.0},
+    "expire-recordings": {"task": "voice.tasks.expire_recordings_task", "schedule": 3600.0},
 }
 CELERY_TIMEZONE = "UTC"
 # "celery" with REDIS_URL, else "thread" (an in-process worker pool). The test
@@ -257,6 +258,8 @@ ROOMKIT_LEAN_MIDDLEWARE = (
     "roomkit_project.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
 )
+# Call recordings (voice channels with "record": true) are deleted after this many days (0: kept).
+ROOMKIT_RECORDING_RETENTION_DAYS = _env_int("ROOMKIT_RECORDING_RETENTION_DAYS", 30)
 # The ASGI server `manage.py serve` runs: "daphne" or "uvicorn".
 ROOMKIT_SERVER = os.environ.get("ROOMKIT_SERVER", "daphne")
 ROOMKIT_MAX_BODY_BYTES = _env_int("ROOMKIT_MAX_BODY_BYTES", 1024 * 1024)

@@ -7,9 +7,15 @@ from the event loop: they reach the database.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
 from rooms.content.storable import scrub_text
+from rooms.enums import EventType, Visibility
 from rooms.hooks import HookAction, HookContext, HookTrigger, fire, registry, run_sync_hooks
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.selectors import get_channel
@@ -71,6 +77,58 @@ def voice_turn_store(party: CallParty, text: str, metadata: dict[str, Any]) -> d
     if result.event is None or result.blocked:
         return None
     return {"id": result.event.id, "seq": result.event.seq, "text": text}
+
+
+def voice_recording_store(party: CallParty, files: list[tuple[str, bytes, float]]) -> str | None:
+    """Store a call's recordings as media and link them from the room's timeline (an internal note); its event id."""
+    from channels_app.inbound_media import store_inbound_media
+
+    parts: list[dict[str, Any]] = []
+    for label, wav, duration_ms in files:
+        media = store_inbound_media(wav, vendor="recording", declared_type="audio/wav")
+        parts.append(
+            {"type": "media", "url": media.url, "mime_type": media.mime_type, "caption": f"{label} ({duration_ms / 1000:.1f} s)"}
+        )
+    if not parts:
+        return None
+    result = process_inbound(
+        InboundMessage(
+            channel_id=party.channel_id,
+            room_id=party.room_id,
+            participant_id=party.participant_id,
+            sender=party.sender,
+            content={"type": "composite", "parts": [{"type": "text", "body": "Call recording"}, *parts]},
+            event_type=EventType.NOTE,
+            visibility=Visibility.INTERNAL,
+            metadata={"voice": {"recording": [p["url"] for p in parts]}},
+            reserved_room=party.reserved_room,
+        )
+    )
+    return result.event.id if result.event is not None else None
+
+
+def voice_recordings_expire(now: datetime | None = None) -> int:
+    """Delete recordings older than ``ROOMKIT_RECORDING_RETENTION_DAYS`` (0 keeps them); how many were deleted."""
+    days = settings.ROOMKIT_RECORDING_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    deleted = 0
+    root = "inbound/recording"
+    try:
+        years, _ = default_storage.listdir(root)
+    except FileNotFoundError:
+        return 0
+    for year in years:
+        months, _ = default_storage.listdir(f"{root}/{year}")
+        for month in months:
+            folder = f"{root}/{year}/{month}"
+            for name in default_storage.listdir(folder)[1]:
+                path = f"{folder}/{name}"
+                if default_storage.get_modified_time(path) < cutoff:
+                    default_storage.delete(path)
+                    deleted += 1
+    return deleted
 
 
 def voice_before_tts(party: CallParty, text: str) -> str | None:

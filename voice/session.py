@@ -68,6 +68,8 @@ SAMPLE_RATE = 16000
 # Speech engines and the database calls of a call run here, never on the event loop:
 # sized to the cores (the engines are CPU-bound), a few more for threads waiting on I/O.
 _workers = ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) + 2, thread_name_prefix="voice")
+# Background work of closed calls, kept referenced until done.
+_detached: set[asyncio.Future] = set()
 _TAKEN = object()  # marks an early transcript that already ended its turn
 # Where a reply is cut into pieces spoken one by one: sentence ends, and clause marks (a colon,
 # a dash, a closing bracket), so the first piece is short and its audio comes early.
@@ -130,6 +132,12 @@ class Turns:
 
         voice_hook_fire(self.party, trigger, payload)
 
+    def store_recording(self, recorder: Any) -> None:
+        from voice.services import voice_recording_store
+
+        voice_recording_store(self.party, recorder.finish())
+        self.fire("on_recording_stopped", {})
+
     def before_tts(self, text: str) -> str | None:
         from voice.services import voice_before_tts
 
@@ -180,6 +188,7 @@ class VoiceSession:
         self.tts = tts or tts_from_config(settings.tts)
         self.turns = turns or Turns(party)
         self.pipeline, self.vad = build_listener(settings)
+        self._recorder: Any = None  # voice.recording.CallRecorder while the call is recorded
         self.state = ""
         self.closed = False
         # Listening.
@@ -211,9 +220,17 @@ class VoiceSession:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.settings.record:
+            from voice.recording import CallRecorder
+
+            self._recorder = CallRecorder()
+            self._fire("on_recording_started", {})
         await self._set_state("listening")
 
     async def close(self) -> None:
+        if self._recorder is not None:
+            recorder, self._recorder = self._recorder, None
+            self._track_detached(run_blocking(self.turns.store_recording, recorder))
         self.closed = True
         self._stop_synthesis.set()
         self._speaker.cancel()
@@ -235,6 +252,8 @@ class VoiceSession:
             return
         frame = AudioFrame(pcm, SAMPLE_RATE)
         self._audio_ms += frame.duration_ms
+        if self._recorder is not None:
+            self._recorder.inbound(frame)
         out = self.pipeline.process(frame)
         for event in out.events:
             await self._on_audio_event(event)
@@ -296,6 +315,13 @@ class VoiceSession:
         """A key the caller pressed, as the transport reports it (Twilio's ``dtmf`` message)."""
         await self.transport.control({"type": "dtmf", "digit": digit})
         self._fire("on_dtmf", {"digit": digit})
+
+    @staticmethod
+    def _track_detached(work: Awaitable[Any]) -> None:
+        """Work that outlives the call (storing its recording): not cancelled when the call closes."""
+        task = asyncio.ensure_future(work)
+        _detached.add(task)
+        task.add_done_callback(_detached.discard)
 
     def _track(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -489,14 +515,19 @@ class VoiceSession:
                 continue  # drain what the thread still sends
             self.timeline.setdefault("first_audio", time.perf_counter())
             self._last_sent_at = time.perf_counter()
-            await self.transport.play(self._output.convert(chunk, rate))
+            await self._play(self._output.convert(chunk, rate))
             self._played_ms += len(chunk) / 2 / rate * 1000
         tail = self._output.finish(rate)
         if not stop.is_set():
             if tail:
                 self._last_sent_at = time.perf_counter()
-                await self.transport.play(tail)
+                await self._play(tail)
             self._fire("after_tts", {"text": text, "agent_id": agent_id})
+
+    async def _play(self, pcm: bytes) -> None:
+        if self._recorder is not None and pcm:
+            self._recorder.outbound(AudioFrame(pcm, self.transport.output_rate))
+        await self.transport.play(pcm)
 
     async def interrupt(self, reason: str) -> None:
         """Stop the agent's playback now and drop what it had not said yet."""

@@ -11,14 +11,20 @@ import asyncio
 import io
 import json
 import os
+import shutil
+import tempfile
 import time
+import wave
+from datetime import timedelta
 from typing import Any
 from unittest import mock
+from urllib.parse import urlsplit
 
 import numpy as np
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
-from django.test import TransactionTestCase
+from django.test import TransactionTestCase, override_settings
+from django.utils import timezone
 
 from channels_app.webchat.sessions import chat_session_start
 from rooms.enums import ChannelType
@@ -163,6 +169,51 @@ class BrowserCallTest(TransactionTestCase):
         self.assertIn(agent["agent_id"], ("triage", "specialist"))
         reply = RoomEvent.objects.filter(room_id=session.room_id, source_channel_id=agent["agent_id"]).first()
         self.assertIsNotNone(reply)
+
+    def test_a_recorded_call_links_both_sides_from_the_timeline_until_they_expire(self):
+        media_root = tempfile.mkdtemp(prefix="rk-recordings-")
+        self.addCleanup(shutil.rmtree, media_root, True)
+        config = {"voice": {**VOICE_CONFIG["voice"], "record": True}}
+        make_channel("voice-rec", channel_type=ChannelType.VOICE, provider="browser", config=config)
+        make_channel("ops-api", channel_type=ChannelType.API)
+        session = chat_session_start(display_name="Caller", channel_id="voice-rec")
+        said = speech("Please record this call.", RATE)
+
+        async def call() -> None:
+            c = _Call(session.token)
+            await c.open()
+            fmt = await c.wait_for(lambda: c.frame("audio_format"), "the audio format")
+            await c.speak(said)
+            await c.wait_for(lambda: c.frame("transcript"), "the transcript")
+            await sync_to_async(process_inbound)(
+                InboundMessage(channel_id="ops-api", room_id=session.room_id, sender="operator", text="Recorded, thank you.")
+            )
+            await c.wait_for(lambda: len(c.audio) > fmt["sample_rate"], "the reply's audio")
+            await c.close()
+
+        with override_settings(MEDIA_ROOT=media_root):
+            asyncio.run(call())
+            deadline = time.monotonic() + 30
+            while not RoomEvent.objects.filter(room_id=session.room_id, type="note").exists():
+                self.assertLess(time.monotonic(), deadline, "the recording was never linked")
+                time.sleep(0.05)
+            note = RoomEvent.objects.get(room_id=session.room_id, type="note")
+            self.assertEqual(note.visibility, "internal")
+            media = [p for p in note.content["parts"] if p["type"] == "media"]
+            self.assertEqual([p["caption"].split()[0] for p in media], ["Caller", "Agent"])
+            for part in media:
+                self.assertEqual(part["mime_type"], "audio/wav")
+                answer = self.client.get(urlsplit(part["url"]).path)
+                self.assertEqual(answer.status_code, 200)
+                with wave.open(io.BytesIO(b"".join(answer.streaming_content))) as wav:
+                    self.assertGreater(wav.getnframes() / wav.getframerate(), 0.5)
+            # Kept for ROOMKIT_RECORDING_RETENTION_DAYS, then deleted.
+            from voice.services import voice_recordings_expire
+
+            self.assertEqual(voice_recordings_expire(), 0)
+            with override_settings(ROOMKIT_RECORDING_RETENTION_DAYS=1):
+                self.assertEqual(voice_recordings_expire(timezone.now() + timedelta(days=2)), 2)
+            self.assertEqual(self.client.get(urlsplit(media[0]["url"]).path).status_code, 404)
 
     def test_a_token_for_the_web_chat_is_refused(self):
         session = chat_session_start(display_name="Chatter")
