@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import mimetypes
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +27,7 @@ from agents.providers.base import ChatMessage
 from agents.selectors import agent_get
 from agents.statements import memory_page
 from rooms.content.kinds import content_text
-from rooms.enums import ChannelCategory, ChannelType
+from rooms.enums import ChannelCategory, ChannelType, EventType
 from rooms.inbound.visibility import visible_to
 from rooms.models import RoomEvent
 
@@ -118,8 +118,29 @@ def _people(events: Iterable[MemoryEvent]) -> set[str]:
     }
 
 
+def heard_only(room_id: str, events: list[MemoryEvent]) -> list[MemoryEvent]:
+    """Replies a caller interrupted, cut to what they heard of them (a call's ``voice.heard`` notes).
+
+    An agent whose spoken reply was cut off by the caller must not remember
+    having said the rest: the caller never heard it.
+    """
+    ids = [ev.id for ev in events if ev.source_channel_type == ChannelType.AI]
+    if not ids:
+        return events
+    notes = RoomEvent.objects.filter(room_id=room_id, type=EventType.NOTE, metadata__voice__heard_event_id__in=ids)
+    heard = {m["voice"]["heard_event_id"]: m["voice"].get("heard_text", "") for m in notes.values_list("metadata", flat=True)}
+    if not heard:
+        return events
+    return [
+        replace(ev, content={"type": "text", "body": f"{heard[ev.id]} — [interrupted by the caller]".strip()})
+        if ev.id in heard
+        else ev
+        for ev in events
+    ]
+
+
 def sliding_window(agent: Agent, room_id: str, *, upto_seq: int, window: int, vision: bool) -> list[ChatMessage]:
-    events = recent_events(room_id, upto_seq=upto_seq, limit=window, agent_id=agent.id)
+    events = heard_only(room_id, recent_events(room_id, upto_seq=upto_seq, limit=window, agent_id=agent.id))
     label = len(_people(events)) > 1
     return [event_turn(ev, agent=agent, label_people=label, vision=vision) for ev in events]
 

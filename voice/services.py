@@ -107,6 +107,23 @@ def voice_recording_store(party: CallParty, files: list[tuple[str, bytes, float]
     return result.event.id if result.event is not None else None
 
 
+def voice_reply_heard(party: CallParty, event_id: str, heard_text: str) -> None:
+    """Note what the caller heard of a reply they interrupted; the agents' memory keeps only that (``agents.memory``)."""
+    process_inbound(
+        InboundMessage(
+            channel_id=party.channel_id,
+            room_id=party.room_id,
+            participant_id=party.participant_id,
+            sender=party.sender,
+            content={"type": "text", "body": f"The caller interrupted the reply; they heard: “{heard_text}”"},
+            event_type=EventType.NOTE,
+            visibility=Visibility.INTERNAL,
+            metadata={"voice": {"heard_event_id": event_id, "heard_text": heard_text}},
+            reserved_room=party.reserved_room,
+        )
+    )
+
+
 def voice_recordings_expire(now: datetime | None = None) -> int:
     """Delete recordings older than ``ROOMKIT_RECORDING_RETENTION_DAYS`` (0 keeps them); how many were deleted."""
     days = settings.ROOMKIT_RECORDING_RETENTION_DAYS

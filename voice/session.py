@@ -138,6 +138,11 @@ class Turns:
         voice_recording_store(self.party, recorder.finish())
         self.fire("on_recording_stopped", {})
 
+    def reply_heard(self, event_id: str, heard_text: str) -> None:
+        from voice.services import voice_reply_heard
+
+        voice_reply_heard(self.party, event_id, heard_text)
+
     def before_tts(self, text: str) -> str | None:
         from voice.services import voice_before_tts
 
@@ -207,6 +212,9 @@ class VoiceSession:
         self._streams: dict[str, dict[str, str]] = {}  # stream id -> {"agent_id", "pending"}
         self._spoken_events: set[str] = set()
         self._played_ms = 0.0
+        self._pieces: list[_Piece] = []  # what this playback said, piece by piece, on its audio clock
+        self._heard: dict[str, str] = {}  # reply -> what the caller heard of it, when it was cut
+        self._reply_events: dict[str, str] = {}  # "stream:<id>" -> the event that holds the reply
         self.saying = False  # a piece of a reply is being synthesized and sent
         self._playback_started = 0.0
         self._drained_at = 0.0  # when the caller's side last said it had played everything
@@ -404,16 +412,18 @@ class VoiceSession:
                 sentences = _SENTENCE_END.split(stream["pending"])
                 stream["pending"] = sentences.pop()  # the unfinished one
                 for sentence in sentences:
-                    self._queue_speech(sentence, stream["agent_id"])
+                    self._queue_speech(sentence, stream["agent_id"], f"stream:{frame['stream_id']}")
         elif kind == "stream_end":
             stream = self._streams.pop(frame.get("stream_id", ""), None)
             if stream is None:
                 return
             if frame.get("abandoned"):
                 return
-            self._queue_speech(stream["pending"], stream["agent_id"])
+            self._queue_speech(stream["pending"], stream["agent_id"], f"stream:{frame['stream_id']}")
             if frame.get("event_id"):
                 self._spoken_events.add(frame["event_id"])
+                self._reply_events[f"stream:{frame['stream_id']}"] = frame["event_id"]
+                self._record_heard(f"stream:{frame['stream_id']}")
         elif kind == "event":
             await self._room_event(frame.get("event") or {})
 
@@ -429,13 +439,14 @@ class VoiceSession:
             agent_id = source.get("channel_id") or ""
             await self.transport.control({"type": "agent_text", "text": text, "agent_id": agent_id})
             for sentence in _SENTENCE_END.split(text):
-                self._queue_speech(sentence, agent_id)
+                self._queue_speech(sentence, agent_id, event.get("id", ""))
 
-    def _queue_speech(self, text: str, agent_id: str) -> None:
+    def _queue_speech(self, text: str, agent_id: str, reply: str = "") -> None:
+        """Queue a piece of a reply; ``reply`` is its event id, or ``stream:<id>`` until the stream's event is known."""
         text = _UNSPOKEN.sub(" ", text).strip()
         if text and not self.closed:
             self.timeline.setdefault("reply_text", time.perf_counter())
-            self._say.put_nowait((text, agent_id))
+            self._say.put_nowait((text, agent_id, reply))
 
     async def _speak_loop(self) -> None:
         while True:
@@ -453,7 +464,7 @@ class VoiceSession:
             finally:
                 self.saying = False
 
-    async def _next_speech(self) -> tuple[str, str] | None:
+    async def _next_speech(self) -> tuple[str, str, str] | None:
         """The next piece to say; None once everything said has been heard (the playback is over).
 
         Audio goes out faster than it plays: the caller is still hearing the
@@ -480,10 +491,12 @@ class VoiceSession:
         """
         self._drained_at = time.perf_counter()
 
-    async def _speak(self, text: str, agent_id: str) -> None:
+    async def _speak(self, text: str, agent_id: str, reply: str = "") -> None:
         text = await run_blocking(self.turns.before_tts, text)
         if not text:
             return
+        piece = _Piece(reply, text, self._played_ms)
+        self._pieces.append(piece)
         if not self._speaking:
             self._speaking = True
             self._played_ms = 0.0
@@ -517,6 +530,7 @@ class VoiceSession:
             self._last_sent_at = time.perf_counter()
             await self._play(self._output.convert(chunk, rate))
             self._played_ms += len(chunk) / 2 / rate * 1000
+            piece.end_ms = self._played_ms
         tail = self._output.finish(rate)
         if not stop.is_set():
             if tail:
@@ -534,19 +548,50 @@ class VoiceSession:
         if not self._speaking:
             return
         self._stop_synthesis.set()
+        unsaid = set()
         while not self._say.empty():
-            self._say.get_nowait()
+            unsaid.add(self._say.get_nowait()[2])
+        heard_ms = getattr(self.transport, "heard_ms", None)
+        if heard_ms is None:  # the caller's side plays at real time from the start of the playback
+            heard_ms = (time.perf_counter() - self._playback_started) * 1000
         await self.transport.stop_playback()
+        self._cut_replies(heard_ms, unsaid)
         if reason == "barge_in":
             await self.transport.control({"type": "barge_in"})
             self._fire("on_barge_in", {"played_ms": round(self._played_ms)})
         self._fire("on_tts_cancelled", {"reason": reason})
         await self._playback_over(reason)
 
+    def _cut_replies(self, heard_ms: float, unsaid: set[str]) -> None:
+        """What the caller heard of each reply this playback carried (the rest was never heard)."""
+        heard: dict[str, list[str]] = {}
+        cut: set[str] = set(unsaid)
+        for piece in self._pieces:
+            said = heard.setdefault(piece.reply, [])
+            if piece.end_ms <= heard_ms:
+                said.append(piece.text)
+                continue
+            cut.add(piece.reply)
+            span = piece.end_ms - piece.start_ms
+            if span > 0 and heard_ms > piece.start_ms:
+                words = piece.text.split()
+                said.append(" ".join(words[: int(len(words) * (heard_ms - piece.start_ms) / span)]))
+        for reply in cut:
+            if reply:
+                self._heard[reply] = " ".join(t for t in heard.get(reply, []) if t).strip()
+                self._record_heard(reply)
+
+    def _record_heard(self, reply: str) -> None:
+        """Keep what the caller heard of an interrupted reply, once its event is known."""
+        event_id = self._reply_events.get(reply) or (reply if reply and not reply.startswith("stream:") else "")
+        if event_id and reply in self._heard:
+            self._track_detached(run_blocking(self.turns.reply_heard, event_id, self._heard.pop(reply)))
+
     async def _playback_over(self, reason: str) -> None:
         if not self._speaking:
             return
         self._speaking = False
+        self._pieces = []
         await self.transport.control({"type": "playback_stop", "reason": reason})
         await self._set_state("listening")
         deferred, self._deferred = self._deferred, []
@@ -572,6 +617,19 @@ def _spoken_text(content: dict[str, Any]) -> str:
     if kind == "rich":
         return str(content.get("plain_text") or content.get("body") or "")
     return ""
+
+
+@dataclass
+class _Piece:
+    """A piece of a reply as played: which reply, its text, where its audio starts and ends (ms into the playback)."""
+
+    reply: str
+    text: str
+    start_ms: float
+    end_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.end_ms = self.start_ms
 
 
 class _Output:

@@ -6,6 +6,7 @@ from django.test import TransactionTestCase
 
 from agents.models import Agent
 from agents.services import agent_save
+from rooms.enums import EventType
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.services import channel_attach
 from tests.agents.fakes import FakeOpenAIServer, Turn
@@ -35,6 +36,30 @@ class ContextWindowTests(TransactionTestCase):
         self.assertEqual(len(assistant), 10)
         self.assertIn("user turn 59", assistant[-1])
         self.assertIn("Scripted demo agent", assistant[-1])
+
+    def test_a_reply_the_caller_interrupted_is_remembered_as_far_as_they_heard_it(self) -> None:
+        make_agent("helper", provider="scripted")
+        room_id = open_room("helper")
+        say_in(room_id, "what are your opening hours")
+        [reply] = agent_replies(room_id)
+        # A call's session noted what the caller heard before they cut in (voice.services.voice_reply_heard).
+        process_inbound(
+            InboundMessage(
+                channel_id="web",
+                room_id=room_id,
+                sender="alice",
+                text="interrupted",
+                event_type=EventType.NOTE,
+                metadata={"voice": {"heard_event_id": reply.id, "heard_text": "We open at nine"}},
+            )
+        )
+        with FakeOpenAIServer([Turn(text="Sure.")]) as server:
+            agent = Agent.objects.get(pk="helper")
+            agent.provider, agent.base_url = "openai", server.base_url
+            agent_save(agent)
+            say_in(room_id, "sorry, go on")
+        assistant = [m["content"] for m in server.requests[0]["messages"] if m["role"] == "assistant"]
+        self.assertEqual(assistant, ["We open at nine — [interrupted by the caller]"])
 
     def test_images_reach_a_vision_model_and_people_are_named_when_several_speak(self) -> None:
         with FakeOpenAIServer([Turn(text="A cat.")]) as server:

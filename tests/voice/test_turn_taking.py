@@ -77,6 +77,10 @@ class RecordedTurns(Turns):
         super().__init__(party)
         self.stored: list[str] = []
         self.fired: list[tuple[str, dict]] = []
+        self.heard: list[tuple[str, str]] = []
+
+    def reply_heard(self, event_id: str, heard_text: str) -> None:
+        self.heard.append((event_id, heard_text))
 
     def store(self, text: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
         self.stored.append(text)
@@ -166,6 +170,11 @@ class TurnTakingTests(unittest.TestCase):
         self.assertIn("on_tts_cancelled", [t for t, _ in turns.fired])
         # What interrupted is the caller's next turn.
         self.assertEqual(turns.stored, ["Sorry to interrupt, could you repeat Monday?"])
+        # The agent's memory keeps what the caller heard of its reply: the start of it, not all of it.
+        [(event_id, heard)] = turns.heard
+        self.assertEqual(event_id, "r1")
+        self.assertTrue(LONG_REPLY.startswith(heard.rstrip(".")), heard)
+        self.assertLess(len(heard), len(LONG_REPLY) // 2)
 
     def test_confirmed_takes_short_speech_during_playback_as_echo(self):
         cough = speech("Hm.", RATE)[: RATE // 5]  # 200 ms of voice: under the 300 ms threshold
