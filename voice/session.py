@@ -70,7 +70,9 @@ SAMPLE_RATE = 16000
 _workers = ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) + 2, thread_name_prefix="voice")
 # Background work of closed calls, kept referenced until done.
 _detached: set[asyncio.Future] = set()
-_TAKEN = object()  # marks an early transcript that already ended its turn
+_TAKEN = object()
+# Keypad digits are given to the agent after ``#`` or this long without another key.
+KEYPAD_PAUSE_SECONDS = 1.5  # marks an early transcript that already ended its turn
 # Where a reply is cut into pieces spoken one by one: sentence ends, and clause marks (a colon,
 # a dash, a closing bracket), so the first piece is short and its audio comes early.
 _SENTENCE_END = re.compile(r"(?<=[.!?;:\]—–])\s+|\n+")
@@ -205,6 +207,8 @@ class VoiceSession:
         self._held_timer: asyncio.TimerHandle | None = None
         self._deferred: list[tuple[str, dict[str, Any]]] = []  # turns kept until playback ends ("disabled")
         self._turn_tasks: set[asyncio.Task] = set()
+        self._keys: list[str] = []  # keypad digits not yet given to the agent
+        self._keys_timer: asyncio.TimerHandle | None = None
         # Speaking.
         self._say: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # (text, agent id)
         self._speaking = False
@@ -244,6 +248,8 @@ class VoiceSession:
         self._speaker.cancel()
         if self._held_timer:
             self._held_timer.cancel()
+        if self._keys_timer:
+            self._keys_timer.cancel()
         for task in list(self._turn_tasks):
             task.cancel()
 
@@ -302,8 +308,7 @@ class VoiceSession:
             if pcm:
                 self._track(self._finish_utterance(pcm, event.sample_rate, pending))
         elif kind == "dtmf":
-            await self.transport.control({"type": "dtmf", "digit": event.digit})
-            self._fire("on_dtmf", {"digit": event.digit})
+            await self.dtmf(event.digit)
         elif kind == "audio_level":
             pass  # ON_VAD_AUDIO_LEVEL would fire every 100 ms per call: only when a hook listens (voice.services)
 
@@ -320,9 +325,31 @@ class VoiceSession:
         self._track(self._finish_utterance(pcm, rate, future))
 
     async def dtmf(self, digit: str) -> None:
-        """A key the caller pressed, as the transport reports it (Twilio's ``dtmf`` message)."""
+        """A key the caller pressed (heard in the audio, or reported by the transport: Twilio's ``dtmf``).
+
+        ``ON_DTMF`` fires for each key (a hook may route on it). The keys are
+        also given to the agent: collected until ``#`` or a pause of
+        ``KEYPAD_PAUSE_SECONDS``, then stored as the caller's turn
+        ("Keypad: 1234").
+        """
         await self.transport.control({"type": "dtmf", "digit": digit})
         self._fire("on_dtmf", {"digit": digit})
+        if self._keys_timer is not None:
+            self._keys_timer.cancel()
+            self._keys_timer = None
+        if digit == "#":
+            self._track(self._keys_done())
+            return
+        self._keys.append(digit)
+        loop = asyncio.get_running_loop()
+        self._keys_timer = loop.call_later(KEYPAD_PAUSE_SECONDS, lambda: self._track(self._keys_done()))
+
+    async def _keys_done(self) -> None:
+        keys, self._keys = "".join(self._keys), []
+        self._keys_timer = None
+        if keys:
+            self._held_turn.append(f"Keypad: {keys}")
+            await self._complete_turn({"voice": {"dtmf": keys}})
 
     @staticmethod
     def _track_detached(work: Awaitable[Any]) -> None:

@@ -250,3 +250,22 @@ class TurnTakingTests(unittest.TestCase):
         _, transport, turns, _ = self.run_call("confirmed", ["My order number is", "four five six seven."], script)
         self.assertEqual(turns.stored, ["My order number is four five six seven."])
         self.assertIn("on_turn_incomplete", [t for t, _ in turns.fired])
+
+    def test_keypad_digits_heard_in_the_audio_fire_on_dtmf_and_reach_the_agent(self):
+        from tests.voice.test_dtmf import key_tone
+
+        keys = np.concatenate([np.concatenate([key_tone(k, 80, RATE), np.zeros(RATE * 80 // 1000)]) for k in "4071#"])
+
+        async def script(session):
+            audio = np.concatenate([np.zeros(RATE // 5), keys, np.zeros(RATE // 5)]).astype("<i2").tobytes()
+            for i in range(0, len(audio), FRAME):
+                await session.feed(audio[i : i + FRAME])
+            for _ in range(100):
+                if session.turns.stored:
+                    break
+                await asyncio.sleep(0.01)
+
+        _, transport, turns, _ = self.run_call("confirmed", [], script)
+        self.assertEqual([f["digit"] for _, f in transport.controls if f["type"] == "dtmf"], list("4071#"))
+        self.assertEqual([p["digit"] for t, p in turns.fired if t == "on_dtmf"], list("4071#"))
+        self.assertEqual(turns.stored, ["Keypad: 4071"])
