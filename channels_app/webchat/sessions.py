@@ -9,7 +9,7 @@ from django.db import connection, transaction
 
 from channels_app.webchat.tokens import ChatClaims, chat_token_issue, chat_token_verify
 from rooms.enums import ChannelCategory, ChannelType, RoomStatus
-from rooms.errors import Conflict, InvalidInput, NotFound, TooManyRequests
+from rooms.errors import Conflict, NotFound, TooManyRequests
 from rooms.hooks import HookTrigger
 from rooms.inbound.routing import open_room_for_channel
 from rooms.infra.rate_limits import rate_limit_hit
@@ -40,13 +40,16 @@ SESSION_CHANNEL_TYPES = frozenset({ChannelType.WEBSOCKET, ChannelType.VOICE})
 def session_channel(channel_id: str) -> Channel:
     """The channel a browser session is asked for: it exists, is enabled and is one a browser joins.
 
-    ``NotFound`` (404) for no such channel, ``InvalidInput`` (400) for one a browser cannot open a session on.
+    ``NotFound`` (404) otherwise: no such channel, disabled, or one a browser
+    does not open sessions on (an SMS line, a phone line, the API) — there is
+    no such browser channel.
     """
     channel = get_channel(channel_id)
     if not channel.enabled:
         raise NotFound(f"channel '{channel_id}' is disabled", code="unknown_channel")
-    if channel.channel_type not in SESSION_CHANNEL_TYPES or channel.category != ChannelCategory.TRANSPORT:
-        raise InvalidInput(f"channel '{channel_id}' takes no browser sessions", code="invalid_channel")
+    browser = channel.channel_type == ChannelType.WEBSOCKET or channel.provider == "browser"
+    if channel.channel_type not in SESSION_CHANNEL_TYPES or channel.category != ChannelCategory.TRANSPORT or not browser:
+        raise NotFound(f"channel '{channel_id}' takes no browser sessions", code="unknown_channel")
     return channel
 
 

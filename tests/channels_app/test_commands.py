@@ -260,7 +260,7 @@ class AddChannelProviderTests(TestCase):
         cases = {
             "type not served": (
                 ["tb", "--type", "voice", "--provider", "textbridge", "--config", self.COMPLETE, *key],
-                "provider: provider 'textbridge' (TextBridge SMS) does not serve voice channels; providers for voice: http",
+                "provider: provider 'textbridge' (TextBridge SMS) does not serve voice channels; providers for voice: browser, http",
             ),
             "required config": ([*self.SMS, "--config", '{"from": "+1555"}', *key], "config.account_id: Account ID is required"),
             "one_of group": (

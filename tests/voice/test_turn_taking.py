@@ -100,6 +100,14 @@ LONG_REPLY = (
 )
 
 
+async def until(condition, what: str, timeout: float = 30.0) -> None:
+    """Wait for ``condition()``; the machine may be busy, so the limit is generous and only a failure waits it out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        await asyncio.sleep(0.01)
+
+
 class TurnTakingTests(unittest.TestCase):
     def run_call(self, strategy: str, stt_texts: list[str], script, **settings: Any) -> tuple[VoiceSession, Any]:
         """Start a session, let the agent start ``LONG_REPLY``, then run ``script(session)``; the session and transport."""
@@ -122,7 +130,7 @@ class TurnTakingTests(unittest.TestCase):
             session._fire = lambda trigger, payload: turns.fired.append((trigger, payload))  # every hook, in order
             await session.start()
             await script(session)
-            await asyncio.sleep(0.3)  # what is in flight settles
+            await until(lambda: not session._turn_tasks, "the turns in flight to settle")
             await session.close()
             return session
 
@@ -135,10 +143,7 @@ class TurnTakingTests(unittest.TestCase):
             {"type": "event", "event": {"id": "r1", "type": "message", "source": {"participant_id": "agent", "channel_id": "agent"},
                                         "content": {"type": "text", "body": LONG_REPLY}}}
         )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not session._speaking and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert session._speaking, "the agent never started speaking"
+        await until(lambda: session._speaking, "the agent to start speaking")
 
     @staticmethod
     async def caller_says(session: VoiceSession, pcm: np.ndarray, silence_ms: int = 900) -> None:
@@ -146,10 +151,7 @@ class TurnTakingTests(unittest.TestCase):
         for i in range(0, len(audio), FRAME):
             await session.feed(audio[i : i + FRAME])
             await asyncio.sleep(0)
-        for _ in range(200):  # transcription runs in a worker thread
-            if not session._turn_tasks:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: not session._turn_tasks, "the transcription (a worker thread) to finish")
 
     def test_confirmed_interrupts_once_speech_passes_the_threshold(self):
         words = speech("Sorry to interrupt, could you repeat the hours for Monday?", RATE)
@@ -224,10 +226,7 @@ class TurnTakingTests(unittest.TestCase):
             while not session._say.empty() or session.saying:  # every piece of the reply sent
                 await asyncio.sleep(0.01)
             session.playback_drained()  # the caller's side played everything
-            for _ in range(300):
-                if turns_so_far(session):
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: turns_so_far(session), "the kept turn to be taken")
 
         def turns_so_far(session):
             return session.turns.stored
@@ -247,7 +246,9 @@ class TurnTakingTests(unittest.TestCase):
             assert session.turns.stored == [], "an incomplete turn was taken at once"
             await self.caller_says(session, rest)
 
-        _, transport, turns, _ = self.run_call("confirmed", ["My order number is", "four five six seven."], script)
+        _, transport, turns, _ = self.run_call(
+            "confirmed", ["My order number is", "four five six seven."], script, incomplete_turn_wait_ms=5000
+        )
         self.assertEqual(turns.stored, ["My order number is four five six seven."])
         self.assertIn("on_turn_incomplete", [t for t, _ in turns.fired])
 
@@ -260,10 +261,7 @@ class TurnTakingTests(unittest.TestCase):
             audio = np.concatenate([np.zeros(RATE // 5), keys, np.zeros(RATE // 5)]).astype("<i2").tobytes()
             for i in range(0, len(audio), FRAME):
                 await session.feed(audio[i : i + FRAME])
-            for _ in range(100):
-                if session.turns.stored:
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: session.turns.stored, "the keypad turn")
 
         _, transport, turns, _ = self.run_call("confirmed", [], script)
         self.assertEqual([f["digit"] for _, f in transport.controls if f["type"] == "dtmf"], list("4071#"))
