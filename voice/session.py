@@ -86,7 +86,13 @@ def run_blocking(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
 
 
 class VoiceTransport(Protocol):
-    """What a call's carrier does for its session."""
+    """What a call's carrier does for its session.
+
+    A carrier that learns from its far end what the caller has heard (Twilio's
+    echoed marks) also has ``heard_ms``: how much of the current playback
+    has been played to the caller. Without it, playback is taken to run at
+    real time from its start.
+    """
 
     # The rate of the PCM ``play`` takes (the transport converts it to what its wire carries).
     output_rate: int
@@ -149,6 +155,11 @@ class Turns:
         from voice.services import voice_before_tts
 
         return voice_before_tts(self.party, text)
+
+
+def speech_engines(settings: VoiceSettings) -> tuple[SpeechToText, TextToSpeech]:
+    """The channel's speech engines; the first call for a config loads its models: run it off the event loop."""
+    return stt_from_config(settings.stt), tts_from_config(settings.tts)
 
 
 def build_listener(settings: VoiceSettings) -> tuple[Any, VoiceActivityDetector]:
@@ -585,7 +596,7 @@ class VoiceSession:
         self._cut_replies(heard_ms, unsaid)
         if reason == "barge_in":
             await self.transport.control({"type": "barge_in"})
-            self._fire("on_barge_in", {"played_ms": round(self._played_ms)})
+            self._fire("on_barge_in", {"played_ms": round(self._played_ms), "heard_ms": round(heard_ms)})
         self._fire("on_tts_cancelled", {"reason": reason})
         await self._playback_over(reason)
 
