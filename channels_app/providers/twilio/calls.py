@@ -117,11 +117,16 @@ def verify_stream_handshake(url: str, signature: str, auth_token: str) -> bool:
 
     Twilio signs the upgrade request as any webhook: HMAC-SHA1 of the URL it
     called (here ``wss://…``, with no form fields) keyed by the Auth Token.
+    The same address written ``https://`` is accepted too: it is the same
+    URL of ours signed with the same token, and a scheme spelled otherwise
+    must not refuse every call.
     """
     if not signature or not auth_token:
         return False
     validator = RequestValidator(auth_token)
-    # What it buys: validate() computes two HMACs (with and without a port); the URL as we wrote it is what Twilio signs.
-    if compare(validator.compute_signature(url, {}), signature):
-        return True
-    return validator.validate(url, {}, signature)
+    twin = "https://" + url.removeprefix("wss://") if url.startswith("wss://") else url
+    for candidate in dict.fromkeys((url, twin)):
+        # What it buys: validate() computes two HMACs (with and without a port); the URL as written is what Twilio signs.
+        if compare(validator.compute_signature(candidate, {}), signature) or validator.validate(candidate, {}, signature):
+            return True
+    return False
