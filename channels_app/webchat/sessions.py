@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, transaction
 
+from channels_app.providers import get_provider
 from channels_app.webchat.tokens import ChatClaims, chat_token_issue, chat_token_verify
 from rooms.enums import ChannelCategory, ChannelType, RoomStatus
 from rooms.errors import Conflict, InvalidInput, NotFound, TooManyRequests
@@ -47,6 +48,9 @@ def session_channel(channel_id: str) -> Channel:
         raise NotFound(f"channel '{channel_id}' is disabled", code="unknown_channel")
     if channel.channel_type not in SESSION_CHANNEL_TYPES or channel.category != ChannelCategory.TRANSPORT:
         raise InvalidInput(f"channel '{channel_id}' takes no browser sessions", code="invalid_channel")
+    if channel.channel_type == ChannelType.VOICE and get_provider(channel.provider) is not None:
+        # A phone line (Twilio's): its rooms are its callers' numbers, and its calls come from the vendor.
+        raise InvalidInput(f"channel '{channel_id}' takes phone calls, not browser sessions", code="invalid_channel")
     return channel
 
 

@@ -32,7 +32,9 @@ from django.test import SimpleTestCase, TestCase, TransactionTestCase, override_
 
 from channels_app.providers.twilio.calls import PARAM_TOKEN, stream_token_issue, stream_token_verify, verify_stream_handshake
 from channels_app.services_channels import channel_settings_errors
+from channels_app.webchat.sessions import chat_session_start
 from rooms.enums import ChannelType, EventType, Visibility
+from rooms.errors import InvalidInput
 from rooms.hooks import HookTrigger
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import ChannelBinding, Delivery, RoomEvent
@@ -123,6 +125,10 @@ class VoiceWebhookTests(TestCase):
             response = post_as_twilio(self.client, WEBHOOK + "status/", form, auth_token=TOKEN)
         self.assertEqual(response.status_code, 200, response.content[:300])
         self.assertEqual(row_counts(), before)
+
+    def test_a_phone_line_takes_no_browser_sessions(self) -> None:
+        with self.assertRaises(InvalidInput):
+            chat_session_start(display_name="Visitor", channel_id=CHANNEL)
 
     def test_a_voice_channel_needs_an_account_and_its_token_but_no_sender(self) -> None:
         config = {"account_sid": ACCOUNT}
@@ -390,7 +396,7 @@ class TwilioCallTest(TransactionTestCase):
         self.assertTrue(all(m["streamSid"] == STREAM_SID for m in reply))
         self.assertTrue(all(len(payload_samples(m["media"]["payload"])) == 160 for m in media))
         events = [m["event"] for m in reply]
-        self.assertEqual(events[-1], "mark")
+        self.assertEqual((events[0], events[-1]), ("media", "mark"))
         self.assertNotIn(("mark", "mark"), list(zip(events, events[1:], strict=False)), "a mark follows speech")
         self.assertGreater(events.count("mark"), 5)
         heard = np.concatenate([payload_samples(m["media"]["payload"]) for m in media])
