@@ -67,7 +67,8 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 # Speech engines and the database calls of a call run here, never on the event loop:
 # sized to the cores (the engines are CPU-bound), a few more for threads waiting on I/O.
-_workers = ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) + 2, thread_name_prefix="voice")
+_WORKER_COUNT = (os.cpu_count() or 2) + 2
+_workers = ThreadPoolExecutor(max_workers=_WORKER_COUNT, thread_name_prefix="voice")
 # Background work of closed calls, kept referenced until done.
 _detached: set[asyncio.Future] = set()
 _TAKEN = object()
@@ -83,6 +84,18 @@ _UNSPOKEN = re.compile(r"[\[\]*_#`|<>{}]+|https?://\S+")
 def run_blocking(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
     """``fn(*args)`` on the voice worker threads (speech engines, database), awaited from the loop."""
     return asyncio.get_running_loop().run_in_executor(_workers, fn, *args)
+
+
+def workers_restart() -> None:
+    """Replace the voice worker threads with new ones, once the old ones have finished their work.
+
+    For the test runner: each thread keeps its own database connection, which
+    PostgreSQL counts as a user of the test database it is asked to drop; the
+    connections go with their threads.
+    """
+    global _workers
+    old, _workers = _workers, ThreadPoolExecutor(max_workers=_WORKER_COUNT, thread_name_prefix="voice")
+    old.shutdown(wait=True)
 
 
 class VoiceTransport(Protocol):
