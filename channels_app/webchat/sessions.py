@@ -48,8 +48,9 @@ def session_channel(channel_id: str) -> Channel:
         raise NotFound(f"channel '{channel_id}' is disabled", code="unknown_channel")
     if channel.channel_type not in SESSION_CHANNEL_TYPES or channel.category != ChannelCategory.TRANSPORT:
         raise InvalidInput(f"channel '{channel_id}' takes no browser sessions", code="invalid_channel")
-    if channel.channel_type == ChannelType.VOICE and get_provider(channel.provider) is not None:
-        # A phone line (Twilio's): its rooms are its callers' numbers, and its calls come from the vendor.
+    provider = get_provider(channel.provider) if channel.channel_type == ChannelType.VOICE else None
+    if provider is not None and provider.spec.webhook:
+        # A phone line (Twilio's): its calls come through the vendor's webhooks, its rooms are its callers' numbers.
         raise InvalidInput(f"channel '{channel_id}' takes phone calls, not browser sessions", code="invalid_channel")
     return channel
 

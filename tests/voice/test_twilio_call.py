@@ -60,7 +60,14 @@ VOICE = {
     "interruption": "confirmed",
     "interrupt_min_speech_ms": 300,
 }
-REPLY = "Your order ships tomorrow. It will arrive on Friday before noon."
+# Long enough (8 s) that the caller is still hearing it when they talk over it, however slow the machine.
+REPLY_SENTENCES = [
+    "Your order ships tomorrow.",
+    "It will arrive on Friday before noon, at the address on your account.",
+    "You will get a text message when the driver is on the way.",
+]
+REPLY_FIRST_SENTENCE = REPLY_SENTENCES[0]
+REPLY = " ".join(REPLY_SENTENCES)
 
 
 def twilio_voice_channel(**config: Any):
@@ -286,6 +293,17 @@ async def until(check, what: str, timeout: float = 60.0) -> Any:
         await asyncio.sleep(0.05)
 
 
+def marks_with_positions(messages: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """Each mark sent, with how much audio (ms) was sent before it."""
+    marks, sent_ms = [], 0.0
+    for message in messages:
+        if message["event"] == "media":
+            sent_ms += 20
+        elif message["event"] == "mark":
+            marks.append((message["mark"]["name"], sent_ms))
+    return marks
+
+
 def caller_messages() -> list[RoomEvent]:
     return list(
         RoomEvent.objects.filter(source_channel_id=CHANNEL, type=EventType.MESSAGE)
@@ -342,16 +360,19 @@ class TwilioCallTest(TransactionTestCase):
             await sync_to_async(process_inbound)(
                 InboundMessage(channel_id="ops-api", room_id=room_id, sender="operator", text=REPLY)
             )
-            await stream.wait_for(lambda: len(self.hooks["after_tts"]) == 2, "both sentences spoken")
+            await stream.wait_for(lambda: len(self.hooks["after_tts"]) == len(REPLY_SENTENCES), "every sentence spoken")
             await stream.wait_for(lambda: stream.received and stream.received[-1][1]["event"] == "mark", "the last mark")
             await stream.quiet_for(0.3)
             reply = list(stream.received)
-            marks = [m["mark"]["name"] for _, m in reply if m["event"] == "mark"]
+            marks = marks_with_positions([m for _, m in reply])
 
-            # Twilio has played the first chunk: the caller heard up to the first mark.
-            first_mark = next(i for i, (_, m) in enumerate(reply) if m["event"] == "mark")
-            numbers["heard_ms"] = 20 * sum(1 for _, m in reply[:first_mark] if m["event"] == "media")
-            stream.twilio("mark", mark={"name": marks[0]})
+            # Twilio has played the first sentence and a little more: it echoes the marks up to there.
+            first_sentence_ms = len(self.espeak_at_8k(REPLY_FIRST_SENTENCE)) / 8
+            heard = [(name, at) for name, at in marks if at < first_sentence_ms + 40]
+            heard.append(marks[len(heard)])
+            for name, _ in heard:
+                stream.twilio("mark", mark={"name": name})
+            numbers["heard_ms"] = heard[-1][1]
 
             # While the rest plays, the caller talks over it, loudly.
             await stream.speak(silence(200, 8000))
@@ -361,14 +382,16 @@ class TwilioCallTest(TransactionTestCase):
             numbers["clear_at_ms"] = next(at for at, m in stream.received[len(reply) :] if m["event"] == "clear")
             self.assertEqual(clear[0], stream_message("clear", stream_sid=STREAM_SID, direction="to_twilio"))
             # Twilio empties its buffer and echoes the marks it still held.
-            for name in marks[1:]:
+            for name, _ in marks[len(heard) :]:
                 stream.twilio("mark", mark={"name": name})
             await stream.speak(silence(1200, 8000))
             await until(lambda: len(caller_messages()) == 2, "the interruption stored as the caller's next turn")
 
+            # Keys pressed: Twilio reports them; the session gives them to the agent after "#".
             stream.twilio("dtmf", dtmf={"digit": "5"})
-            await stream.wait_for(lambda: self.hooks["dtmf"], "ON_DTMF")
-            await stream.quiet_for(0.2)
+            stream.twilio("dtmf", dtmf={"digit": "#"})
+            await stream.wait_for(lambda: len(self.hooks["dtmf"]) == 2, "ON_DTMF for both keys")
+            await until(lambda: len(caller_messages()) == 3, "the keys stored as the caller's turn")
             self.assertEqual(stream.sent("media", after=len(reply)), [], "playback stopped at the clear")
 
             stream.twilio("stop")
@@ -381,11 +404,12 @@ class TwilioCallTest(TransactionTestCase):
         reply = [m for _, m in stream.received[: int(numbers["reply"])]]
 
         # What the caller said is the room's: stored from their number, on this channel.
-        first, second = caller_messages()
+        first, second, keys = caller_messages()
         self.assertIn("order", first.content["body"].lower())
         self.assertIn("arrive", first.content["body"].lower())
         self.assertEqual((first.source_participant.address, first.source_participant.channel_id), (CALLER, CHANNEL))
         self.assertIn("question", second.content["body"].lower())
+        self.assertEqual((keys.content["body"], keys.metadata["voice"]["dtmf"]), ("Keypad: 5", "5"))
         binding = ChannelBinding.objects.get(channel_id=CHANNEL, room_id=first.room_id)
         self.assertEqual(binding.address, CALLER)
         self.assertFalse(Delivery.objects.filter(channel_id=CHANNEL).exists(), "a call hears the room on its socket")
@@ -409,9 +433,13 @@ class TwilioCallTest(TransactionTestCase):
         self.assertGreater(numbers["clear_at_ms"], numbers["onset_ms"])
         self.assertLessEqual(latency, 200, numbers)
         [barge_in] = self.hooks["barge_in"]
-        self.assertEqual(barge_in["heard_ms"], numbers["heard_ms"], "what the caller heard: up to the echoed mark")
-        self.assertGreater(barge_in["played_ms"], barge_in["heard_ms"])
-        self.assertEqual([p["digit"] for p in self.hooks["dtmf"]], ["5"])
+        self.assertEqual(barge_in["heard_ms"], numbers["heard_ms"], "what the caller heard: up to the last echoed mark")
+        self.assertGreater(barge_in["played_ms"], barge_in["heard_ms"] + 1000)
+        # ... and so what they heard of the reply: its first sentence, which the agents' memory keeps.
+        reply_event = RoomEvent.objects.get(source_channel_id="ops-api")
+        note = RoomEvent.objects.get(room_id=first.room_id, type=EventType.NOTE)
+        self.assertEqual(note.metadata["voice"], {"heard_event_id": reply_event.id, "heard_text": REPLY_FIRST_SENTENCE})
+        self.assertEqual([p["digit"] for p in self.hooks["dtmf"]], ["5", "#"])
 
         # The call's start and end are in the room, for operators.
         started, ended = RoomEvent.objects.filter(room_id=first.room_id, type=EventType.SYSTEM).order_by("seq")
@@ -421,7 +449,7 @@ class TwilioCallTest(TransactionTestCase):
         self.assertEqual(ended.content["data"]["reason"], "stop")
         self.assertEqual({started.visibility, ended.visibility}, {Visibility.INTERNAL})
         self.assertLess(started.seq, first.seq)
-        self.assertGreater(ended.seq, second.seq)
+        self.assertGreater(ended.seq, keys.seq)
 
     @staticmethod
     def espeak_at_8k(text: str) -> np.ndarray:
@@ -429,7 +457,7 @@ class TwilioCallTest(TransactionTestCase):
 
         tts = ESpeakTTS()
         # Sentence by sentence, as the call speaks a message.
-        pcm = b"".join(b"".join(tts.synthesize(sentence)) for sentence in re.split(r"(?<=[.!?;:])\s+", text))
+        pcm = b"".join(b"".join(tts.synthesize(sentence)) for sentence in re.split(r"(?<=[.!?])\s+", text))
         x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
         return soxr.resample(x, tts.sample_rate, 8000, quality="HQ")
 

@@ -58,21 +58,17 @@ class OutboundTests(SimpleTestCase):
             self.assertEqual(len(payload_samples(message["media"]["payload"])), FRAME_BYTES)
         self.assertTrue(all(m["streamSid"] == STREAM and m["mark"]["name"] for m in twilio.of("mark")))
         self.assertEqual(transport.sent_ms, 80)
-        # The rest of the reply goes out padded to a whole frame when there is nothing more to say.
+        names = [m["mark"]["name"] for m in twilio.of("mark")]
+        self.assertFalse(transport.mark_played(names[0]), "more was sent after it")
+        self.assertTrue(transport.mark_played(names[1]), "the caller has heard all that was sent")
+        self.assertEqual(transport.heard_ms, 80)
 
-        async def finish() -> None:
-            waiting = asyncio.ensure_future(transport.until_heard())
-            await asyncio.sleep(0)
-            self.assertFalse(waiting.done(), "the caller has not heard it yet")
-            for mark in twilio.of("mark"):
-                transport.mark_played(mark["mark"]["name"])
-            await asyncio.wait_for(waiting, 1)
-
-        run(finish())
-        self.assertEqual([m["event"] for m in twilio.messages[6:]], ["media", "mark"])
-        self.assertEqual((transport.sent_ms, transport.heard_ms), (100, 100))
+        # The end of the playback sends the last 5 ms, padded to a whole frame with silence.
+        run(transport.control({"type": "playback_stop", "reason": "done"}))
+        self.assertEqual([m["event"] for m in twilio.messages[6:]], ["media"])
         tail = payload_samples(twilio.of("media")[-1]["media"]["payload"])
-        self.assertTrue(np.all(tail[40:] == 0), "the padding is silence")
+        self.assertTrue(np.any(tail[:40] != 0) and np.all(tail[40:] == 0), "5 ms of speech, then silence")
+        self.assertEqual(transport.sent_ms, 100)
 
     def test_the_codec_round_trip_keeps_the_level_both_ways(self) -> None:
         # G.711 μ-law in and out through the Twilio path: no 6 dB error (the classic: a 14- or 13-bit
@@ -133,18 +129,15 @@ class MarkTests(SimpleTestCase):
         names = [m["mark"]["name"] for m in twilio.of("mark")]
         transport.mark_played(names[0])
 
-        async def barge_in() -> None:
-            waiting = asyncio.ensure_future(transport.until_heard())
-            await asyncio.sleep(0)
-            await transport.stop_playback()
-            await asyncio.wait_for(waiting, 1)  # nothing more to wait for
+        run(transport.stop_playback())
 
-        run(barge_in())
         self.assertEqual(twilio.messages[-1], stream_message("clear", stream_sid=STREAM, direction="to_twilio"))
-        # Twilio answers a clear with the marks it still held.
-        for name in names[1:]:
-            transport.mark_played(name)
+        # Twilio answers a clear with the marks it still held: they were not heard.
+        self.assertEqual([transport.mark_played(name) for name in names[1:]], [False] * 4)
         self.assertEqual(transport.heard_ms, 100)
+        # Nothing of the cleared reply is sent when the session then ends the playback.
+        run(transport.control({"type": "playback_stop", "reason": "barge_in"}))
+        self.assertEqual(twilio.messages[-1]["event"], "clear")
 
     def test_a_new_reply_counts_from_its_own_start(self) -> None:
         twilio, transport = self.play_reply(2)
