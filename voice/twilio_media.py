@@ -60,9 +60,6 @@ class TwilioMediaTransport:
         self._playing = False
         self.sent_ms = 0.0  # audio of the current playback sent to Twilio
         self.heard_ms = 0.0  # audio of the current playback the caller has heard (the last echoed mark)
-        self.media_sent = 0
-        self.marks_sent = 0
-        self.clears_sent = 0
 
     # --- the caller's audio ------------------------------------------------------------------
 
@@ -93,7 +90,6 @@ class TwilioMediaTransport:
         self._partial.clear()
         self._marks.clear()
         self._playing = False
-        self.clears_sent += 1
         await self._send({"event": "clear", "streamSid": self.stream_sid})
 
     async def control(self, frame: dict[str, Any]) -> None:
@@ -135,11 +131,9 @@ class TwilioMediaTransport:
             payload = base64.b64encode(ulaw[i : i + FRAME_BYTES]).decode("ascii")
             await self._send({"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}})
             self.sent_ms += FRAME_MS
-            self.media_sent += 1
 
     async def _mark(self) -> None:
         self._mark_serial += 1
         name = f"rk{self._mark_serial}"
         self._marks[name] = self.sent_ms
-        self.marks_sent += 1
         await self._send({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
