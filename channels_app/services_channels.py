@@ -54,6 +54,7 @@ def provider_info(name: str) -> registries.ProviderInfo | None:
         webhook=spec.webhook,
         status_callbacks=spec.status_callbacks,
         one_of=tuple(tuple(group) for group in spec.one_of),
+        one_of_types=frozenset(spec.one_of_types),
     )
 
 
@@ -85,7 +86,7 @@ def channel_settings_errors(
         serving = ", ".join(provider_names(channel_type)) or "none"
         message = f"provider '{provider}' ({spec.label}) does not serve {channel_type} channels"
         return [("provider", f"{message}; providers for {channel_type}: {serving}")]
-    errors = [(f"config.{key}", message) for key, message in spec.config_errors(config)]
+    errors = [(f"config.{key}", message) for key, message in spec.config_errors(config, channel_type)]
     held = set(secret_names)
     for name in spec.required_secrets:
         if spec.webhook == "token" and name == WEBHOOK_TOKEN_SECRET:

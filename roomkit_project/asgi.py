@@ -31,6 +31,7 @@ from roomkit_project.middleware import BodySizeLimitASGI  # noqa: E402
 from roomkit_project.ws_origin import WebSocketOriginMiddleware  # noqa: E402
 from rooms.realtime.broadcast import bind_server_loop  # noqa: E402
 from voice.consumer import BrowserVoiceConsumer  # noqa: E402
+from voice.twilio_consumer import TwilioMediaStreamConsumer  # noqa: E402
 
 skip_autobahn_debug_formatting()
 leave_form_bodies_to_django()
@@ -39,6 +40,8 @@ websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),
     # The /voice/ page's audio (a chat session's token for a voice channel).
     path("ws/voice/", BrowserVoiceConsumer.as_asgi()),
+    # Phone calls: Twilio Media Streams, opened by Twilio's servers (see the origin check below).
+    path("ws/twilio/<slug:channel_id>/", TwilioMediaStreamConsumer.as_asgi()),
     # Operators' live console (Django session auth, staff only).
     path("ws/staff/rooms/", staff_rooms_app),
     path("ws/staff/rooms/<str:room_id>/", staff_rooms_app),
@@ -50,7 +53,10 @@ _router = ProtocolTypeRouter(
         "http": BodySizeLimitASGI(django_asgi_app),
         # Only pages this site serves may open its sockets (cross-site
         # WebSocket hijacking); the allowed origins are read per handshake.
-        "websocket": WebSocketOriginMiddleware(URLRouter(websocket_urlpatterns)),
+        # Twilio's media streams come from Twilio's servers with no Origin and
+        # no cookies to hijack: they are exempt, and prove themselves instead
+        # (X-Twilio-Signature on the handshake, our signed token at "start").
+        "websocket": WebSocketOriginMiddleware(URLRouter(websocket_urlpatterns), exempt_prefixes=("/ws/twilio/",)),
     }
 )
 

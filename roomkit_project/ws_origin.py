@@ -76,12 +76,20 @@ def origin_allowed(scope: dict[str, Any]) -> bool:
 
 
 class WebSocketOriginMiddleware:
-    """ASGI middleware: refuse WebSocket handshakes from origins ``origin_allowed`` rejects."""
+    """ASGI middleware: refuse WebSocket handshakes from origins ``origin_allowed`` rejects.
 
-    def __init__(self, app: Any) -> None:
+    ``exempt_prefixes``: paths of sockets that servers, not browsers, open (a
+    vendor's media stream). They send no ``Origin`` and carry no ambient
+    credentials a foreign page could borrow, so the check would only refuse
+    them; they authenticate themselves (signatures, tokens) instead.
+    """
+
+    def __init__(self, app: Any, *, exempt_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.exempt_prefixes = exempt_prefixes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket" and not origin_allowed(scope):
-            return await WebsocketDenier()(scope, receive, send)
+            if not scope.get("path", "").startswith(self.exempt_prefixes):
+                return await WebsocketDenier()(scope, receive, send)
         return await self.app(scope, receive, send)

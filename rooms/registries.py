@@ -118,6 +118,8 @@ class ProviderInfo:
     webhook: str = "signature"
     status_callbacks: bool = True
     one_of: tuple[tuple[str, ...], ...] = ()
+    # The channel types ``one_of`` applies to; empty: every type.
+    one_of_types: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ import sys
 import time
 import unittest
 
+from asgiref.sync import SyncToAsync
 from django.conf import settings
+from django.db import connections
 from django.test.runner import DiscoverRunner
 
 
@@ -69,6 +71,15 @@ class RoomKitTestRunner(DiscoverRunner):
         # connections, which PostgreSQL would otherwise count as users of the
         # test database it is asked to drop.
         gc.collect()
+        # Calls ran their speech and database work on the voice worker threads,
+        # which live as long as the process: new ones replace them.
+        voice_session = sys.modules.get("voice.session")
+        if voice_session is not None:
+            voice_session.workers_restart()
+            gc.collect()
+        # Tests that drive the ASGI application from asyncio.run reach the
+        # database through sync_to_async's one long-lived thread: close its connection.
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
         # HTTP requests served in process (through roomkit_project.asgi) ran on
         # its pool's long-lived threads, which keep their connections open.
         asgi = sys.modules.get("roomkit_project.asgi")

@@ -27,7 +27,7 @@ from rooms.enums import ChannelType
 from rooms.realtime import broadcast as realtime
 from rooms.selectors import get_channel
 from voice.config import voice_settings
-from voice.session import CallParty, VoiceSession, json_frame, run_blocking
+from voice.session import CallParty, VoiceSession, json_frame, run_blocking, speech_engines
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class BrowserVoiceConsumer(AsyncWebsocketConsumer):
         settings = voice_settings(config)
         try:
             # Loading an engine the first time reads its model: off the event loop.
-            session = await run_blocking(_new_session_parts, settings)
+            session = await run_blocking(speech_engines, settings)
         except Exception:
             logger.exception("voice channel %s: the speech engines could not start", party.channel_id)
             await self.close(code=CLOSE_UNAVAILABLE)
@@ -148,9 +148,3 @@ class BrowserVoiceConsumer(AsyncWebsocketConsumer):
         if self._hub is not None:
             hub, self._hub = self._hub, None
             await realtime.room_hub_leave(hub, self)
-
-
-def _new_session_parts(settings: Any) -> tuple[Any, Any]:
-    from voice.speech import stt_from_config, tts_from_config
-
-    return stt_from_config(settings.stt), tts_from_config(settings.tts)

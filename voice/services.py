@@ -1,4 +1,4 @@
-"""What a call does to the rest of the system: the caller's turns stored, the voice hooks fired.
+"""What a call does to the rest of the system: the call opened and ended, the caller's turns stored, the voice hooks fired.
 
 Called from the voice worker threads (``voice.session.run_blocking``), never
 from the event loop: they reach the database.
@@ -16,8 +16,10 @@ from django.utils import timezone
 
 from rooms.content.storable import scrub_text
 from rooms.enums import EventType, Visibility
+from rooms.errors import RoomKitError
 from rooms.hooks import HookAction, HookContext, HookTrigger, fire, registry, run_sync_hooks
 from rooms.inbound import InboundMessage, process_inbound
+from rooms.models import Participant
 from rooms.selectors import get_channel
 from voice.session import CallParty
 
@@ -159,3 +161,68 @@ def voice_before_tts(party: CallParty, text: str) -> str | None:
         if result.content and isinstance(result.content.get("body"), str):
             payload["text"] = result.content["body"]
     return payload["text"]
+
+
+def _call_event(body: str, code: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "system", "body": body, "code": code, "data": data}
+
+
+def voice_call_start(*, channel_id: str, caller: str, call_id: str, data: dict[str, Any] | None = None) -> CallParty | None:
+    """A phone call from ``caller`` on ``channel_id``: the caller's room, and "call started" recorded in it.
+
+    The call is the caller's message on the channel like any other: the
+    inbound path finds the room bound to this number on this channel, or
+    opens one (``open_room_for_channel``) when the channel admits new callers,
+    and makes the caller its participant. The event is an internal system
+    event (operators see it; no agent answers it, no channel is sent it),
+    keyed by ``call_id``: a second ``start`` of one call records nothing new
+    and gets the same room. None when the caller is refused (an identity hook
+    rejected them, or the channel opens no room for a new caller).
+    """
+    try:
+        result = process_inbound(
+            InboundMessage(
+                channel_id=channel_id,
+                sender=caller,
+                event_type=EventType.SYSTEM,
+                visibility=Visibility.INTERNAL,
+                content=_call_event("Call started", "call_started", {"call_id": call_id, **(data or {})}),
+                idempotency_key=f"call:{call_id}:started",
+            )
+        )
+    except RoomKitError as exc:
+        logger.info("call %s from %s on %s refused: %s", call_id, caller, channel_id, exc)
+        return None
+    event = result.event
+    if event is None or event.source_participant_id is None:
+        logger.info("call %s from %s on %s refused: %s %s", call_id, caller, channel_id, result.status, result.reason)
+        return None
+    participant = Participant.objects.only("address", "display_name").get(pk=event.source_participant_id)
+    return CallParty(
+        channel_id=channel_id,
+        room_id=event.room_id,
+        participant_id=participant.id,
+        sender=participant.address or caller,
+        display_name=participant.display_name,
+    )
+
+
+def voice_call_end(party: CallParty, *, call_id: str, reason: str, duration_ms: float) -> None:
+    """Record that the call ended (once per call); a room closed meanwhile is logged, not raised."""
+    try:
+        process_inbound(
+            InboundMessage(
+                channel_id=party.channel_id,
+                room_id=party.room_id,
+                participant_id=party.participant_id,
+                sender=party.sender,
+                event_type=EventType.SYSTEM,
+                visibility=Visibility.INTERNAL,
+                content=_call_event(
+                    "Call ended", "call_ended", {"call_id": call_id, "reason": reason, "duration_ms": round(duration_ms)}
+                ),
+                idempotency_key=f"call:{call_id}:ended",
+            )
+        )
+    except RoomKitError as exc:
+        logger.warning("call %s in room %s: its end was not recorded: %s", call_id, party.room_id, exc)

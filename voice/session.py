@@ -67,7 +67,8 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 # Speech engines and the database calls of a call run here, never on the event loop:
 # sized to the cores (the engines are CPU-bound), a few more for threads waiting on I/O.
-_workers = ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) + 2, thread_name_prefix="voice")
+_WORKER_COUNT = (os.cpu_count() or 2) + 2
+_workers = ThreadPoolExecutor(max_workers=_WORKER_COUNT, thread_name_prefix="voice")
 # Background work of closed calls, kept referenced until done.
 _detached: set[asyncio.Future] = set()
 _TAKEN = object()
@@ -85,8 +86,26 @@ def run_blocking(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
     return asyncio.get_running_loop().run_in_executor(_workers, fn, *args)
 
 
+def workers_restart() -> None:
+    """Replace the voice worker threads with new ones, once the old ones have finished their work.
+
+    For the test runner: each thread keeps its own database connection, which
+    PostgreSQL counts as a user of the test database it is asked to drop; the
+    connections go with their threads.
+    """
+    global _workers
+    old, _workers = _workers, ThreadPoolExecutor(max_workers=_WORKER_COUNT, thread_name_prefix="voice")
+    old.shutdown(wait=True)
+
+
 class VoiceTransport(Protocol):
-    """What a call's carrier does for its session."""
+    """What a call's carrier does for its session.
+
+    A carrier that learns from its far end what the caller has heard (Twilio's
+    echoed marks) also has ``heard_ms``: how much of the current playback
+    has been played to the caller. Without it, playback is taken to run at
+    real time from its start.
+    """
 
     # The rate of the PCM ``play`` takes (the transport converts it to what its wire carries).
     output_rate: int
@@ -149,6 +168,11 @@ class Turns:
         from voice.services import voice_before_tts
 
         return voice_before_tts(self.party, text)
+
+
+def speech_engines(settings: VoiceSettings) -> tuple[SpeechToText, TextToSpeech]:
+    """The channel's speech engines; the first call for a config loads its models: run it off the event loop."""
+    return stt_from_config(settings.stt), tts_from_config(settings.tts)
 
 
 def build_listener(settings: VoiceSettings) -> tuple[Any, VoiceActivityDetector]:
@@ -585,7 +609,7 @@ class VoiceSession:
         self._cut_replies(heard_ms, unsaid)
         if reason == "barge_in":
             await self.transport.control({"type": "barge_in"})
-            self._fire("on_barge_in", {"played_ms": round(self._played_ms)})
+            self._fire("on_barge_in", {"played_ms": round(self._played_ms), "heard_ms": round(heard_ms)})
         self._fire("on_tts_cancelled", {"reason": reason})
         await self._playback_over(reason)
 

@@ -75,7 +75,9 @@ class ProviderSpec:
     (the vendor signs them), ``"token"`` (the vendor cannot sign: the webhook
     URL carries a per-channel secret token), or ``""`` (it takes no webhooks).
     ``one_of`` lists groups of config keys of which at least one must be set
-    (Twilio's ``from`` or ``messaging_service_sid``).
+    (Twilio's ``from`` or ``messaging_service_sid``); ``one_of_types``, when
+    set, limits them to those channel types (a Twilio voice channel sends no
+    messages, so it needs neither).
     """
 
     label: str
@@ -86,14 +88,17 @@ class ProviderSpec:
     webhook: str = "signature"
     status_callbacks: bool = True
     one_of: tuple[tuple[str, ...], ...] = ()
+    one_of_types: frozenset[str] = frozenset()
 
-    def config_errors(self, config: dict[str, Any]) -> list[tuple[str, str]]:
-        """What is missing from ``config``, as ``(key, message)`` pairs; empty when it is complete."""
+    def config_errors(self, config: dict[str, Any], channel_type: str | None = None) -> list[tuple[str, str]]:
+        """What is missing from ``config`` for a ``channel_type`` channel, as ``(key, message)`` pairs; empty when complete."""
         errors = [
             (f.name, f"{f.label} is required")
             for f in self.config_fields
             if f.required and not str(config.get(f.name) or "").strip()
         ]
+        if self.one_of_types and channel_type is not None and channel_type not in self.one_of_types:
+            return errors
         for group in self.one_of:
             if not any(str(config.get(k) or "").strip() for k in group):
                 errors.append((group[0], "one of " + ", ".join(group) + " is required"))

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import TestCase, override_settings
 
 from channels_app.providers import base as provider_registry
-from channels_app.providers import register_provider
+from channels_app.providers import provider_names, register_provider
 from rooms.models import Channel, RoomEvent
 from tests.channels_app.helpers import row_counts
 
@@ -260,7 +260,8 @@ class AddChannelProviderTests(TestCase):
         cases = {
             "type not served": (
                 ["tb", "--type", "voice", "--provider", "textbridge", "--config", self.COMPLETE, *key],
-                "provider: provider 'textbridge' (TextBridge SMS) does not serve voice channels; providers for voice: browser, http",
+                "provider: provider 'textbridge' (TextBridge SMS) does not serve voice channels; providers for voice: "
+                + ", ".join(provider_names("voice")),
             ),
             "required config": ([*self.SMS, "--config", '{"from": "+1555"}', *key], "config.account_id: Account ID is required"),
             "one_of group": (

@@ -12,13 +12,13 @@ from rooms.models import Channel
 
 
 class TwilioSpecTests(TestCase):
-    def test_registered_for_sms_and_rcs(self) -> None:
+    def test_registered_for_sms_rcs_and_voice(self) -> None:
         provider = get_provider("twilio")
         self.assertIsNotNone(provider)
-        self.assertEqual(provider.spec.channel_types, {"sms", "rcs"})
+        self.assertEqual(provider.spec.channel_types, {"sms", "rcs", "voice"})
         self.assertIn("twilio", provider_names("sms"))
         self.assertIn("twilio", provider_names("rcs"))
-        self.assertNotIn("twilio", provider_names("voice"))
+        self.assertIn("twilio", provider_names("voice"))
         self.assertEqual((provider.spec.secrets, provider.spec.required_secrets), (("auth_token",), ("auth_token",)))
         self.assertEqual(provider.spec.webhook, "signature")
         self.assertTrue(provider.spec.status_callbacks)
@@ -32,6 +32,9 @@ class TwilioSpecTests(TestCase):
         )
         self.assertEqual(spec.config_errors({"account_sid": "AC" + "1" * 32, "from": "+15558675310"}), [])
         self.assertEqual(spec.config_errors({"account_sid": "AC" + "1" * 32, "messaging_service_sid": "MG" + "1" * 32}), [])
+        # A voice channel sends no messages: no sender needed.
+        self.assertEqual(spec.config_errors({"account_sid": "AC" + "1" * 32}, "voice"), [])
+        self.assertEqual([key for key, _ in spec.config_errors({"account_sid": "AC" + "1" * 32}, "sms")], ["from"])
         fields = {f.name for f in spec.config_fields}
         self.assertLessEqual({"account_sid", "from", "messaging_service_sid", "fallback", "api_base"}, fields)
 

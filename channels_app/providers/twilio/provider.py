@@ -1,4 +1,4 @@
-"""The Twilio transport (provider ``twilio``): SMS/MMS and RCS through Programmable Messaging.
+"""The Twilio transport (provider ``twilio``): SMS/MMS and RCS through Programmable Messaging, and phone calls.
 
 Inbound: ``POST /webhooks/<channel_id>/``, Twilio's form, signed
 ``X-Twilio-Signature`` (``webhooks.verify_twilio_signature``), answered with
@@ -6,6 +6,10 @@ empty TwiML. Status callbacks: ``POST /webhooks/<channel_id>/status/``, signed
 alike. Outbound: the Messages API through the ``twilio`` SDK
 (``sending.send_delivery``), RCS rich content through Content Templates
 (``rich``).
+
+A ``voice`` channel's webhook is a call ringing: it is answered with TwiML
+that connects the call to our Media Streams socket (``calls.stream_twiml``);
+nothing is stored here, the socket (``voice.twilio_consumer``) carries the call.
 """
 
 from __future__ import annotations
@@ -13,7 +17,15 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from twilio.twiml.messaging_response import MessagingResponse
 
-from channels_app.providers.base import ConfigField, InboundParse, ProviderSpec, SendResult, StatusUpdate
+from channels_app.providers.base import (
+    ConfigField,
+    InboundParse,
+    ProviderSpec,
+    SendResult,
+    StatusUpdate,
+    configuration_failure,
+)
+from channels_app.providers.twilio.calls import parse_call, stream_twiml
 from channels_app.providers.twilio.config import TwilioConfigError, twilio_config
 from channels_app.providers.twilio.sending import send_delivery
 from channels_app.providers.twilio.webhooks import parse_message, parse_status_callback, verify_twilio_signature
@@ -25,14 +37,15 @@ from rooms.models import Channel, Delivery
 EMPTY_TWIML = str(MessagingResponse()).encode()
 
 TWILIO_SPEC = ProviderSpec(
-    label="Twilio (SMS/MMS, RCS)",
-    channel_types=frozenset({ChannelType.SMS, ChannelType.RCS}),
+    label="Twilio (SMS/MMS, RCS, voice calls)",
+    channel_types=frozenset({ChannelType.SMS, ChannelType.RCS, ChannelType.VOICE}),
     config_fields=(
         ConfigField("account_sid", "Account SID", required=True, help="AC…, the account whose auth token signs the webhooks"),
         ConfigField(
             "from",
             "From",
-            help="The channel's number (E.164), short code or alphanumeric id; for RCS without a service, rcs:<sender id>",
+            help="The channel's number (E.164), short code or alphanumeric id; for RCS without a service, rcs:<sender id>; "
+            "optional for voice",
         ),
         ConfigField(
             "messaging_service_sid",
@@ -52,6 +65,8 @@ TWILIO_SPEC = ProviderSpec(
     webhook="signature",
     status_callbacks=True,
     one_of=(("from", "messaging_service_sid"),),
+    # A voice channel sends no messages: its calls' sockets carry what it says.
+    one_of_types=frozenset({ChannelType.SMS, ChannelType.RCS}),
 )
 
 
@@ -60,7 +75,7 @@ def _empty_twiml() -> HttpResponse:
 
 
 class TwilioProvider:
-    """Twilio Programmable Messaging for ``sms`` and ``rcs`` channels."""
+    """Twilio Programmable Messaging for ``sms`` and ``rcs`` channels; Programmable Voice calls for ``voice`` ones."""
 
     name = "twilio"
     spec = TWILIO_SPEC
@@ -73,6 +88,9 @@ class TwilioProvider:
         return verify_twilio_signature(request, token)
 
     def parse_inbound(self, channel: Channel, request: HttpRequest) -> InboundParse:
+        if channel.channel_type == ChannelType.VOICE:
+            # A call ringing: the answer connects it to our socket, which stores what the call brings.
+            return InboundParse([], response=stream_twiml(channel, parse_call(channel, request.POST)))
         message = parse_message(channel, request.POST)
         if message is None:
             # Nothing to keep, still acknowledged the way Twilio reads an answer.
@@ -83,11 +101,16 @@ class TwilioProvider:
         # Stored, duplicate or blocked alike: Twilio retries nothing we acknowledge, and wants TwiML.
         return _empty_twiml()
 
-    def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate]:
+    def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate] | InboundParse:
+        if channel.channel_type == ChannelType.VOICE:
+            # Call progress (ringing, completed…): no delivery of ours to update; the socket records the call's end.
+            return InboundParse([], response=_empty_twiml())
         return parse_status_callback(channel, request.POST)
 
     def handshake(self, channel: Channel, request: HttpRequest) -> HttpResponse | None:
         return None
 
     def send(self, channel: Channel, delivery: Delivery) -> SendResult:
+        if channel.channel_type == ChannelType.VOICE:
+            return configuration_failure("a Twilio voice channel speaks on its calls; it sends no messages", error_code="voice")
         return send_delivery(channel, delivery)

@@ -191,7 +191,11 @@ class ChannelAdmin(admin.ModelAdmin):
                 needed = ", ".join(f"{s} ({'required' if s in provider.required_secrets else 'optional'})" for s in typed)
                 parts.append(format_html("Secrets: {}.", needed))
         for group in provider.one_of:
-            parts.append(format_html("At least one of: {}.", ", ".join(group)))
+            if provider.one_of_types:
+                kinds = ", ".join(sorted(provider.one_of_types))
+                parts.append(format_html("At least one of: {} ({} channels).", ", ".join(group), kinds))
+            else:
+                parts.append(format_html("At least one of: {}.", ", ".join(group)))
         parts.append(format_html("Webhooks: {}.", _webhook_kind(provider)))
         return format_html_join(" ", "{}", ((p,) for p in parts))
 
