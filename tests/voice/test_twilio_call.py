@@ -34,7 +34,7 @@ from channels_app.providers.twilio.calls import PARAM_TOKEN, stream_token_issue,
 from channels_app.services_channels import channel_settings_errors
 from channels_app.webchat.sessions import chat_session_start
 from rooms.enums import ChannelType, EventType, Visibility
-from rooms.errors import InvalidInput
+from rooms.errors import NotFound
 from rooms.hooks import HookTrigger
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import ChannelBinding, Delivery, RoomEvent
@@ -134,7 +134,8 @@ class VoiceWebhookTests(TestCase):
         self.assertEqual(row_counts(), before)
 
     def test_a_phone_line_takes_no_browser_sessions(self) -> None:
-        with self.assertRaises(InvalidInput):
+        # As if no such channel: there is no browser channel by that name (404).
+        with self.assertRaises(NotFound):
             chat_session_start(display_name="Visitor", channel_id=CHANNEL)
 
     def test_a_voice_channel_needs_an_account_and_its_token_but_no_sender(self) -> None:
