@@ -111,14 +111,8 @@ class BrowserVoiceConsumer(AsyncWebsocketConsumer):
 
     async def relay(self, message: dict[str, Any], out: dict[str, Any]) -> None:
         """A room frame (this socket is a room-hub sink): replies for the session to speak."""
-        text = message.get("text")
-        if self.session is None or not text:
-            return
-        try:
-            frame = json.loads(text)
-        except ValueError:
-            return
-        await self.session.room_frame(frame)
+        if self.session is not None:
+            await self.session.room_message(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session is None:

@@ -18,12 +18,26 @@ from rooms.content.storable import scrub_text
 from rooms.enums import EventType, Visibility
 from rooms.errors import RoomKitError
 from rooms.hooks import HookAction, HookContext, HookTrigger, fire, registry, run_sync_hooks
-from rooms.inbound import InboundMessage, process_inbound
+from rooms.inbound import InboundMessage, InboundResult, process_inbound
 from rooms.models import Participant
 from rooms.selectors import get_channel
 from voice.session import CallParty
 
 logger = logging.getLogger(__name__)
+
+
+def caller_message(party: CallParty, **fields: Any) -> InboundResult:
+    """Store something as coming from the call's caller (their turn, a note of the call) through the inbound path."""
+    return process_inbound(
+        InboundMessage(
+            channel_id=party.channel_id,
+            room_id=party.room_id,
+            participant_id=party.participant_id,
+            sender=party.sender,
+            reserved_room=party.reserved_room,
+            **fields,
+        )
+    )
 
 
 def hooks_listen(trigger: str, channel_id: str) -> bool:
@@ -64,17 +78,11 @@ def voice_turn_store(party: CallParty, text: str, metadata: dict[str, Any]) -> d
     text = scrub_text(payload["text"]).strip()
     if not text:
         return None
-    result = process_inbound(
-        InboundMessage(
-            channel_id=party.channel_id,
-            room_id=party.room_id,
-            participant_id=party.participant_id,
-            sender=party.sender,
-            display_name=party.display_name or None,
-            content={"type": "text", "body": text},
-            metadata=metadata,
-            reserved_room=party.reserved_room,
-        )
+    result = caller_message(
+        party,
+        display_name=party.display_name or None,
+        content={"type": "text", "body": text},
+        metadata=metadata,
     )
     if result.event is None or result.blocked:
         return None
@@ -93,36 +101,24 @@ def voice_recording_store(party: CallParty, files: list[tuple[str, bytes, float]
         )
     if not parts:
         return None
-    result = process_inbound(
-        InboundMessage(
-            channel_id=party.channel_id,
-            room_id=party.room_id,
-            participant_id=party.participant_id,
-            sender=party.sender,
-            content={"type": "composite", "parts": [{"type": "text", "body": "Call recording"}, *parts]},
-            event_type=EventType.NOTE,
-            visibility=Visibility.INTERNAL,
-            metadata={"voice": {"recording": [p["url"] for p in parts]}},
-            reserved_room=party.reserved_room,
-        )
+    result = caller_message(
+        party,
+        content={"type": "composite", "parts": [{"type": "text", "body": "Call recording"}, *parts]},
+        event_type=EventType.NOTE,
+        visibility=Visibility.INTERNAL,
+        metadata={"voice": {"recording": [p["url"] for p in parts]}},
     )
     return result.event.id if result.event is not None else None
 
 
 def voice_reply_heard(party: CallParty, event_id: str, heard_text: str) -> None:
     """Note what the caller heard of a reply they interrupted; the agents' memory keeps only that (``agents.memory``)."""
-    process_inbound(
-        InboundMessage(
-            channel_id=party.channel_id,
-            room_id=party.room_id,
-            participant_id=party.participant_id,
-            sender=party.sender,
-            content={"type": "text", "body": f"The caller interrupted the reply; they heard: “{heard_text}”"},
-            event_type=EventType.NOTE,
-            visibility=Visibility.INTERNAL,
-            metadata={"voice": {"heard_event_id": event_id, "heard_text": heard_text}},
-            reserved_room=party.reserved_room,
-        )
+    caller_message(
+        party,
+        content={"type": "text", "body": f"The caller interrupted the reply; they heard: “{heard_text}”"},
+        event_type=EventType.NOTE,
+        visibility=Visibility.INTERNAL,
+        metadata={"voice": {"heard_event_id": event_id, "heard_text": heard_text}},
     )
 
 
@@ -210,19 +206,14 @@ def voice_call_start(*, channel_id: str, caller: str, call_id: str, data: dict[s
 def voice_call_end(party: CallParty, *, call_id: str, reason: str, duration_ms: float) -> None:
     """Record that the call ended (once per call); a room closed meanwhile is logged, not raised."""
     try:
-        process_inbound(
-            InboundMessage(
-                channel_id=party.channel_id,
-                room_id=party.room_id,
-                participant_id=party.participant_id,
-                sender=party.sender,
-                event_type=EventType.SYSTEM,
-                visibility=Visibility.INTERNAL,
-                content=_call_event(
-                    "Call ended", "call_ended", {"call_id": call_id, "reason": reason, "duration_ms": round(duration_ms)}
-                ),
-                idempotency_key=f"call:{call_id}:ended",
-            )
+        caller_message(
+            party,
+            event_type=EventType.SYSTEM,
+            visibility=Visibility.INTERNAL,
+            content=_call_event(
+                "Call ended", "call_ended", {"call_id": call_id, "reason": reason, "duration_ms": round(duration_ms)}
+            ),
+            idempotency_key=f"call:{call_id}:ended",
         )
     except RoomKitError as exc:
         logger.warning("call %s in room %s: its end was not recorded: %s", call_id, party.room_id, exc)

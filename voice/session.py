@@ -451,6 +451,17 @@ class VoiceSession:
 
     # --- the room's replies ---------------------------------------------------------------------
 
+    async def room_message(self, message: dict[str, Any]) -> None:
+        """A room-hub message for the call's socket (its ``text`` is the frame the chat page would get)."""
+        text = message.get("text")
+        if not text or self.closed:
+            return
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return
+        await self.room_frame(frame)
+
     async def room_frame(self, frame: dict[str, Any]) -> None:
         """A frame of the room (as the chat page gets them): replies to speak."""
         kind = frame.get("type")

@@ -181,14 +181,8 @@ class TwilioMediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def relay(self, message: dict[str, Any], out: dict[str, Any]) -> None:
         """A room frame (this socket is a room-hub sink): replies for the session to speak."""
-        text = message.get("text")
-        if self.session is None or not text:
-            return
-        try:
-            frame = json.loads(text)
-        except ValueError:
-            return
-        await self.session.room_frame(frame)
+        if self.session is not None:
+            await self.session.room_message(message)
 
     async def _end(self, reason: str) -> None:
         """End the call once: stop the session, leave the room, record "call ended"."""
