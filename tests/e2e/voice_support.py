@@ -171,7 +171,9 @@ class _StaticHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         path = urlsplit(self.path).path
         if path == "/":
-            self._answer(200, "text/html", b'<!doctype html><link rel="icon" href="data:,"><title>worklets</title>', STATIC_PAGE_POLICY)
+            self._answer(
+                200, "text/html", b'<!doctype html><link rel="icon" href="data:,"><title>worklets</title>', STATIC_PAGE_POLICY
+            )
             return
         found = finders.find(path.removeprefix("/static/")) if path.startswith("/static/") else None
         if not found:
@@ -250,10 +252,12 @@ async ({rate}) => {
     for (let i = 0; i < s.length; i++) u[i] = s.charCodeAt(i);
     play.port.postMessage({type: "pcm", pcm: u.buffer}, [u.buffer]);
   };
-  // [{at: ms from now, pcm: base64} | {at, flush: true} | {at, format: rate}]: a network's timing, kept by the page's clock.
+  // [{at: ms from now, pcm: base64} | {at, flush: true} | {at, mark: true} | {at, format: rate}]:
+  // a network's timing, kept by the page's clock.
   rig.schedule = (plan) => {
     for (const step of plan) setTimeout(() => {
       if (step.flush) play.port.postMessage({type: "flush"});
+      else if (step.mark) play.port.postMessage({type: "mark"});
       else if (step.format) play.port.postMessage({type: "format", sampleRate: step.format});
       else rig.send(step.pcm);
     }, step.at);

@@ -24,7 +24,7 @@ def directives(policy: str) -> dict[str, list[str]]:
 
 class VoicePageTests(TestCase):
     def setUp(self) -> None:
-        make_channel("voice", channel_type="voice", provider="", name="Browser voice")
+        make_channel("voice", channel_type="voice", provider="browser", name="Browser voice")
 
     def test_the_default_voice_channel_is_served(self) -> None:
         r = self.client.get("/voice/")
@@ -71,14 +71,14 @@ class VoicePageTests(TestCase):
             self.assertIsNotNone(finders.find(f"voice/{imports[0]}"))
 
     def test_another_voice_channel_by_query(self) -> None:
-        make_channel("line-2", channel_type="voice", provider="", name="Second line")
+        make_channel("line-2", channel_type="voice", provider="browser", name="Second line")
         r = self.client.get("/voice/?channel=line-2")
         self.assertEqual(r.status_code, 200)
         self.assertIn('data-channel-id="line-2"', r.content.decode())
         self.assertIn("<h1>Second line</h1>", r.content.decode())
 
     def test_unknown_disabled_and_non_voice_channels_are_404(self) -> None:
-        make_channel("off-line", channel_type="voice", provider="", enabled=False)
+        make_channel("off-line", channel_type="voice", provider="browser", enabled=False)
         make_channel("webchat-x", channel_type="websocket", provider="")
         make_channel("bot", channel_type="ai", provider="", category="intelligence")
         for channel_id in ("nope", "off-line", "webchat-x", "bot", "x" * 300):
@@ -101,7 +101,7 @@ class VoicePageTests(TestCase):
     @override_settings(ROOMKIT_VOICE_CHANNEL_ID="elsewhere")
     def test_the_default_channel_follows_the_setting(self) -> None:
         self.assertEqual(self.client.get("/voice/").status_code, 404)
-        make_channel("elsewhere", channel_type="voice", provider="")
+        make_channel("elsewhere", channel_type="voice", provider="browser")
         r = self.client.get("/voice/")
         self.assertEqual(r.status_code, 200)
         self.assertIn('data-channel-id="elsewhere"', r.content.decode())

@@ -10,10 +10,12 @@
 // playback_stop) drops everything queued at once, after a 2.5 ms fade.
 //
 // Messages in: {type:"format", sampleRate}, {type:"pcm", pcm: ArrayBuffer},
-// {type:"flush"}. Out: {type:"playing"} when sound starts, {type:"drained"}
-// when the queue empties while playing, {type:"stats"} every ~50 ms while
-// active; each carries `played` (samples of speech played so far, at the
-// context's rate), `queued` and `drains` (times the queue ran dry mid-quantum).
+// {type:"flush"}, {type:"mark"} (answered with {type:"marked"} once all the
+// audio posted before it has been played; a flush drops it). Out:
+// {type:"playing"} when sound starts, {type:"drained"} when the queue empties
+// while playing, {type:"stats"} every ~50 ms while active; each carries
+// `played` (samples of speech played so far, at the context's rate), `queued`
+// and `drains` (times the queue ran dry mid-quantum).
 import { StreamResampler } from "./pcm-resampler.js";
 
 const DEFAULT_SERVER_RATE = 16000;
@@ -34,6 +36,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.fadeIn = 0; // samples of fade-in still to apply
     this.tail = null; // the fading last moment of a flushed queue
     this.held = false; // the resampler holds input it has not turned into output yet
+    this.marked = false; // a mark waits for the queue to drain
     this.played = 0;
     this.drains = 0;
     this.sinceStats = 0;
@@ -51,6 +54,11 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     if (msg.type === "pcm") this.enqueue(msg.pcm);
     else if (msg.type === "format") this.setFormat(msg.sampleRate);
     else if (msg.type === "flush") this.flush();
+    else if (msg.type === "mark") {
+      // Port messages arrive in order: every chunk posted before the mark is queued by now.
+      if (this.state === "idle" && this.queued === 0) this.report("marked");
+      else this.marked = true;
+    }
   }
 
   enqueue(buffer) {
@@ -87,6 +95,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.state = "idle";
     this.resampler.reset();
     this.held = false;
+    this.marked = false;
     this.report("stats");
   }
 
@@ -154,6 +163,10 @@ class PlaybackProcessor extends AudioWorkletProcessor {
         if (written < size) this.drains += 1;
         this.state = "idle";
         this.report("drained");
+        if (this.marked) {
+          this.marked = false;
+          this.report("marked");
+        }
       }
     }
     if (written < size) out.fill(0, written);

@@ -8,7 +8,10 @@
 // announces the rate of its own audio ({"type":"audio_format"}), then sends the
 // agent's speech as binary PCM, played through a jitter buffer in a second
 // AudioWorklet, and JSON frames that the page shows: the call's state, the
-// caller's words as they are recognised, and the agent's words.
+// caller's words as they are recognised, and the agent's words. barge_in, or
+// playback_stop for any reason but "done", flushes the buffer at once; after
+// playback_stop "done" the page answers {"type":"playback_done"} when the
+// caller has heard the last of it. Hang up sends {"type":"hangup"}.
 //
 // The capture context is created at 16 kHz where the browser can connect a
 // microphone to it (its own resampler does the work); where it cannot, the
@@ -28,9 +31,6 @@
   // More audio than this waiting in the socket means the network cannot keep
   // up: newer frames are dropped rather than heard late.
   const MAX_SOCKET_BACKLOG_BYTES = 32000;
-  // The jitter buffer running dry for less than this is a late chunk, not the
-  // end of what the agent said.
-  const DONE_GRACE_MS = 150;
   const METER_FLOOR_DB = -60;
   const METER_CEIL_DB = -6;
   const NEAR_BOTTOM_PX = 80;
@@ -263,32 +263,36 @@
   }
 
   // ---- playback ------------------------------------------------------------
-  function flushPlayback() {
-    if (!call || !call.playNode) return;
+  // The server sends speech faster than it is played and says playback_stop
+  // ("done") when it has sent the last of it: the caller hears the agent for a
+  // while after. The state shown is what the caller hears ("speaking" while
+  // the jitter buffer plays), and playback_done goes back once the buffer has
+  // played everything sent before that playback_stop (a mark in the worklet).
+  function showState(c) {
+    setState(c.audible ? "speaking" : c.serverState);
+  }
+  function flushPlayback(c) {
+    if (!c.playNode) return;
     stats.flushes += 1;
-    call.playNode.port.postMessage({ type: "flush" });
-    call.awaitingDone = false;
-    clearTimeout(call.doneTimer);
-    call.doneTimer = null;
+    c.playNode.port.postMessage({ type: "flush" });
+    c.awaitingDone = false;
+    c.audible = false;
+    showState(c);
   }
   function onPlaybackMessage(c, msg) {
     if (call !== c || !msg) return;
     if (typeof msg.played === "number") stats.playedSamples = msg.played;
     if (msg.type === "playing") {
       stats.playbackStarts += 1;
-      c.heardSinceDone = true;
-      clearTimeout(c.doneTimer);
-      c.doneTimer = null;
-    } else if (msg.type === "drained" && c.awaitingDone && c.heardSinceDone) {
-      clearTimeout(c.doneTimer);
-      c.doneTimer = setTimeout(() => {
-        if (call !== c || !c.awaitingDone) return;
-        // Everything received since playback_start has been played out.
-        c.heardSinceDone = false;
-        c.doneTimer = null;
-        stats.playbackDoneSent += 1;
-        sendJson(c, { type: "playback_done" });
-      }, DONE_GRACE_MS);
+      c.audible = true;
+      showState(c);
+    } else if (msg.type === "drained") {
+      c.audible = false;
+      showState(c);
+    } else if (msg.type === "marked" && c.awaitingDone) {
+      c.awaitingDone = false;
+      stats.playbackDoneSent += 1;
+      sendJson(c, { type: "playback_done" });
     }
   }
 
@@ -328,7 +332,10 @@
         c.playNode.port.postMessage({ type: "format", sampleRate: stats.serverRate });
         break;
       case "state":
-        if (STATES[f.state]) setState(f.state);
+        if (STATES[f.state]) {
+          c.serverState = f.state;
+          showState(c);
+        }
         break;
       case "partial_transcript":
         onPartial(f.text);
@@ -341,14 +348,19 @@
         break;
       case "playback_start":
         c.awaitingDone = true;
-        c.heardSinceDone = false;
         break;
       case "playback_stop":
-        flushPlayback();
-        if (f.reason && f.reason !== "completed" && f.reason !== "done") markInterrupted();
+        if (f.reason === "done") {
+          // All of it was sent: tell the server when the caller has heard it all.
+          if (c.awaitingDone) c.playNode.port.postMessage({ type: "mark" });
+        } else {
+          // Cut off (barge-in, an operator, a hang-up): stop at once.
+          flushPlayback(c);
+          markInterrupted();
+        }
         break;
       case "barge_in":
-        flushPlayback();
+        flushPlayback(c);
         markInterrupted();
         break;
       case "dtmf":
@@ -371,7 +383,7 @@
       c.startedAt = Date.now();
       setStatus("live", "In call · 0:00");
       c.clockTimer = setInterval(() => setStatus("live", `In call · ${clock(Date.now() - c.startedAt)}`), 1000);
-      setState("listening");
+      showState(c);
       setButton(true);
       notice("Call started");
     });
@@ -400,6 +412,8 @@
         endCall(c, { error: `Could not connect the call (${e.code}). Check your connection and try again.` });
       } else if (e.code === 1000 || e.code === 1001) {
         endCall(c, { note: "The call was ended" });
+      } else if (e.code === 1011) {
+        endCall(c, { error: "The server could not continue the call. Press Start call to try again in a moment." });
       } else {
         endCall(c, { error: `The connection was lost (${e.code}). Press Start call to call again.` });
       }
@@ -469,9 +483,9 @@
       captureNode: null,
       partial: null,
       agent: null,
-      awaitingDone: false,
-      heardSinceDone: false,
-      doneTimer: null,
+      serverState: "listening",
+      audible: false, // the agent's speech is playing
+      awaitingDone: false, // playback_start came, playback_done not sent yet
       clockTimer: null,
       startedAt: 0,
       ended: false,
@@ -579,7 +593,6 @@
     c.ended = true;
     if (call === c) call = null;
     clearInterval(c.clockTimer);
-    clearTimeout(c.doneTimer);
     const ws = c.ws;
     c.ws = null;
     if (ws) {
