@@ -199,9 +199,7 @@ class VoiceWorkletTests(SimpleTestCase):
         tone = sine_pcm(523, 900, 24000)
         plan = self.chunks(tone[: 24000 * 2 * 4 // 10], 20, 24000, 100, 20)  # 400 ms on time
         plan += self.chunks(tone[24000 * 2 * 4 // 10 :], 20, 24000, 100 + 400 + 250, 20)  # 500 ms after the stall
-        plan.insert(0, {"at": 0, "format": 24000})
-        # A mark right after the last chunk is answered once that chunk has been played, not before.
-        plan.append({"at": plan[-1]["at"], "mark": True})
+        plan[:0] = [{"at": 0, "post": {"type": "format", "sampleRate": 24000}}, {"at": 0, "post": {"type": "epoch"}}]
         played, events = self.play(plan, 2200)
         segments = sound_segments(played, 48000)
         self.assertEqual(len(segments), 2, segments)
@@ -212,14 +210,18 @@ class VoiceWorkletTests(SimpleTestCase):
         # A 523 Hz sine at half scale moves at most ~1,120 per sample at 48 kHz (a 2.5 ms fade adds ~140);
         # a stop mid-wave would jump up to ~16,000.
         self.assertLess(self.max_step(played), 1500)
-        kinds = [e["type"] for e in events if e["type"] != "stats"]
-        self.assertEqual(kinds, ["playing", "drained", "playing", "drained", "marked"])
+        # Each time it runs dry it says how much of the server's audio (24 kHz samples) has been heard.
+        self.assertEqual([e["type"] for e in events if e["type"] != "stats"], ["playing", "drained", "playing", "drained"])
+        self.assertEqual([e["heard"] for e in events if e["type"] == "drained"], [9600, 21600])
         # The counter the page shows counts every sample played (the segments miss the faded last few).
         self.assertAlmostEqual(events[-1]["played"], int(0.9 * 48000), delta=2)
 
     def test_a_short_tail_is_played_without_waiting_for_more(self) -> None:
         # 30 ms is less than the 60 ms the buffer wants before it starts: it still plays, once it has waited.
-        plan = [{"at": 0, "format": 16000}, {"at": 100, "pcm": base64.b64encode(sine_pcm(400, 30, 16000)).decode()}]
+        plan = [
+            {"at": 0, "post": {"type": "format", "sampleRate": 16000}},
+            {"at": 100, "pcm": base64.b64encode(sine_pcm(400, 30, 16000)).decode()},
+        ]
         played, _ = self.play(plan, 600)
         segments = sound_segments(played, 48000)
         self.assertEqual(len(segments), 1, segments)
@@ -227,9 +229,9 @@ class VoiceWorkletTests(SimpleTestCase):
         self.assertLess(self.max_step(played), 1200)
 
     def test_a_flush_stops_at_once_without_a_click_and_the_next_reply_plays(self) -> None:
-        plan = [{"at": 0, "format": 24000}]
+        plan = [{"at": 0, "post": {"type": "format", "sampleRate": 24000}}]
         plan += self.chunks(sine_pcm(300, 3000, 24000), 100, 24000, 50, 0)  # 3 s at once, as a TTS may
-        plan += [{"at": 650, "flush": True}]
+        plan += [{"at": 650, "post": {"type": "flush"}}]
         plan += self.chunks(sine_pcm(300, 200, 24000), 100, 24000, 1000, 0)
         played, events = self.play(plan, 1600)
         segments = sound_segments(played, 48000)
@@ -251,7 +253,7 @@ class VoicePageBrowserTests(BrowserTestCase):
     @classmethod
     def setUpClass(cls) -> None:
         if E2E_ENABLED:
-            cls.browser_args = fake_microphone_args(speech_wav(SPOKEN))
+            cls.browser_args = fake_microphone_args(speech_wav(SPOKEN, lead_ms=600, tail_ms=3000))
         super().setUpClass()
 
     def setUp(self) -> None:
@@ -360,12 +362,8 @@ class VoicePageBrowserTests(BrowserTestCase):
         call.send({"type": "agent_text", "text": "What is the order number?", "agent_id": "triage"})
         call.send({"type": "state", "state": "speaking"})
         call.send({"type": "playback_start"})
-        call.send_audio(sine_pcm(440, 800, 24000))
-        # As the server does: everything sent (faster than real time), so its side is done.
-        call.send({"type": "playback_stop", "reason": "done"})
-        call.send({"type": "state", "state": "listening"})
+        call.send_audio(sine_pcm(440, 800, 24000))  # faster than real time, as the server sends it
         page.wait_for_timeout(150)
-        # The caller still hears the agent: the page says so, and has not reported the end yet.
         self.assertEqual(self.state_shown(page), ("speaking", "Speaking"))
         self.assertNotIn("playback_done", call.types())
         self.assertEqual(
@@ -392,14 +390,29 @@ class VoicePageBrowserTests(BrowserTestCase):
             ],
         )
 
-        # The agent's speech is played, all of it, and the server hears when it has been.
+        # The agent's speech is played, all of it, and the server hears how much has been.
         pump_until(page, lambda: "playback_done" in call.types(), timeout=10, message="playback_done")
+        self.assertEqual(call.frames[-1], {"type": "playback_done", "samples": 24000 * 8 // 10})
         stats = voice_stats(page)
         self.assertEqual(stats["serverRate"], 24000)
         self.assertEqual(stats["samplesReceived"], 24000 * 8 // 10)
         self.assertAlmostEqual(stats["playedSamples"] / stats["playbackRate"], 0.8, delta=0.01)
+        call.send({"type": "playback_stop", "reason": "done"})
+        call.send({"type": "state", "state": "listening"})
         pump_until(page, lambda: self.state_shown(page) == ("listening", "Listening"), message="listening again")
-        page.wait_for_timeout(300)
+
+        # The server may end its playback by its own clock while the caller still hears the last of it:
+        # the tail plays out (no flush), the page shows the agent speaking until then, and reports nothing more.
+        call.send({"type": "playback_start"})
+        call.send({"type": "state", "state": "speaking"})
+        call.send_audio(sine_pcm(440, 600, 24000))
+        call.send({"type": "playback_stop", "reason": "done"})
+        call.send({"type": "state", "state": "listening"})
+        page.wait_for_timeout(200)
+        self.assertEqual(self.state_shown(page), ("speaking", "Speaking"))
+        pump_until(page, lambda: self.state_shown(page) == ("listening", "Listening"), message="the tail played")
+        self.assertAlmostEqual(self.played_seconds(page), 1.4, delta=0.02)
+        page.wait_for_timeout(200)
         self.assertEqual(call.types().count("playback_done"), 1)
 
         call.send({"type": "dtmf", "digit": "5"})
@@ -454,8 +467,8 @@ class VoicePageBrowserTests(BrowserTestCase):
         call.send({"type": "playback_start"})
         before = self.played_seconds(page)
         call.send_audio(sine_pcm(300, 400, 24000))
-        call.send({"type": "playback_stop", "reason": "done"})
         pump_until(page, lambda: "playback_done" in call.types(), message="playback_done")
+        self.assertEqual(call.frames[-1], {"type": "playback_done", "samples": 9600})
         self.assertAlmostEqual(self.played_seconds(page) - before, 0.4, delta=0.01)
         self.assertEqual(self.bubbles(page)[-1]["text"], "Of course.")
         self.assertFalse(self.bubbles(page)[-1]["interrupted"])
@@ -612,6 +625,8 @@ class VoiceMicrophoneDeniedTests(BrowserTestCase):
 
 
 ASKED = "Hello, what time is it?"
+# Said while the agent is still answering (the scripted answer lasts ~20 s): a barge-in.
+INTERRUPTION = "Wait, stop. I have another question."
 
 
 def voice_consumer_present() -> bool:
@@ -627,8 +642,10 @@ def voice_consumer_present() -> bool:
 class VoiceCallEndToEndTests(BrowserTestCase):
     """The page against the real consumer: espeak-ng asks the demo's scripted agent the time, out loud.
 
-    Whisper hears the fake microphone, the scripted agent answers, espeak-ng/Piper
-    speak it and the page plays it; nothing is faked past the microphone.
+    Whisper hears the fake microphone, the scripted agent answers, the server's
+    TTS speaks it and the page plays it; the caller talks over the answer and
+    the server's barge-in cuts it off; the next answer plays to the end. Nothing
+    is faked past the microphone.
     """
 
     server_env = {"ROOMKIT_TASK_MODE": "thread", "OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}
@@ -641,7 +658,7 @@ class VoiceCallEndToEndTests(BrowserTestCase):
             )
         if E2E_ENABLED:
             # Silence first: the call is up (session, socket, the speech engines) before the caller speaks.
-            cls.browser_args = fake_microphone_args(speech_wav(ASKED, lead_ms=2000, tail_ms=4000))
+            cls.browser_args = fake_microphone_args(speech_wav(ASKED, INTERRUPTION, lead_ms=2000, gap_ms=8000, tail_ms=4000))
         super().setUpClass()
 
     def setUp(self) -> None:
@@ -670,7 +687,13 @@ class VoiceCallEndToEndTests(BrowserTestCase):
 
         off_loop(asyncio.run, call())
 
-    def test_a_spoken_question_is_transcribed_answered_and_played(self) -> None:
+    @staticmethod
+    def second_answer_heard(page: Any) -> bool:
+        s = voice_stats(page)
+        received = s["playbackReceived"]
+        return s["state"] == "listening" and received > 3 * s["serverRate"] and s["playbackHeard"] == received
+
+    def test_a_spoken_question_is_answered_out_loud_and_the_caller_can_cut_in(self) -> None:
         context = self.browser.new_context(viewport={"width": 1100, "height": 800}, permissions=["microphone"])
         self.addCleanup(context.close)
         page = context.new_page()
@@ -678,29 +701,48 @@ class VoiceCallEndToEndTests(BrowserTestCase):
         problems: list[str] = []
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        mine = page.locator("#messages .msg.mine:not(.partial)")
+        theirs = page.locator("#messages .msg.theirs")
 
         page.goto(f"{self.server.base_url}/voice/")
         page.fill("#display-name", "Ann")
         page.click("#call")
-        mine = page.locator("#messages .msg.mine:not(.partial) .text")
+        # The question, as Whisper heard it, and the answer shown and heard.
         mine.first.wait_for(timeout=90_000)
-        heard = mine.first.text_content() or ""
-        self.assertIn("time", heard.lower())
-        # The agent's answer is shown and played to the end, and the page said so.
-        agent = page.locator("#messages .msg.theirs")
-        agent.first.wait_for(timeout=60_000)
-        self.assertIn(agent.first.locator(".meta .name").text_content(), ("Triage", "Specialist"))
-        self.assertTrue((agent.first.locator(".text").text_content() or "").strip())
-        wait_until(lambda: voice_stats(page)["playbackDoneSent"] >= 1, timeout=60, message="the answer played out")
+        asked = mine.first.locator(".text").text_content() or ""
+        self.assertIn("time", asked.lower())
+        theirs.first.wait_for(timeout=60_000)
+        self.assertIn(theirs.first.locator(".meta .name").text_content(), ("Triage", "Specialist"))
+        self.assertTrue((theirs.first.locator(".text").text_content() or "").strip())
+        wait_until(lambda: voice_stats(page)["playedSamples"] > voice_stats(page)["playbackRate"], message="a second of it")
+        self.assertEqual(voice_stats(page)["state"], "speaking")
+
+        # The caller talks over the answer: the server's barge-in stops it at once.
+        wait_until(lambda: voice_stats(page)["flushes"] >= 1, timeout=45, message="a barge-in")
+        cut = voice_stats(page)
+        self.assertEqual(theirs.first.locator(".foot").text_content(), "Interrupted")
+        self.assertLess(cut["playedSamples"] / cut["playbackRate"], cut["samplesReceived"] / cut["serverRate"] - 1.0)
+        page.wait_for_timeout(300)
+        self.assertLess(voice_stats(page)["playedSamples"] - cut["playedSamples"], 0.08 * cut["playbackRate"])
+
+        # What the caller said instead is heard, and the next answer is played out to the end.
+        wait_until(lambda: mine.count() >= 2, timeout=60, message="the second question")
+        interrupted_with = mine.nth(1).locator(".text").text_content() or ""
+        self.assertIn("question", interrupted_with.lower())
+        # (The server ends a fully sent playback by its own clock, a little before the caller's buffer runs
+        # dry, so the page has nothing to report with playback_done: it played every sample, that is all.)
+        theirs.nth(1).wait_for(timeout=60_000)
+        wait_until(lambda: self.second_answer_heard(page), timeout=90, message="the second answer played out")
+        self.assertEqual(theirs.count(), 2)
+        self.assertEqual(theirs.nth(1).locator(".foot").text_content(), "")
         stats = voice_stats(page)
-        self.assertGreater(stats["playedSamples"] / stats["playbackRate"], 0.5)
-        received = stats["samplesReceived"] / stats["serverRate"]
-        self.assertAlmostEqual(stats["playedSamples"] / stats["playbackRate"], received, delta=0.05)
         self.assertEqual(set(stats["frameSizes"]), {"640"})
-        # The caller's words are the room's event, in the order the page shows.
-        seq = int(page.locator("#messages .msg.mine:not(.partial)").first.get_attribute("data-seq"))
-        event = RoomEvent.objects.get(source_channel_id="voice", seq=seq)
-        self.assertEqual(event.content["body"], heard)
+        self.assertEqual(stats["captureMode"], "context")
+
+        # The caller's words are the room's events, with the seq the page shows.
+        for i, said in enumerate((asked, interrupted_with)):
+            seq = int(mine.nth(i).get_attribute("data-seq"))
+            self.assertEqual(RoomEvent.objects.get(source_channel_id="voice", seq=seq).content["body"], said)
         page.click("#call")
         page.wait_for_function("() => window.roomkitVoice.state === 'ended'")
         self.assertEqual(problems, [])

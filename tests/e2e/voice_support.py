@@ -53,14 +53,21 @@ def write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> Path:
     return path
 
 
-def speech_wav(text: str, *, sample_rate: int = 48000, lead_ms: float = 600, tail_ms: float = 3000) -> Path:
-    """``text`` spoken by espeak-ng, with silence before and after, as a mono WAV in a temporary file.
+def speech_wav(
+    *utterances: str, sample_rate: int = 48000, lead_ms: float = 600, gap_ms: float = 8000, tail_ms: float = 3000
+) -> Path:
+    """``utterances`` spoken by espeak-ng, with silence before, between and after, as a mono WAV in a temporary file.
 
     Raises ``unittest.SkipTest`` when espeak-ng is missing (``tests.voice.audio_samples``).
     """
-    pcm = np.concatenate([silence(lead_ms, sample_rate), speech(text, sample_rate), silence(tail_ms, sample_rate)])
+    parts = [silence(lead_ms, sample_rate)]
+    for i, text in enumerate(utterances):
+        if i:
+            parts.append(silence(gap_ms, sample_rate))
+        parts.append(speech(text, sample_rate))
+    parts.append(silence(tail_ms, sample_rate))
     path = Path(tempfile.mkdtemp(prefix="rk-voice-mic-")) / "speech.wav"
-    return write_wav(path, pcm, sample_rate)
+    return write_wav(path, np.concatenate(parts), sample_rate)
 
 
 def sine_pcm(freq: float, ms: float, sample_rate: int, amplitude: float = 0.5) -> bytes:
@@ -252,15 +259,10 @@ async ({rate}) => {
     for (let i = 0; i < s.length; i++) u[i] = s.charCodeAt(i);
     play.port.postMessage({type: "pcm", pcm: u.buffer}, [u.buffer]);
   };
-  // [{at: ms from now, pcm: base64} | {at, flush: true} | {at, mark: true} | {at, format: rate}]:
+  // [{at: ms from now, pcm: base64} | {at, post: {type: "flush"|"epoch"|"format", …}}]:
   // a network's timing, kept by the page's clock.
   rig.schedule = (plan) => {
-    for (const step of plan) setTimeout(() => {
-      if (step.flush) play.port.postMessage({type: "flush"});
-      else if (step.mark) play.port.postMessage({type: "mark"});
-      else if (step.format) play.port.postMessage({type: "format", sampleRate: step.format});
-      else rig.send(step.pcm);
-    }, step.at);
+    for (const step of plan) setTimeout(() => (step.pcm ? rig.send(step.pcm) : play.port.postMessage(step.post)), step.at);
   };
   rig.take = () => {
     const n = rig.frames.reduce((a, f) => a + f.length, 0);

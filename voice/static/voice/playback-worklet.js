@@ -10,12 +10,13 @@
 // playback_stop) drops everything queued at once, after a 2.5 ms fade.
 //
 // Messages in: {type:"format", sampleRate}, {type:"pcm", pcm: ArrayBuffer},
-// {type:"flush"}, {type:"mark"} (answered with {type:"marked"} once all the
-// audio posted before it has been played; a flush drops it). Out:
-// {type:"playing"} when sound starts, {type:"drained"} when the queue empties
-// while playing, {type:"stats"} every ~50 ms while active; each carries
-// `played` (samples of speech played so far, at the context's rate), `queued`
-// and `drains` (times the queue ran dry mid-quantum).
+// {type:"flush"}, {type:"epoch"} (a new playback starts: count its samples
+// from zero). Out: {type:"playing"} when sound starts, {type:"drained"} when
+// the queue empties while playing, {type:"stats"} every ~50 ms while active;
+// each carries `played` (samples played so far, at the context's rate),
+// `heard` (samples of the server's audio since the epoch, at its rate, all
+// played out when `drained` says so), `queued` and `drains` (times the queue
+// ran dry mid-quantum).
 import { StreamResampler } from "./pcm-resampler.js";
 
 const DEFAULT_SERVER_RATE = 16000;
@@ -36,7 +37,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.fadeIn = 0; // samples of fade-in still to apply
     this.tail = null; // the fading last moment of a flushed queue
     this.held = false; // the resampler holds input it has not turned into output yet
-    this.marked = false; // a mark waits for the queue to drain
+    this.heard = 0; // samples of the server's audio queued since the last epoch
     this.played = 0;
     this.drains = 0;
     this.sinceStats = 0;
@@ -54,16 +55,13 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     if (msg.type === "pcm") this.enqueue(msg.pcm);
     else if (msg.type === "format") this.setFormat(msg.sampleRate);
     else if (msg.type === "flush") this.flush();
-    else if (msg.type === "mark") {
-      // Port messages arrive in order: every chunk posted before the mark is queued by now.
-      if (this.state === "idle" && this.queued === 0) this.report("marked");
-      else this.marked = true;
-    }
+    else if (msg.type === "epoch") this.heard = 0; // in order with the chunks: those after it are the new playback's
   }
 
   enqueue(buffer) {
     const pcm = new Int16Array(buffer, 0, buffer.byteLength >> 1);
     if (pcm.length === 0) return;
+    this.heard += pcm.length;
     const floats = new Float32Array(pcm.length);
     for (let i = 0; i < pcm.length; i++) floats[i] = pcm[i] / 32768;
     const out = new Float32Array(this.resampler.maxOutput(floats.length));
@@ -95,7 +93,6 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.state = "idle";
     this.resampler.reset();
     this.held = false;
-    this.marked = false;
     this.report("stats");
   }
 
@@ -118,7 +115,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
 
   report(type) {
     this.sinceStats = 0;
-    this.port.postMessage({ type, played: this.played, queued: this.queued, drains: this.drains });
+    this.port.postMessage({ type, played: this.played, heard: this.heard, queued: this.queued, drains: this.drains });
   }
 
   process(inputs, outputs) {
@@ -163,10 +160,6 @@ class PlaybackProcessor extends AudioWorkletProcessor {
         if (written < size) this.drains += 1;
         this.state = "idle";
         this.report("drained");
-        if (this.marked) {
-          this.marked = false;
-          this.report("marked");
-        }
       }
     }
     if (written < size) out.fill(0, written);

@@ -9,9 +9,11 @@
 // agent's speech as binary PCM, played through a jitter buffer in a second
 // AudioWorklet, and JSON frames that the page shows: the call's state, the
 // caller's words as they are recognised, and the agent's words. barge_in, or
-// playback_stop for any reason but "done", flushes the buffer at once; after
-// playback_stop "done" the page answers {"type":"playback_done"} when the
-// caller has heard the last of it. Hang up sends {"type":"hangup"}.
+// playback_stop for any reason but "done", flushes the buffer at once. Each
+// time the buffer plays dry between a playback_start and the server's
+// playback_stop the page says {"type":"playback_done","samples":N}: the N
+// samples (at the server's rate) received since that playback_start have all
+// been heard. Hang up sends {"type":"hangup"}.
 //
 // The capture context is created at 16 kHz where the browser can connect a
 // microphone to it (its own resampler does the work); where it cannot, the
@@ -63,6 +65,8 @@
     frameSizes: {}, // byte length → count, of frames sent
     framesDropped: 0,
     samplesReceived: 0, // at serverRate
+    playbackReceived: 0, // … since the last playback_start
+    playbackHeard: 0, // … of those, played out when the buffer last ran dry
     playedSamples: 0, // at playbackRate
     playbackStarts: 0,
     flushes: 0,
@@ -263,11 +267,12 @@
   }
 
   // ---- playback ------------------------------------------------------------
-  // The server sends speech faster than it is played and says playback_stop
-  // ("done") when it has sent the last of it: the caller hears the agent for a
-  // while after. The state shown is what the caller hears ("speaking" while
-  // the jitter buffer plays), and playback_done goes back once the buffer has
-  // played everything sent before that playback_stop (a mark in the worklet).
+  // The server sends speech faster than it is played, so the caller hears the
+  // agent for a while after the server has moved on: the state shown is what
+  // the caller hears ("speaking" while the jitter buffer plays). The buffer
+  // also runs dry between two slowly made sentences, so each playback_done
+  // says how much of this playback was heard: the server knows whether it has
+  // sent more since.
   function showState(c) {
     setState(c.audible ? "speaking" : c.serverState);
   }
@@ -288,11 +293,12 @@
       showState(c);
     } else if (msg.type === "drained") {
       c.audible = false;
+      stats.playbackHeard = msg.heard;
       showState(c);
-    } else if (msg.type === "marked" && c.awaitingDone) {
-      c.awaitingDone = false;
-      stats.playbackDoneSent += 1;
-      sendJson(c, { type: "playback_done" });
+      if (c.awaitingDone && msg.heard > 0) {
+        stats.playbackDoneSent += 1;
+        sendJson(c, { type: "playback_done", samples: msg.heard });
+      }
     }
   }
 
@@ -348,12 +354,14 @@
         break;
       case "playback_start":
         c.awaitingDone = true;
+        stats.playbackReceived = 0;
+        stats.playbackHeard = 0;
+        c.playNode.port.postMessage({ type: "epoch" });
         break;
       case "playback_stop":
-        if (f.reason === "done") {
-          // All of it was sent: tell the server when the caller has heard it all.
-          if (c.awaitingDone) c.playNode.port.postMessage({ type: "mark" });
-        } else {
+        // The server's playback is over: nothing more to report for it.
+        c.awaitingDone = false;
+        if (f.reason !== "done") {
           // Cut off (barge-in, an operator, a hang-up): stop at once.
           flushPlayback(c);
           markInterrupted();
@@ -401,6 +409,7 @@
       }
       // The agent's speech: 16-bit mono PCM at the announced rate.
       stats.samplesReceived += m.data.byteLength >> 1;
+      stats.playbackReceived += m.data.byteLength >> 1;
       c.playNode.port.postMessage({ type: "pcm", pcm: m.data }, [m.data]);
     });
     ws.addEventListener("close", (e) => {
@@ -485,7 +494,7 @@
       agent: null,
       serverState: "listening",
       audible: false, // the agent's speech is playing
-      awaitingDone: false, // playback_start came, playback_done not sent yet
+      awaitingDone: false, // between playback_start and playback_stop: drains are reported
       clockTimer: null,
       startedAt: 0,
       ended: false,
