@@ -11,9 +11,10 @@ from rooms.models import Channel
 def browser_voice_channel(channel_id: str) -> Channel:
     """The enabled voice channel ``channel_id`` that a browser may open a session on; ``NotFound`` otherwise.
 
-    The same rule as ``POST /api/v1/chat/sessions`` (``session_channel``),
-    narrowed to voice channels, so the page never offers a call the session
-    endpoint would then refuse. Unknown, disabled and non-voice channels all
+    The same rule as ``POST /api/v1/chat/sessions`` (``session_channel``: a
+    ``browser`` provider's channel, not a phone line), narrowed to voice
+    channels, so the page never offers a call the session endpoint would
+    then refuse. Unknown, disabled and non-voice channels all
     answer the same way: a visitor learns nothing about what else exists.
     """
     try:

@@ -81,7 +81,9 @@ class VoicePageTests(TestCase):
         make_channel("off-line", channel_type="voice", provider="browser", enabled=False)
         make_channel("webchat-x", channel_type="websocket", provider="")
         make_channel("bot", channel_type="ai", provider="", category="intelligence")
-        for channel_id in ("nope", "off-line", "webchat-x", "bot", "x" * 300):
+        # A phone line is a voice channel too, but callers reach it by phone, not from this page.
+        make_channel("phone", channel_type="voice", provider="twilio")
+        for channel_id in ("nope", "off-line", "webchat-x", "bot", "phone", "x" * 300):
             with self.subTest(channel=channel_id):
                 r = self.client.get("/voice/", {"channel": channel_id})
                 self.assertEqual(r.status_code, 404)
