@@ -277,6 +277,8 @@ ROOMKIT_HOOK_TIMEOUT_SECONDS = float(os.environ.get("ROOMKIT_HOOK_TIMEOUT_SECOND
 ROOMKIT_IDENTITY_RESOLVERS = ["rooms.inbound.identity.AddressBookResolver"]
 ROOMKIT_CHAT_TOKEN_MAX_AGE = _env_int("ROOMKIT_CHAT_TOKEN_MAX_AGE", 7 * 24 * 3600)
 ROOMKIT_WEBCHAT_CHANNEL_ID = os.environ.get("ROOMKIT_WEBCHAT_CHANNEL_ID", "webchat")
+# The browser voice channel /voice/ talks to when no ?channel= names another (seed_demo makes it).
+ROOMKIT_VOICE_CHANNEL_ID = os.environ.get("ROOMKIT_VOICE_CHANNEL_ID", "voice")
 # Abuse limits of the open chat endpoints (``limits`` syntax: "20/minute",
 # "100 per hour"; empty turns one off). Sessions per client address; uploads
 # per session over the token's lifetime.

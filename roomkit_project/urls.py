@@ -9,6 +9,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/v1/", api.urls),
     path("webhooks/", include("channels_app.urls")),
+    path("voice/", include("voice.urls")),
     path("", include("channels_app.webchat.urls")),
 ]
 

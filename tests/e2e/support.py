@@ -279,12 +279,14 @@ class BrowserTestCase(TransactionTestCase):
     """One Daphne (``ChatServer``) and one Chromium for the test class.
 
     ``server_env``: environment overrides for the server (e.g. in-process
-    workers so agents answer). Playwright's sync API keeps an event loop in
+    workers so agents answer); ``browser_args``: extra Chromium flags. Playwright's sync API keeps an event loop in
     this thread; the test's own ORM calls between browser steps are plain
     synchronous calls, so Django's async-safety check is turned off for the class.
     """
 
     server_env: dict[str, str] = {}
+    # Chromium flags beyond CHROMIUM_ARGS (e.g. a fake microphone), for the class's browser.
+    browser_args: tuple[str, ...] = ()
     server: ChatServer
     browser: Any
 
@@ -306,5 +308,5 @@ class BrowserTestCase(TransactionTestCase):
         cls.server.start()
         cls.playwright = sync_playwright().start()
         cls.addClassCleanup(cls.playwright.stop)
-        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *cls.browser_args])
         cls.addClassCleanup(cls.browser.close)
