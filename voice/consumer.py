@@ -131,7 +131,8 @@ class BrowserVoiceConsumer(AsyncWebsocketConsumer):
         if kind == "hangup":
             await self.close(code=1000)
         elif kind == "playback_done":
-            self.session.playback_drained()
+            samples = frame.get("samples")
+            self.session.playback_drained(samples if isinstance(samples, int) and samples >= 0 else None)
         else:
             await self.send(text_data=json_frame({"type": "error", "code": "bad_frame", "message": "unknown frame"}))
 

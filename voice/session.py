@@ -245,8 +245,8 @@ class VoiceSession:
         self._reply_events: dict[str, str] = {}  # "stream:<id>" -> the event that holds the reply
         self.saying = False  # a piece of a reply is being synthesized and sent
         self._playback_started = 0.0
-        self._drained_at = 0.0  # when the caller's side last said it had played everything
-        self._last_sent_at = 0.0  # when audio was last sent to it
+        self._sent_samples = 0  # audio sent to the caller's side in this playback (at output_rate)
+        self._heard_samples = 0  # of which its side has said it played
         self._output = _Output(transport.output_rate)
         # When this turn's steps happened (perf_counter seconds), for the latency bench and the logs:
         # probable_end, speech_end, stt_done, turn_stored, reply_text, first_audio.
@@ -474,20 +474,26 @@ class VoiceSession:
                 sentences = _SENTENCE_END.split(stream["pending"])
                 stream["pending"] = sentences.pop()  # the unfinished one
                 for sentence in sentences:
-                    self._queue_speech(sentence, stream["agent_id"], f"stream:{frame['stream_id']}")
+                    await self._say_streamed(sentence, stream["agent_id"], frame["stream_id"])
         elif kind == "stream_end":
             stream = self._streams.pop(frame.get("stream_id", ""), None)
             if stream is None:
                 return
             if frame.get("abandoned"):
                 return
-            self._queue_speech(stream["pending"], stream["agent_id"], f"stream:{frame['stream_id']}")
+            await self._say_streamed(stream["pending"], stream["agent_id"], frame["stream_id"])
             if frame.get("event_id"):
                 self._spoken_events.add(frame["event_id"])
                 self._reply_events[f"stream:{frame['stream_id']}"] = frame["event_id"]
                 self._record_heard(f"stream:{frame['stream_id']}")
         elif kind == "event":
             await self._room_event(frame.get("event") or {})
+
+    async def _say_streamed(self, sentence: str, agent_id: str, stream_id: str) -> None:
+        """A sentence of a streamed reply: shown (``agent_text``, one per sentence) and spoken."""
+        if sentence.strip():
+            await self.transport.control({"type": "agent_text", "text": sentence.strip(), "agent_id": agent_id})
+            self._queue_speech(sentence, agent_id, f"stream:{stream_id}")
 
     async def _room_event(self, event: dict[str, Any]) -> None:
         source = event.get("source") or {}
@@ -537,7 +543,7 @@ class VoiceSession:
         """
         while self._speaking:
             remaining = self._playback_started + self._played_ms / 1000 - time.perf_counter()
-            if remaining <= 0 or (self._drained_at > self._last_sent_at and self._say.empty()):
+            if remaining <= 0 or (self._heard_samples >= self._sent_samples and self._say.empty()):
                 return None
             try:
                 return await asyncio.wait_for(self._say.get(), min(remaining, 0.05))
@@ -545,13 +551,16 @@ class VoiceSession:
                 continue
         return await self._say.get()
 
-    def playback_drained(self) -> None:
-        """The caller's side has played everything it was sent (the page's ``playback_done``).
+    def playback_drained(self, samples: int | None = None) -> None:
+        """The caller's side has played ``samples`` of this playback (at ``output_rate``), or all that was sent (None).
 
-        Taken as the end of the playback only once nothing was sent after it
-        (the page's buffer also runs dry between two slow sentences).
+        The page counts what it received since ``playback_start``; Twilio's
+        echoed marks say everything sent was heard. Counting samples, not
+        comparing times, keeps a late report about the earlier audio from
+        ending a playback that has more to play.
         """
-        self._drained_at = time.perf_counter()
+        heard = self._sent_samples if samples is None else samples
+        self._heard_samples = max(self._heard_samples, heard)
 
     async def _speak(self, text: str, agent_id: str, reply: str = "") -> None:
         text = await run_blocking(self.turns.before_tts, text)
@@ -563,6 +572,7 @@ class VoiceSession:
             self._speaking = True
             self._played_ms = 0.0
             self._playback_started = time.perf_counter()
+            self._sent_samples = self._heard_samples = 0
             await self._set_state("speaking")
             await self.transport.control({"type": "playback_start"})
         self._stop_synthesis.clear()
@@ -589,18 +599,17 @@ class VoiceSession:
             if stop.is_set() or self.closed:
                 continue  # drain what the thread still sends
             self.timeline.setdefault("first_audio", time.perf_counter())
-            self._last_sent_at = time.perf_counter()
             await self._play(self._output.convert(chunk, rate))
             self._played_ms += len(chunk) / 2 / rate * 1000
             piece.end_ms = self._played_ms
         tail = self._output.finish(rate)
         if not stop.is_set():
             if tail:
-                self._last_sent_at = time.perf_counter()
                 await self._play(tail)
             self._fire("after_tts", {"text": text, "agent_id": agent_id})
 
     async def _play(self, pcm: bytes) -> None:
+        self._sent_samples += len(pcm) // 2
         if self._recorder is not None and pcm:
             self._recorder.outbound(AudioFrame(pcm, self.transport.output_rate))
         await self.transport.play(pcm)
