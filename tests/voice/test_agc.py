@@ -5,6 +5,7 @@ from __future__ import annotations
 import unittest
 
 import numpy as np
+from django.test import tag
 
 from tests.voice.audio_samples import frames, mix, rms_dbfs, silence, speech, tone, white_noise
 from voice.audio import AutomaticGainControl
@@ -23,6 +24,7 @@ def settle_ms(y: np.ndarray, target_dbfs: float, within_db: float = 1.0) -> floa
     return 20.0 * (outside[-1] + 1) if outside else 0.0
 
 
+@tag("no_db")
 class AgcTests(unittest.TestCase):
     def test_quiet_and_loud_tones_reach_the_target(self):
         for level in (-40.0, -30.0, -10.0, -6.0):

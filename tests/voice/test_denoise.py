@@ -5,6 +5,7 @@ from __future__ import annotations
 import unittest
 
 import numpy as np
+from django.test import tag
 
 from tests.voice.audio_samples import best_lag, frames, mix, rms_dbfs, silence, speech, white_noise
 from voice.audio import AudioFrame, RNNoiseDenoiser, SpeexDenoiser
@@ -21,6 +22,7 @@ except ImportError:  # requirements-dev.txt installs it; `make run` does not
 NEEDS_RNNOISE = "pyrnnoise is not installed (requirements-dev.txt)"
 
 
+@tag("no_db")
 class DenoiserTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

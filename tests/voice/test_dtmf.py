@@ -5,6 +5,7 @@ from __future__ import annotations
 import unittest
 
 import numpy as np
+from django.test import tag
 
 from tests.voice.audio_samples import frames, mix, silence, speech, tone, white_noise
 from voice.audio import DtmfDetector, DtmfDigit
@@ -36,6 +37,7 @@ def sequence(keys: str, rate: int, tone_ms: float = 60, pause_ms: float = 60, **
     return np.concatenate(parts + [silence(100, rate)])
 
 
+@tag("no_db")
 class DtmfTests(unittest.TestCase):
     def test_all_sixteen_keys_in_noise_at_8_and_16_khz(self):
         for rate in (8000, 16000):

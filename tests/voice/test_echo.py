@@ -5,6 +5,7 @@ from __future__ import annotations
 import unittest
 
 import numpy as np
+from django.test import tag
 
 from tests.voice.audio_samples import frames, speech, white_noise
 from voice.audio import AudioFrame, Resampler, SpeexEchoCanceller, inbound_pipeline, outbound_pipeline
@@ -24,6 +25,7 @@ def echo_room(played: np.ndarray) -> np.ndarray:
 @unittest.skipUnless(
     echo_cancellation_available(), "speexaec is not installed (it builds against libspeexdsp-dev; see the Makefile)"
 )
+@tag("no_db")
 class EchoCancellationTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import unittest
 
 import numpy as np
+from django.test import tag
 
 from voice.audio import (
     AudioEvent,
@@ -74,6 +75,7 @@ class Buffering:
 FRAME = AudioFrame(b"\x01\x00\x02\x00", 16000)
 
 
+@tag("no_db")
 class PipelineTests(unittest.TestCase):
     def test_stages_run_in_order_each_on_the_previous_output(self):
         log: list = []
@@ -150,6 +152,7 @@ class PipelineTests(unittest.TestCase):
             Pipeline([Recording("a", []), Recording("a", [])])
 
 
+@tag("no_db")
 class BuildersTests(unittest.TestCase):
     def test_inbound_order_is_roomkits(self):
         aec = SpeexEchoCanceller(16000)
@@ -190,6 +193,7 @@ class BuildersTests(unittest.TestCase):
         self.assertGreater(aec.pending_reference_ms, 300)
 
 
+@tag("no_db")
 class FrameTests(unittest.TestCase):
     def test_frame_basics(self):
         frame = AudioFrame.from_samples(np.array([0, 1000, -1000, 40000.0]), 8000)

@@ -7,10 +7,13 @@ import unittest
 import wave
 from pathlib import Path
 
+from django.test import tag
+
 from tests.voice.audio_samples import frames, tone
 from voice.audio import AudioFrame, Resampler, WavRecorder, inbound_pipeline, outbound_pipeline
 
 
+@tag("no_db")
 class RecorderTests(unittest.TestCase):
     def setUp(self):
         scratch = tempfile.TemporaryDirectory()

@@ -6,6 +6,7 @@ import unittest
 
 import numpy as np
 import soxr
+from django.test import tag
 
 from tests.voice.audio_samples import frames, rms_dbfs, tone
 from voice.audio import AudioFrame, Resampler
@@ -23,6 +24,7 @@ def peak_hz(x: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spectrum)])
 
 
+@tag("no_db")
 class ResamplerTests(unittest.TestCase):
     PAIRS = [(8000, 16000), (16000, 8000), (16000, 24000), (24000, 16000), (16000, 48000), (48000, 16000), (24000, 8000)]
 

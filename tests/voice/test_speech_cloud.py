@@ -12,7 +12,7 @@ import json
 import logging
 import wave
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from tests.voice.speech_fakes import Answer, FakeDeepgram, FakeElevenLabs, FakeOpenAIAudio, multipart_fields, sine_pcm
 from voice.speech import PartialTranscript, SpeechError, stt_from_config, tts_from_config
@@ -30,6 +30,7 @@ def unused_port_url(scheme: str = "http") -> str:
     return f"{scheme}://127.0.0.1:{port}"
 
 
+@tag("no_db")
 class OpenAITranscriptionTests(SimpleTestCase):
     def setUp(self) -> None:
         clear_engines()
@@ -92,6 +93,7 @@ class OpenAITranscriptionTests(SimpleTestCase):
         self.assertIsNone(caught.exception.status)
 
 
+@tag("no_db")
 class OpenAISpeechTests(SimpleTestCase):
     def setUp(self) -> None:
         clear_engines()
@@ -145,6 +147,7 @@ class OpenAISpeechTests(SimpleTestCase):
         self.assertEqual((down.exception.status, down.exception.retryable), (500, True))
 
 
+@tag("no_db")
 class ElevenLabsTests(SimpleTestCase):
     def setUp(self) -> None:
         clear_engines()
@@ -214,6 +217,7 @@ class ElevenLabsTests(SimpleTestCase):
         self.assertTrue(caught.exception.retryable)
 
 
+@tag("no_db")
 class DeepgramTests(SimpleTestCase):
     def setUp(self) -> None:
         clear_engines()

@@ -14,7 +14,7 @@ import unittest
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from voice.speech import (
     SpeechConfigError,
@@ -62,6 +62,7 @@ def children_named(name: str) -> list[int]:
     return found
 
 
+@tag("no_db")
 class RoundTripTests(SimpleTestCase):
     """Text → speech → text finds the words that matter."""
 
@@ -113,6 +114,7 @@ class RoundTripTests(SimpleTestCase):
         self.assertEqual(result.duration_ms, len(pcm) // 2 * 1000 // rate)
 
 
+@tag("no_db")
 class StreamingTests(SimpleTestCase):
     def test_decoders_are_lent_and_given_back(self) -> None:
         pcm, rate = speak("Yes, please.")
@@ -170,6 +172,7 @@ class StreamingTests(SimpleTestCase):
                     self.assertTrue(len(expected & words(result.text)) >= len(expected) - 1, result.text)
 
 
+@tag("no_db")
 class SynthesisTests(SimpleTestCase):
     def test_piper_yields_each_sentence_as_soon_as_it_is_made(self) -> None:
         tts = tts_from_config({"provider": "piper"})
@@ -227,6 +230,7 @@ class SynthesisTests(SimpleTestCase):
             next(audio)
 
 
+@tag("no_db")
 class RegistryTests(SimpleTestCase):
     def test_one_engine_per_configuration(self) -> None:
         self.assertIs(stt_from_config({"provider": "whisper"}), stt_from_config({"provider": "whisper"}))
@@ -303,6 +307,7 @@ class RegistryTests(SimpleTestCase):
         self.assertEqual(tts_from_config({"provider": "piper", "voice": str(model_path())}).sample_rate, 22050)
 
 
+@tag("no_db")
 class PcmTests(SimpleTestCase):
     def test_a_wav_stream_cut_anywhere_gives_back_its_samples(self) -> None:
         pcm = bytes(range(256)) * 40

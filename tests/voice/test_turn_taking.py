@@ -18,6 +18,7 @@ import unittest
 from typing import Any
 
 import numpy as np
+from django.test import tag
 
 from tests.voice.audio_samples import speech
 from voice.config import VoiceSettings
@@ -108,6 +109,7 @@ async def until(condition, what: str, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@tag("no_db")
 class TurnTakingTests(unittest.TestCase):
     def run_call(self, strategy: str, stt_texts: list[str], script, **settings: Any) -> tuple[VoiceSession, Any]:
         """Start a session, let the agent start ``LONG_REPLY``, then run ``script(session)``; the session and transport."""

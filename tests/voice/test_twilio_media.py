@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import numpy as np
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from tests.voice.audio_samples import rms_dbfs, tone
 from tests.voice.twilio_fixtures import payload_samples, stream_message, ulaw_payload
@@ -39,6 +39,7 @@ def run(coro):
     return asyncio.run(coro)
 
 
+@tag("no_db")
 class OutboundTests(SimpleTestCase):
     def test_speech_goes_out_in_20_ms_media_messages_with_a_mark_after_each_chunk(self) -> None:
         twilio = _Twilio()
@@ -98,6 +99,7 @@ class OutboundTests(SimpleTestCase):
             self.assertEqual(transport.caller_audio("not base64!"), b"")
 
 
+@tag("no_db")
 class MarkTests(SimpleTestCase):
     def play_reply(self, chunks: int) -> tuple[_Twilio, TwilioMediaTransport]:
         twilio = _Twilio()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import unittest
 
 import numpy as np
+from django.test import tag
 
 from tests.voice.audio_samples import frames, silence, speech, tone, white_noise
 from voice.audio import (
@@ -43,6 +44,7 @@ DETECTORS = {
 }
 
 
+@tag("no_db")
 class SpeechSegmentationTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -115,6 +117,7 @@ class SpeechSegmentationTests(unittest.TestCase):
         self.assertEqual(by_size[0], by_size[2])
 
 
+@tag("no_db")
 class TimingRuleTests(unittest.TestCase):
     """Energy detector on tones: the rules alone, with exact times."""
 
@@ -179,6 +182,7 @@ class TimingRuleTests(unittest.TestCase):
         self.assertEqual(events[1].sample_rate, RATE)
 
 
+@tag("no_db")
 class DetectorTests(unittest.TestCase):
     def test_each_detector_tells_speech_from_silence_on_one_window(self):
         voiced = speech("Hello there.", RATE)
