@@ -32,21 +32,22 @@ from rooms.inbound import InboundMessage, process_inbound
 from rooms.models import Delivery, RoomEvent
 from tests.support import make_channel
 from tests.voice.audio_samples import speech
+from tests.voice.sockets import SocketWatch
 
 RATE = 16000
 VOICE_CONFIG = {"voice": {"stt": {"provider": "whisper"}, "tts": {"provider": "espeak"}, "interruption": "confirmed"}}
 
 
-class _Call:
+class _Call(SocketWatch):
     """One ``/ws/voice/`` socket on the project's ASGI application."""
 
     def __init__(self, token: str) -> None:
+        super().__init__()
         self.token = token
         self.frames: list[dict[str, Any]] = []
         self.audio = bytearray()
         self.closed: int | None = None
         self._inbox: asyncio.Queue = asyncio.Queue()
-        self._changed = asyncio.Event()
 
     async def open(self) -> None:
         from roomkit_project.asgi import application
@@ -72,22 +73,10 @@ class _Call:
                 self.frames.append(json.loads(message["text"]))
         elif message["type"] == "websocket.close":
             self.closed = message.get("code", 1000)
-        self._changed.set()
+        self.changed()
 
-    async def wait_for(self, check, what: str, timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = check()
-            if found:
-                return found
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{what} within {timeout}s; frames: {self.frames[-10:]}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
+    def describe(self) -> str:
+        return f"frames: {self.frames[-10:]}"
 
     def frame(self, kind: str) -> dict[str, Any] | None:
         return next((f for f in self.frames if f.get("type") == kind), None)

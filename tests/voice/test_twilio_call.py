@@ -43,6 +43,7 @@ from tests.channels_app.helpers import error_of, row_counts
 from tests.rooms.fixtures import use_hook
 from tests.support import make_channel
 from tests.voice.audio_samples import rms_dbfs, silence, speech
+from tests.voice.sockets import SocketWatch
 from tests.voice.twilio_fixtures import payload_samples, stream_message, ulaw_payload, voice_call_form
 
 BASE = "https://roomkit.example.test"
@@ -179,10 +180,11 @@ class HandshakeSignatureTests(SimpleTestCase):
         self.assertFalse(verify_stream_handshake(STREAM_URL, "", TOKEN))
 
 
-class _TwilioStream:
+class _TwilioStream(SocketWatch):
     """Twilio's side of one Media Stream on the project's ASGI application."""
 
     def __init__(self, url: str, *, signature: str | None, stream_sid: str = STREAM_SID) -> None:
+        super().__init__()
         parts = urlsplit(url)
         self.path, self.host = parts.path, parts.netloc
         self.signature = signature
@@ -195,7 +197,6 @@ class _TwilioStream:
         self._sequence = 0
         self._chunk = 0
         self._inbox: asyncio.Queue[tuple[dict[str, Any], float]] = asyncio.Queue()
-        self._changed = asyncio.Event()
 
     async def open(self) -> None:
         from roomkit_project.asgi import application
@@ -228,7 +229,7 @@ class _TwilioStream:
             self.received.append((self.taken_ms, json.loads(message["text"])))
         elif message["type"] == "websocket.close":
             self.closed = message.get("code", 1000)
-        self._changed.set()
+        self.changed()
 
     def twilio(self, kind: str, audio_ms: float = 0.0, **fields: Any) -> dict[str, Any]:
         """Send Twilio's documented message of ``kind``, numbered as Twilio numbers them, with ``fields`` changed."""
@@ -251,20 +252,8 @@ class _TwilioStream:
             self.sent_ms += len(frame) / 8
             await asyncio.sleep(0)
 
-    async def wait_for(self, check, what: str, timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = check()
-            if found:
-                return found
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{what} within {timeout}s; last messages: {[m['event'] for _, m in self.received[-8:]]}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
-            except TimeoutError:
-                pass
+    def describe(self) -> str:
+        return f"last messages: {[m['event'] for _, m in self.received[-8:]]}"
 
     async def quiet_for(self, seconds: float) -> None:
         """Until the application has sent nothing for ``seconds``."""
