@@ -16,11 +16,10 @@ from agents.providers.base import (
     ProviderTimeout,
     ToolCall,
     Usage,
-    cached_client,
-    retryable_status,
 )
 from agents.providers.openai_chat import parse_arguments
 from rooms.infra.backoff import parse_retry_after
+from rooms.infra.clients import cached_client, retryable_status
 
 
 def _client(api_key: str, base_url: str | None, timeout: float) -> anthropic.Anthropic:

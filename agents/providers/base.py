@@ -10,10 +10,9 @@ caller whether another attempt may succeed (timeouts, 5xx, 429).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 # Starts the user turn that asks an agent to greet (after a handoff): an
 # instruction, not something the user said.
@@ -110,25 +109,3 @@ class AIProvider(Protocol):
 
     def stream(self, request: AIRequest, on_delta: DeltaCallback) -> AIResponse:
         """The same answer, calling ``on_delta`` with each text fragment as it arrives."""
-
-
-def retryable_status(status: int | None) -> bool:
-    """Whether an HTTP status is worth another attempt: 408, 409, 429 and 5xx."""
-    return status is None or status in (408, 409, 429) or status >= 500
-
-
-_C = TypeVar("_C")
-_clients: dict[tuple, Any] = {}
-_clients_lock = threading.Lock()
-
-
-def cached_client(key: tuple, factory: Callable[[], _C]) -> _C:
-    """One client per configuration ``key`` for the process: a client holds a
-    connection pool, so it is built once, not per call."""
-    client = _clients.get(key)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(key)
-            if client is None:
-                client = _clients[key] = factory()
-    return client

@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource
 
-from agents.providers.base import ProviderError, ProviderTimeout, cached_client, retryable_status
+from agents.providers.base import ProviderError, ProviderTimeout
 from rooms.infra.backoff import parse_retry_after
+from rooms.infra.clients import cached_client, retryable_status
 
 
 def http_client(timeout: float) -> httpx.Client:

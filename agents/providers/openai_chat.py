@@ -20,11 +20,10 @@ from agents.providers.base import (
     ProviderTimeout,
     ToolCall,
     Usage,
-    cached_client,
-    retryable_status,
 )
 from agents.providers.http_common import sse_json
 from rooms.infra.backoff import parse_retry_after
+from rooms.infra.clients import cached_client, retryable_status
 
 # --- keeping the connection after a stream ------------------------------------------------
 #

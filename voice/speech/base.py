@@ -62,11 +62,6 @@ class SpeechConfigError(SpeechError, ValueError):
         super().__init__(message, retryable=False)
 
 
-def retryable_status(status: int) -> bool:
-    """Whether an HTTP status is worth another attempt: 408, 409, 429 and 5xx."""
-    return status in (408, 409, 429) or status >= 500
-
-
 @runtime_checkable
 class SttStream(Protocol):
     """One utterance being recognized while it is spoken.

@@ -6,38 +6,21 @@ into ``repr``, not into logs.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import httpx2
 import openai
 
 from rooms.infra.backoff import parse_retry_after
-from voice.speech.base import SpeechError, retryable_status
-
-_C = TypeVar("_C")
-_clients: dict[tuple, Any] = {}
-_clients_lock = threading.Lock()
-
-
-def cached_client(key: tuple, factory: Callable[[], _C]) -> _C:
-    """One client per configuration ``key`` for the process: a client holds a
-    connection pool, and reusing its connections saves a TLS handshake per reply."""
-    client = _clients.get(key)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(key)
-            if client is None:
-                client = _clients[key] = factory()
-    return client
+from rooms.infra.clients import cached_client, retryable_status
+from voice.speech.base import SpeechError
 
 
 def openai_client(api_key: str, base_url: str | None, timeout: float) -> openai.OpenAI:
     # Retries are the caller's to decide (a voice turn cannot wait for backoff), not the SDK's.
     return cached_client(
-        ("openai", api_key, base_url, timeout),
+        ("voice", "openai", api_key, base_url, timeout),
         lambda: openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0),
     )
 
@@ -46,7 +29,7 @@ def http_client(timeout: float) -> httpx.Client:
     # The first byte of speech is what a caller waits for: the read timeout bounds
     # the wait between chunks, not the whole reply.
     return cached_client(
-        ("httpx", timeout),
+        ("voice", "httpx", timeout),
         lambda: httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))),
     )
 
