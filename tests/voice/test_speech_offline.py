@@ -89,6 +89,24 @@ class RoundTripTests(SimpleTestCase):
         for pcm in (b"", b"\0\0" * 16000, noise):
             self.assertEqual(stt.transcribe(pcm, 16000).text, "")
 
+    def test_fitted_and_full_window_hear_the_same_words(self) -> None:
+        pcm, rate = speak("Please move my appointment to Friday morning.")
+        fitted = stt_from_config({"provider": "whisper"})
+        full = stt_from_config({"provider": "whisper", "context": "full"})
+        self.assertEqual(fitted.context, "fit")
+        self.assertEqual(words(fitted.transcribe(pcm, rate).text), words(full.transcribe(pcm, rate).text))
+        self.assertLessEqual({"appointment", "friday", "morning"}, words(fitted.transcribe(pcm, rate).text))
+
+    def test_an_utterance_filling_the_window_takes_the_full_path(self) -> None:
+        from voice.speech import stt_whisper
+
+        stt = stt_from_config({"provider": "whisper"})
+        pcm, rate = speak(BOOKING)
+        audio = stt_whisper.to_float32(stt_whisper.resample(pcm, rate, 16000))
+        self.assertIsNotNone(stt._transcribe_fitted(audio, 1000.0))
+        long_audio = stt_whisper.np.zeros(29 * 16000, dtype="float32")
+        self.assertIsNone(stt._transcribe_fitted(long_audio, 29000.0))
+
     def test_telephone_rate_audio_is_resampled_for_whisper(self) -> None:
         pcm, rate = speak("Can you send me the invoice by email?")
         result = stt_from_config({"provider": "whisper"}).transcribe(resample(pcm, rate, 8000), 8000)
@@ -159,7 +177,7 @@ class StreamingTests(SimpleTestCase):
     def test_concurrent_utterances_do_not_mix(self) -> None:
         sentences = {
             "pocketsphinx": ["Please book a table.", "Cancel my order."],
-            "whisper": ["Send the invoice.", "Call me tomorrow."],
+            "whisper": ["Good morning.", "Call me tomorrow."],
         }
         audio = {text: speak(text) for texts in sentences.values() for text in texts}
         for provider, texts in sentences.items():
@@ -280,6 +298,7 @@ class RegistryTests(SimpleTestCase):
             {"provider": "whisper", "model": "large-v3"},  # not packaged: never downloaded
             {"provider": "whisper", "model": "/nonexistent/model"},
             {"provider": "whisper", "colour": "blue"},
+            {"provider": "whisper", "context": "half"},
             {"provider": "pocketsphinx", "beam": 3},
         ):
             with self.subTest(config=config), self.assertRaises(SpeechConfigError) as caught:
@@ -316,3 +335,26 @@ class PcmTests(SimpleTestCase):
         out = b"".join(decoder.push(wav[i : i + 7]) for i in range(0, len(wav), 7))
         self.assertEqual(out, pcm)
         self.assertEqual(decoder.sample_rate, 22050)
+
+
+@tag("no_db")
+class FittedWindowTests(SimpleTestCase):
+    """The arithmetic of Whisper's fitted encoding and its loop detector."""
+
+    def test_frames_cover_the_utterance_and_a_margin_in_whole_steps(self) -> None:
+        from voice.speech.stt_whisper import _fitted_frames
+
+        self.assertEqual(_fitted_frames(16000), 1000)  # 1 s: the 10 s floor
+        self.assertEqual(_fitted_frames(8 * 16000), 1100)  # 800 + 300 frames
+        self.assertEqual(_fitted_frames(8 * 16000 + 160), 1200)  # one frame more rounds up a step
+        self.assertEqual(_fitted_frames(28 * 16000), 3100)  # past the window: the caller goes full
+
+    def test_a_decoding_loop_is_recognised(self) -> None:
+        from voice.speech.stt_whisper import _compression_ratio, _ends_repeating
+
+        self.assertTrue(_ends_repeating("I want to go home I want to go home"))
+        self.assertTrue(_ends_repeating("so the thing is the thing is"))
+        self.assertFalse(_ends_repeating("no no no"))  # short repeats are speech
+        self.assertFalse(_ends_repeating("Book a table for two people tomorrow evening."))
+        self.assertGreater(_compression_ratio("thank you " * 30), 2.4)
+        self.assertLess(_compression_ratio("Book a table for two people tomorrow evening."), 2.4)

@@ -55,7 +55,8 @@ def stt_from_config(config: dict[str, Any]) -> SpeechToText:
     and ``timeout``):
 
     - ``whisper``: ``model`` (``"tiny.en"`` or a CTranslate2 model directory),
-      ``language``, ``compute_type``, ``cpu_threads``, ``num_workers``, ``beam_size``, ``vad_filter``;
+      ``language``, ``compute_type``, ``cpu_threads``, ``num_workers``, ``beam_size``, ``vad_filter``,
+      ``context`` (``"fit"``: encode the utterance at its own length, the default; ``"full"``: a 30 s window);
     - ``pocketsphinx``: ``hmm``, ``lm``, ``dict`` (paths; the packaged US English
       model by default), ``language`` (of that model), ``max_decoders``, ``acquire_timeout``;
     - ``openai``: ``model``, ``language``, ``prompt``, ``logprobs``;
