@@ -234,7 +234,8 @@ class VoiceSession:
         self._keys: list[str] = []  # keypad digits not yet given to the agent
         self._keys_timer: asyncio.TimerHandle | None = None
         # Speaking.
-        self._say: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # (text, agent id)
+        self._say: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()  # (text, agent id, reply)
+        self._queued = asyncio.Event()  # set when a piece is queued
         self._speaking = False
         self._stop_synthesis = threading.Event()
         self._streams: dict[str, dict[str, str]] = {}  # stream id -> {"agent_id", "pending"}
@@ -244,6 +245,8 @@ class VoiceSession:
         self._heard: dict[str, str] = {}  # reply -> what the caller heard of it, when it was cut
         self._reply_events: dict[str, str] = {}  # "stream:<id>" -> the event that holds the reply
         self.saying = False  # a piece of a reply is being synthesized and sent
+        self._playback_id = 0  # moves on at each interruption: a piece already taken from the queue is dropped
+        self._preparing: str | None = None  # the reply of the piece in before_tts hooks, not yet playing
         self._playback_started = 0.0
         self._sent_samples = 0  # audio sent to the caller's side in this playback (at output_rate)
         self._heard_samples = 0  # of which its side has said it played
@@ -318,7 +321,15 @@ class VoiceSession:
             self._early = (pcm, future)
             future.add_done_callback(lambda f, rate=event.sample_rate: self._early_ready(f, rate))
         elif kind == "speech_resumed":
-            self._early = None
+            early, self._early = self._early, None
+            if early is not None and early[0] is _TAKEN:
+                # The caller goes on after their turn was taken: a new stretch of speech, which
+                # may interrupt the reply the way a new utterance would.
+                self._speech_started_ms = event.at_ms
+                if self._speaking and self.settings.interruption == "immediate":
+                    await self.interrupt("barge_in")
+            elif early is not None:
+                early[1].cancel()  # a guess that came too soon: its worker thread goes to the next turn
         elif kind == "speech_end":
             self.timeline["speech_end"] = time.perf_counter()
             self._speech_started_ms = None
@@ -346,6 +357,9 @@ class VoiceSession:
         # (the caller resuming) is a continuation, transcribed from here on.
         self._taken += len(pcm)
         self._early = (_TAKEN, future)
+        # The turn is over: its speech must not count towards interrupting its own reply, which
+        # can start while the VAD's hangover still holds the utterance open.
+        self._speech_started_ms = None
         self._track(self._finish_utterance(pcm, rate, future))
 
     async def dtmf(self, digit: str) -> None:
@@ -515,6 +529,7 @@ class VoiceSession:
         if text and not self.closed:
             self.timeline.setdefault("reply_text", time.perf_counter())
             self._say.put_nowait((text, agent_id, reply))
+            self._queued.set()
 
     async def _speak_loop(self) -> None:
         while True:
@@ -541,15 +556,22 @@ class VoiceSession:
         play (from when it started), or when the caller's side says it has
         (``playback_drained``), whichever comes first.
         """
-        while self._speaking:
-            remaining = self._playback_started + self._played_ms / 1000 - time.perf_counter()
-            if remaining <= 0 or (self._heard_samples >= self._sent_samples and self._say.empty()):
-                return None
+        while True:
+            timeout = None
+            if self._speaking:
+                remaining = self._playback_started + self._played_ms / 1000 - time.perf_counter()
+                if remaining <= 0 or (self._heard_samples >= self._sent_samples and self._say.empty()):
+                    return None
+                timeout = min(remaining, 0.05)
+            if not self._say.empty():
+                # Taken in the step that starts saying it (never ``await queue.get()``, which can
+                # hold a piece in transit where an interruption emptying the queue misses it).
+                return self._say.get_nowait()
+            self._queued.clear()
             try:
-                return await asyncio.wait_for(self._say.get(), min(remaining, 0.05))
+                await asyncio.wait_for(self._queued.wait(), timeout)
             except TimeoutError:
-                continue
-        return await self._say.get()
+                pass
 
     def playback_drained(self, samples: int | None = None) -> None:
         """The caller's side has played ``samples`` of this playback (at ``output_rate``), or all that was sent (None).
@@ -563,9 +585,14 @@ class VoiceSession:
         self._heard_samples = max(self._heard_samples, heard)
 
     async def _speak(self, text: str, agent_id: str, reply: str = "") -> None:
-        text = await run_blocking(self.turns.before_tts, text)
-        if not text:
-            return
+        playback = self._playback_id
+        self._preparing = reply
+        try:
+            text = await run_blocking(self.turns.before_tts, text)
+        finally:
+            self._preparing = None
+        if not text or playback != self._playback_id:
+            return  # nothing to say, or the caller interrupted the playback this piece belonged to
         piece = _Piece(reply, text, self._played_ms)
         self._pieces.append(piece)
         if not self._speaking:
@@ -619,7 +646,8 @@ class VoiceSession:
         if not self._speaking:
             return
         self._stop_synthesis.set()
-        unsaid = set()
+        self._playback_id += 1
+        unsaid = set() if self._preparing is None else {self._preparing}
         while not self._say.empty():
             unsaid.add(self._say.get_nowait()[2])
         heard_ms = getattr(self.transport, "heard_ms", None)

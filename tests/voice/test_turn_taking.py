@@ -191,6 +191,53 @@ class TurnTakingTests(unittest.TestCase):
         self.assertNotIn("barge_in", transport.kinds())
         self.assertEqual(turns.stored, [])
 
+    def test_a_reply_that_starts_within_the_hangover_is_not_interrupted_by_the_turn_it_answers(self):
+        question = speech("Can you check the status of my order please?", RATE)
+        more = speech("And the delivery address too.", RATE)
+
+        async def feed(session, pcm: np.ndarray) -> None:
+            audio = pcm.astype("<i2").tobytes()
+            for i in range(0, len(audio), FRAME):
+                await session.feed(audio[i : i + FRAME])
+                await asyncio.sleep(0)
+
+        async def script(session):
+            # The question, then the probable end's 200 ms of silence and a little more: the early
+            # transcript takes the turn while the VAD's 600 ms hangover still holds it open.
+            await feed(session, np.concatenate([np.zeros(RATE // 5), question, np.zeros(RATE * 420 // 1000)]))
+            await until(lambda: session.turns.stored, "the early transcript to take the turn")
+            await self.agent_speaks(session)  # the reply starts before the utterance has ended
+            await feed(session, np.zeros(RATE))  # the rest of the hangover, and more
+            assert session._speaking, "the caller's own question interrupted its answer"
+            assert "barge_in" not in session.transport.kinds()
+            # Speech after the turn was taken does interrupt, once it lasts the threshold.
+            await feed(session, np.concatenate([more, np.zeros(RATE)]))
+
+        _, transport, turns, _ = self.run_call(
+            "confirmed", ["Can you check the status of my order please?", "And the delivery address too."], script
+        )
+        self.assertEqual(transport.kinds().count("barge_in"), 1, transport.controls)
+        self.assertEqual(turns.stored, ["Can you check the status of my order please?", "And the delivery address too."])
+
+    def test_a_caller_who_goes_on_after_the_turn_was_taken_interrupts_its_reply(self):
+        question = speech("I would like to talk to a specialist", RATE)
+        more = speech("about my broken heating system", RATE)
+
+        async def script(session):
+            audio = np.concatenate([np.zeros(RATE // 5), question, np.zeros(RATE * 420 // 1000)]).astype("<i2").tobytes()
+            for i in range(0, len(audio), FRAME):
+                await session.feed(audio[i : i + FRAME])
+            await until(lambda: session.turns.stored, "the early transcript to take the turn")
+            await self.agent_speaks(session)
+            # Voiced again inside the hangover: a continuation, which counts from where it resumed.
+            await self.caller_says(session, more)
+
+        _, transport, turns, _ = self.run_call(
+            "confirmed", ["I would like to talk to a specialist", "about my broken heating system"], script
+        )
+        self.assertEqual(transport.kinds().count("barge_in"), 1)
+        self.assertEqual(turns.stored, ["I would like to talk to a specialist", "about my broken heating system"])
+
     def test_immediate_interrupts_at_the_start_of_speech(self):
         words = speech("Wait, wait.", RATE)
 
