@@ -360,9 +360,12 @@ def bench_latency(args: argparse.Namespace) -> dict:
                     "timeline_ms": {k: round((v - last_voiced) * 1000) for k, v in t.items()},
                 }
             )
-            # Let the reply finish before the next question.
+            # Let the reply finish before the next question, sending silence as the page does.
+            tick = time.perf_counter()
             while sessions[-1].state != "listening":
-                await asyncio.sleep(0.05)
+                tick += 0.02
+                await asyncio.sleep(max(0.0, tick - time.perf_counter()))
+                await inbox.put({"type": "websocket.receive", "bytes": bytes(640)})
         await inbox.put({"type": "websocket.disconnect", "code": 1000})
         await asyncio.wait_for(app, 15)
         return turns

@@ -58,6 +58,7 @@ from voice.audio import (
     inbound_pipeline,
 )
 from voice.audio.events import AudioEvent
+from voice.audio.levels import Level, LevelMeter
 from voice.config import VoiceSettings
 from voice.speech import SpeechError, SpeechToText, TextToSpeech, stt_from_config, tts_from_config
 from voice.turns import is_backchannel, is_incomplete_turn
@@ -71,9 +72,11 @@ _WORKER_COUNT = (os.cpu_count() or 2) + 2
 _workers = ThreadPoolExecutor(max_workers=_WORKER_COUNT, thread_name_prefix="voice")
 # Background work of closed calls, kept referenced until done.
 _detached: set[asyncio.Future] = set()
-_TAKEN = object()
+_TAKEN = object()  # marks an early transcript that already ended its turn
 # Keypad digits are given to the agent after ``#`` or this long without another key.
-KEYPAD_PAUSE_SECONDS = 1.5  # marks an early transcript that already ended its turn
+KEYPAD_PAUSE_SECONDS = 1.5
+# How often the level hooks (ON_INPUT_AUDIO_LEVEL, ON_OUTPUT_AUDIO_LEVEL) report, in stream time.
+LEVEL_INTERVAL_MS = 100
 # Where a reply is cut into pieces spoken one by one: sentence ends, and clause marks (a colon,
 # a dash, a closing bracket), so the first piece is short and its audio comes early.
 _SENTENCE_END = re.compile(r"(?<=[.!?;:\]—–])\s+|\n+")
@@ -251,6 +254,8 @@ class VoiceSession:
         self._sent_samples = 0  # audio sent to the caller's side in this playback (at output_rate)
         self._heard_samples = 0  # of which its side has said it played
         self._output = _Output(transport.output_rate)
+        self._input_levels = LevelMeter(SAMPLE_RATE, LEVEL_INTERVAL_MS)  # the caller's audio as it arrives
+        self._output_levels = LevelMeter(transport.output_rate, LEVEL_INTERVAL_MS)  # the speech sent to them
         # When this turn's steps happened (perf_counter seconds), for the latency bench and the logs:
         # probable_end, speech_end, stt_done, turn_stored, reply_text, first_audio.
         self.timeline: dict[str, float] = {}
@@ -295,6 +300,9 @@ class VoiceSession:
         self._audio_ms += frame.duration_ms
         if self._recorder is not None:
             self._recorder.inbound(frame)
+        if self._wants("on_input_audio_level"):  # metered only for a hook: every 100 ms of every call
+            for level in self._input_levels.feed(pcm):
+                self._fire("on_input_audio_level", _level_payload(level))
         out = self.pipeline.process(frame)
         for event in out.events:
             await self._on_audio_event(event)
@@ -314,6 +322,7 @@ class VoiceSession:
                 await self.interrupt("barge_in")
         elif kind == "speech_probable_end":
             self.timeline["probable_end"] = time.perf_counter()
+            self._fire("on_vad_silence", {"silence_ms": round(event.at_ms - event.last_voiced_ms)})
             # Transcribe while the hangover runs. If the caller is still quiet when the text is
             # ready, the turn ends there, without waiting for the rest of the hangover.
             pcm = event.pcm[self._taken :]
@@ -326,6 +335,7 @@ class VoiceSession:
                 # The caller goes on after their turn was taken: a new stretch of speech, which
                 # may interrupt the reply the way a new utterance would.
                 self._speech_started_ms = event.at_ms
+                self.timeline = {}
                 if self._speaking and self.settings.interruption == "immediate":
                     await self.interrupt("barge_in")
             elif early is not None:
@@ -345,7 +355,10 @@ class VoiceSession:
         elif kind == "dtmf":
             await self.dtmf(event.digit)
         elif kind == "audio_level":
-            pass  # ON_VAD_AUDIO_LEVEL would fire every 100 ms per call: only when a hook listens (voice.services)
+            self._fire(
+                "on_vad_audio_level",
+                {"rms_dbfs": round(event.rms_dbfs, 1), "peak_dbfs": round(event.peak_dbfs, 1), "speaking": event.speaking},
+            )
 
     def _early_ready(self, future: asyncio.Future, rate: int) -> None:
         """An early transcript is ready: the turn ends now if the caller has stayed quiet since."""
@@ -637,6 +650,9 @@ class VoiceSession:
 
     async def _play(self, pcm: bytes) -> None:
         self._sent_samples += len(pcm) // 2
+        if self._wants("on_output_audio_level"):
+            for level in self._output_levels.feed(pcm):
+                self._fire("on_output_audio_level", _level_payload(level))
         if self._recorder is not None and pcm:
             self._recorder.outbound(AudioFrame(pcm, self.transport.output_rate))
         await self.transport.play(pcm)
@@ -697,11 +713,19 @@ class VoiceSession:
         for text, metadata in deferred:
             await self._turn(text, metadata)
 
-    def _fire(self, trigger: str, payload: dict[str, Any]) -> None:
+    def _wants(self, trigger: str) -> bool:
+        """Whether a hook listens for ``trigger`` on this call's channel (else the event need not be made)."""
         from voice.services import hooks_listen
 
-        if hooks_listen(trigger, self.party.channel_id):
+        return hooks_listen(trigger, self.party.channel_id)
+
+    def _fire(self, trigger: str, payload: dict[str, Any]) -> None:
+        if self._wants(trigger):
             _workers.submit(self.turns.fire, trigger, payload)
+
+
+def _level_payload(level: Level) -> dict[str, float]:
+    return {"rms_dbfs": round(level.rms_dbfs, 1), "peak_dbfs": round(level.peak_dbfs, 1)}
 
 
 def _spoken_text(content: dict[str, Any]) -> str:

@@ -301,6 +301,34 @@ class TurnTakingTests(unittest.TestCase):
         self.assertEqual(turns.stored, ["My order number is four five six seven."])
         self.assertIn("on_turn_incomplete", [t for t, _ in turns.fired])
 
+    def test_level_and_silence_hooks_report_what_they_measure(self):
+        words = speech("Good morning, I need some help with my account.", RATE)
+
+        async def script(session):
+            session._wants = lambda trigger: True  # as if a hook listened for every trigger
+            await self.caller_says(session, words)
+            await self.agent_speaks(session)
+            await until(lambda: len(fired(session, "on_output_audio_level")) >= 10, "levels of the reply")
+
+        def fired(session, trigger):
+            return [p for t, p in session.turns.fired if t == trigger]
+
+        session, _, turns, _ = self.run_call("confirmed", ["Good morning, I need some help with my account."], script)
+        heard_ms = 200 + len(words) * 1000 // RATE + 900  # caller_says: leading silence, the words, trailing silence
+        inputs = fired(session, "on_input_audio_level")
+        self.assertEqual(len(inputs), heard_ms // 100)
+        self.assertEqual(inputs[0], {"rms_dbfs": -120.0, "peak_dbfs": -120.0})  # the leading silence
+        self.assertGreater(max(p["rms_dbfs"] for p in inputs), -40)
+        vad = fired(session, "on_vad_audio_level")
+        self.assertEqual(len(vad), heard_ms // 100)
+        self.assertTrue(any(p["speaking"] for p in vad) and not vad[0]["speaking"])
+        [silence] = fired(session, "on_vad_silence")[-1:]
+        self.assertGreaterEqual(silence["silence_ms"], 200)  # the probable end's silence (probable_end_ms)
+        self.assertLess(silence["silence_ms"], 300)
+        outputs = fired(session, "on_output_audio_level")
+        self.assertGreater(max(p["rms_dbfs"] for p in outputs), -40)
+        self.assertTrue(all(p["peak_dbfs"] >= p["rms_dbfs"] for p in outputs))
+
     def test_keypad_digits_heard_in_the_audio_fire_on_dtmf_and_reach_the_agent(self):
         from tests.voice.test_dtmf import key_tone
 

@@ -32,10 +32,9 @@ import collections
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from voice.audio.events import AudioEvent, AudioLevel, SpeechEnd, SpeechProbableEnd, SpeechResumed, SpeechStart
 from voice.audio.frame import SAMPLE_WIDTH, AudioFrame, BlockBuffer
+from voice.audio.levels import LevelMeter
 from voice.audio.speech_detectors import SpeechDetector
 
 
@@ -110,10 +109,7 @@ class VoiceActivityDetector:
         self._silence_ms = 0.0
         self._last_voiced_ms = 0.0
         self._probable_pcm: bytes | None = None
-        self._level_sum = 0.0
-        self._level_peak = 0
-        self._level_samples = 0
-        self._level_ms = 0.0
+        self._levels = LevelMeter(self.sample_rate, self.config.level_interval_ms) if self.config.level_interval_ms else None
 
     def process(self, frame: AudioFrame) -> AudioFrame:
         if frame.sample_rate != self.sample_rate:
@@ -143,8 +139,9 @@ class VoiceActivityDetector:
         started_ms = self._now_ms
         self._now_ms += self.window_ms
         voiced = self.detector.speech_probability(window) > cfg.silence_threshold
-        if cfg.level_interval_ms:
-            self._measure_level(window)
+        if self._levels is not None:
+            for level in self._levels.feed(window):
+                self._events.append(AudioLevel(self._now_ms, level.rms_dbfs, level.peak_dbfs, self._state == _SPEAKING))
 
         if self._state == _QUIET:
             if voiced:
@@ -210,22 +207,3 @@ class VoiceActivityDetector:
         self._utterance = []
         self._utterance_bytes = 0
         self._probable_pcm = None
-
-    def _measure_level(self, window: bytes) -> None:
-        samples = np.frombuffer(window, dtype="<i2")
-        x = samples.astype(np.float32)
-        self._level_sum += float(np.dot(x, x))
-        self._level_peak = max(self._level_peak, int(samples.max()), -int(samples.min()))
-        self._level_samples += len(x)
-        self._level_ms += self.window_ms
-        if self._level_ms >= self.config.level_interval_ms:
-            rms = math.sqrt(self._level_sum / self._level_samples)
-            self._events.append(
-                AudioLevel(
-                    self._now_ms,
-                    20 * math.log10(rms / 32768) if rms > 0 else -120.0,
-                    20 * math.log10(self._level_peak / 32768) if self._level_peak else -120.0,
-                    self._state == _SPEAKING,
-                )
-            )
-            self._level_sum, self._level_peak, self._level_samples, self._level_ms = 0.0, 0, 0, 0.0
