@@ -61,6 +61,13 @@ def voice_hook_fire(party: CallParty, trigger: str, payload: dict[str, Any]) -> 
         logger.exception("voice hook %s failed", trigger)
 
 
+def agent_voice(agent_id: str) -> str:
+    """The voice setting of the agent whose channel is ``agent_id`` ("" when it has none, or is not an agent)."""
+    from agents.models import Agent
+
+    return Agent.objects.filter(pk=agent_id).values_list("voice", flat=True).first() or ""
+
+
 def voice_turn_store(party: CallParty, text: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
     """Store the caller's turn as their message, after ``ON_TRANSCRIPTION`` (which may change or block it).
 

@@ -61,6 +61,7 @@ from voice.audio.events import AudioEvent
 from voice.audio.levels import Level, LevelMeter
 from voice.config import VoiceSettings
 from voice.speech import SpeechError, SpeechToText, TextToSpeech, stt_from_config, tts_from_config
+from voice.speech.registry import agent_tts_config
 from voice.turns import is_backchannel, is_incomplete_turn
 
 logger = logging.getLogger(__name__)
@@ -172,6 +173,11 @@ class Turns:
 
         return voice_before_tts(self.party, text)
 
+    def agent_voice(self, agent_id: str) -> str:
+        from voice.services import agent_voice
+
+        return agent_voice(agent_id)
+
 
 def speech_engines(settings: VoiceSettings) -> tuple[SpeechToText, TextToSpeech]:
     """The channel's speech engines; the first call for a config loads its models: run it off the event loop."""
@@ -220,6 +226,7 @@ class VoiceSession:
         self.settings = settings
         self.stt = stt or stt_from_config(settings.stt)
         self.tts = tts or tts_from_config(settings.tts)
+        self._voices: dict[str, TextToSpeech] = {}  # agent id -> the engine it speaks with on this call
         self.turns = turns or Turns(party)
         self.pipeline, self.vad = build_listener(settings)
         self._recorder: Any = None  # voice.recording.CallRecorder while the call is recorded
@@ -602,6 +609,7 @@ class VoiceSession:
         self._preparing = reply
         try:
             text = await run_blocking(self.turns.before_tts, text)
+            tts = await self._voice_of(agent_id)
         finally:
             self._preparing = None
         if not text or playback != self._playback_id:
@@ -621,7 +629,7 @@ class VoiceSession:
         stop = self._stop_synthesis
 
         def synthesize() -> None:
-            audio = self.tts.synthesize(text)
+            audio = tts.synthesize(text)
             try:
                 for chunk in audio:
                     if stop.is_set():
@@ -634,7 +642,7 @@ class VoiceSession:
                 loop.call_soon_threadsafe(chunks.put_nowait, None)
 
         _workers.submit(synthesize)
-        rate = self.tts.sample_rate
+        rate = tts.sample_rate
         while (chunk := await chunks.get()) is not None:
             if stop.is_set() or self.closed:
                 continue  # drain what the thread still sends
@@ -647,6 +655,23 @@ class VoiceSession:
             if tail:
                 await self._play(tail)
             self._fire("after_tts", {"text": text, "agent_id": agent_id})
+
+    async def _voice_of(self, agent_id: str) -> TextToSpeech:
+        """The engine ``agent_id`` speaks with on this call: in its own voice, else the channel's (looked up once)."""
+        tts = self._voices.get(agent_id)
+        if tts is not None:
+            return tts
+        tts = self.tts
+        if agent_id:
+            try:
+                config = agent_tts_config(self.settings.tts, await run_blocking(self.turns.agent_voice, agent_id))
+                if config is not self.settings.tts:
+                    tts = await run_blocking(tts_from_config, config)
+            except Exception as exc:  # a voice that cannot be had must not silence the agent
+                room = self.party.room_id
+                logger.warning("voice call in room %s: agent %s speaks in the channel's voice: %s", room, agent_id, exc)
+        self._voices[agent_id] = tts
+        return tts
 
     async def _play(self, pcm: bytes) -> None:
         self._sent_samples += len(pcm) // 2

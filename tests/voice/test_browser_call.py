@@ -88,6 +88,9 @@ class _Call(SocketWatch):
             await self._inbox.put({"type": "websocket.receive", "bytes": audio[i : i + 640]})
             await asyncio.sleep(0)
 
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self._inbox.put({"type": "websocket.receive", "text": json.dumps(frame)})
+
     async def close(self) -> None:
         await self._inbox.put({"type": "websocket.disconnect", "code": 1000})
         await asyncio.wait_for(self.app, 15)
@@ -158,6 +161,57 @@ class BrowserCallTest(TransactionTestCase):
         self.assertIn(agent["agent_id"], ("triage", "specialist"))
         reply = RoomEvent.objects.filter(room_id=session.room_id, source_channel_id=agent["agent_id"]).first()
         self.assertIsNotNone(reply)
+
+    def test_on_handoff_the_new_agent_greets_in_its_own_voice_in_the_same_playback(self):
+        from voice import session as voice_session
+
+        with mock.patch.dict(os.environ, {"OPENAI_API_KEY": ""}):
+            call_command("seed_demo", stdout=io.StringIO())
+        session = chat_session_start(display_name="Caller", channel_id="voice")
+        said = speech("I would like to talk to a specialist please.", RATE)
+        calls: list = []
+        original_init = voice_session.VoiceSession.__init__
+
+        def observed_init(self, *a, **kw):
+            original_init(self, *a, **kw)
+            calls.append(self)
+
+        def spoken_by(c: _Call, agent_id: str) -> list[int]:
+            return [i for i, f in enumerate(c.frames) if f.get("type") == "agent_text" and f.get("agent_id") == agent_id]
+
+        async def call() -> _Call:
+            c = _Call(session.token)
+            await c.open()
+            await c.wait_for(lambda: c.frame("audio_format"), "the audio format", timeout=120)
+            await c.speak(said)
+            await c.wait_for(
+                lambda: any("help you" in c.frames[i]["text"] for i in spoken_by(c, "specialist")), "the greeting", timeout=60
+            )
+
+            # The page says it has played what it got (sooner than playing it at real time would).
+            def stopped() -> bool:
+                return any(f["type"] == "playback_stop" for f in c.frames)
+
+            while not stopped():
+                got = len(c.audio)
+                await c.send_frame({"type": "playback_done", "samples": got // 2})
+                await c.wait_for(lambda got=got: len(c.audio) > got or stopped(), "more speech or the end of the playback")
+            await c.close()
+            return c
+
+        with mock.patch.object(voice_session.VoiceSession, "__init__", observed_init):
+            c = asyncio.run(call())
+        triage, specialist = spoken_by(c, "triage"), spoken_by(c, "specialist")
+        self.assertIn("transfer you", " ".join(c.frames[i]["text"] for i in triage).lower())
+        self.assertLess(triage[0], specialist[0])
+        # One playback from the transfer to the greeting: the caller hears no gap between them.
+        between = [f["type"] for f in c.frames[triage[0] : specialist[-1]]]
+        self.assertNotIn("playback_stop", between)
+        self.assertEqual([f["type"] for f in c.frames].count("playback_start"), 1)
+        # Each agent in its own voice: the specialist's (espeak-ng, en-gb), the triage's the channel's (Piper).
+        [voice_call] = calls
+        self.assertIs(voice_call._voices["triage"], voice_call.tts)
+        self.assertEqual((voice_call._voices["specialist"].name, voice_call._voices["specialist"].voice), ("espeak", "en-gb"))
 
     def test_a_recorded_call_links_both_sides_from_the_timeline_until_they_expire(self):
         media_root = tempfile.mkdtemp(prefix="rk-recordings-")

@@ -292,6 +292,20 @@ class RegistryTests(SimpleTestCase):
         self.assertEqual(built, ["m"])
         self.assertEqual(len({id(e) for e in engines}), 1)
 
+    def test_an_agents_voice_on_a_channel(self) -> None:
+        from voice.speech.registry import agent_tts_config
+
+        piper = {"provider": "piper", "voice": "en_US-joe-medium", "length_scale": 0.9}
+        cloud = {"provider": "openai", "api_key": "k", "base_url": "http://fake", "voice": "alloy"}
+        self.assertIs(agent_tts_config(piper, ""), piper)  # no voice of its own: the channel's
+        self.assertEqual(agent_tts_config({}, "en_US-joe-medium")["provider"], "piper")  # the default engine
+        self.assertEqual(agent_tts_config(piper, "espeak:en-gb"), {"provider": "espeak", "voice": "en-gb"})
+        self.assertEqual(agent_tts_config(cloud, "nova"), {**cloud, "voice": "nova"})  # same engine: keeps its key
+        self.assertEqual(agent_tts_config(cloud, "openai:echo"), {**cloud, "voice": "echo"})
+        self.assertEqual(agent_tts_config(cloud, "espeak:en-us"), {"provider": "espeak", "voice": "en-us"})  # no key leaks
+        # Not a known engine before the colon: a voice name of the channel's engine (a path, say).
+        self.assertEqual(agent_tts_config(piper, "C:/voices/x.onnx")["voice"], "C:/voices/x.onnx")
+
     def test_configurations_that_cannot_work(self) -> None:
         for config in (
             {"provider": "nope"},

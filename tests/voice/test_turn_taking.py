@@ -79,6 +79,10 @@ class RecordedTurns(Turns):
         self.stored: list[str] = []
         self.fired: list[tuple[str, dict]] = []
         self.heard: list[tuple[str, str]] = []
+        self.voices: dict[str, str] = {}
+
+    def agent_voice(self, agent_id: str) -> str:
+        return self.voices.get(agent_id, "")
 
     def reply_heard(self, event_id: str, heard_text: str) -> None:
         self.heard.append((event_id, heard_text))
@@ -328,6 +332,22 @@ class TurnTakingTests(unittest.TestCase):
         outputs = fired(session, "on_output_audio_level")
         self.assertGreater(max(p["rms_dbfs"] for p in outputs), -40)
         self.assertTrue(all(p["peak_dbfs"] >= p["rms_dbfs"] for p in outputs))
+
+    def test_each_agent_speaks_in_its_voice_and_one_that_cannot_be_had_in_the_channels(self):
+        async def script(session):
+            session.turns.voices.update({"bob": "espeak:en-gb", "eve": "espeak:xx-nowhere"})
+            for agent in ("ann", "bob", "eve"):
+                await session.room_frame(
+                    {"type": "event", "event": {"id": f"r-{agent}", "type": "message", "source": {"channel_id": agent},
+                                                "content": {"type": "text", "body": f"This is {agent}."}}}
+                )  # fmt: skip
+            await until(lambda: len(session._voices) == 3 and session._say.empty() and not session.saying, "all three spoken")
+
+        session, transport, _, _ = self.run_call("confirmed", [], script)
+        self.assertIs(session._voices["ann"], session.tts)
+        self.assertEqual((session._voices["bob"].name, session._voices["bob"].voice), ("espeak", "en-gb"))
+        self.assertIs(session._voices["eve"], session.tts)  # no such voice: still heard
+        self.assertGreater(len(transport.audio), 0)
 
     def test_keypad_digits_heard_in_the_audio_fire_on_dtmf_and_reach_the_agent(self):
         from tests.voice.test_dtmf import key_tone

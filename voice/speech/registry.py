@@ -20,10 +20,11 @@ from voice.speech.base import SpeechConfigError, SpeechToText, TextToSpeech
 
 # The defaults, chosen by the measurements of bench/speech.py (2 cores): Whisper tiny.en makes
 # the fewest word errors (1 % on Piper's voice, 7.5 % on espeak-ng's; PocketSphinx 5–12 % and
-# 70 %) and gives its text ~0.4 s after the end of an utterance (PocketSphinx ~0.1–0.2 s, but
-# its errors would reach the agent). Piper's speech is the one both recognizers understand best
-# (a proxy for how easily a person does); its first audio comes ~35 ms after the text when the
-# reply opens with a short sentence, and it speaks ~19x faster than real time.
+# 70 %) and, encoding a short utterance at its own length, gives its text ~0.1–0.3 s after the
+# end of it (PocketSphinx ~0.1–0.2 s, but its errors would reach the agent). Piper's speech is
+# the one both recognizers understand best (a proxy for how easily a person does); its first
+# audio comes ~35 ms after the text when the reply opens with a short sentence, and it speaks
+# ~19x faster than real time.
 DEFAULT_STT_CONFIG: dict[str, Any] = {"provider": "whisper", "model": "tiny.en"}
 DEFAULT_TTS_CONFIG: dict[str, Any] = {"provider": "piper", "voice": "en_US-joe-medium"}
 
@@ -80,6 +81,26 @@ def tts_from_config(config: dict[str, Any]) -> TextToSpeech:
     Same sharing and defaults as ``stt_from_config``.
     """
     return _engine("tts", config, DEFAULT_TTS_CONFIG, TTS_PROVIDERS)
+
+
+def agent_tts_config(channel_tts: dict[str, Any], voice: str) -> dict[str, Any]:
+    """The TTS config an agent speaks with on a channel: the channel's, in the agent's ``voice``.
+
+    ``voice`` is the agent's setting: empty for the channel's own voice, a
+    voice of the channel's engine (``"en-gb"``), or ``"<provider>:<voice>"``
+    for another engine (``"espeak:en-gb"``); a provider's key and base URL
+    carry over only to the same provider.
+    """
+    voice = voice.strip()
+    if not voice:
+        return channel_tts
+    channel_provider = channel_tts.get("provider") or DEFAULT_TTS_CONFIG["provider"]
+    provider, sep, name = voice.partition(":")
+    if sep and provider in TTS_PROVIDERS and name:
+        if provider != channel_provider:
+            return {"provider": provider, "voice": name}
+        voice = name
+    return {**channel_tts, "provider": channel_provider, "voice": voice}
 
 
 def _engine(kind: str, config: dict[str, Any], default: dict[str, Any], providers: dict[str, str]) -> Any:

@@ -83,6 +83,7 @@ class Command(BaseCommand):
                 greeting="Introduce yourself as the support specialist and say you have read the conversation so far.",
                 tools=["lookup_order", "get_current_time"],
                 skills=["order_support"],
+                voice="espeak:en-gb",  # on a call, the caller hears the handoff: another voice takes over
             ),
         }
         for agent_id, fields in specs.items():
