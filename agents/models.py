@@ -66,7 +66,12 @@ class Agent(models.Model):
     temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
     max_tokens = models.PositiveIntegerField(default=1024)
     language = models.CharField(max_length=64, blank=True, help_text="Default reply language; a room's language wins.")
-    voice = models.CharField(max_length=200, blank=True, help_text="TTS voice id for voice channels.")
+    voice = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="How it sounds on a call: empty for the voice channel's own voice, a voice of that channel's engine, "
+        "or 'engine:voice' (e.g. 'espeak:en-gb', 'piper:en_US-joe-medium', 'openai:alloy').",
+    )
     greeting = models.TextField(blank=True, help_text="Instruction for the greeting this agent says when it takes over.")
     tools = models.JSONField(default=list, blank=True, help_text="Names of registered tools this agent may call.")
     skills = models.JSONField(default=list, blank=True, help_text="Names of registered skills this agent may activate.")
