@@ -65,6 +65,7 @@ TTS_ENGINES = {"espeak": {"provider": "espeak"}, "piper": {"provider": "piper"}}
 STT_ENGINES = {
     "whisper tiny.en (beam 5, default)": {"provider": "whisper", "model": "tiny.en"},
     "whisper tiny.en (greedy)": {"provider": "whisper", "model": "tiny.en", "beam_size": 1},
+    "whisper tiny.en (beam 5, 2 threads)": {"provider": "whisper", "model": "tiny.en", "cpu_threads": 2},
     "whisper tiny.en (beam 5, 30 s window)": {"provider": "whisper", "model": "tiny.en", "context": "full"},
     "whisper tiny.en (greedy, 30 s window)": {"provider": "whisper", "model": "tiny.en", "beam_size": 1, "context": "full"},
     "pocketsphinx (streaming)": {"provider": "pocketsphinx"},

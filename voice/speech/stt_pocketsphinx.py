@@ -87,7 +87,9 @@ class PocketSphinxSTT:
         for key, value in (("hmm", hmm), ("lm", lm), ("dict", dict)):
             if value:
                 options[key] = value
-        self.pool = DecoderPool(lambda: pocketsphinx.Decoder(**options), max_decoders=max_decoders, timeout=acquire_timeout)
+        self.pool = DecoderPool(
+            lambda: _FreshDecoder(pocketsphinx.Decoder(**options)), max_decoders=max_decoders, timeout=acquire_timeout
+        )
         # Load the models now, not in the first caller's turn.
         self.pool.release(self.pool.acquire())
 
@@ -98,6 +100,26 @@ class PocketSphinxSTT:
 
     def open_stream(self, sample_rate: int) -> PocketSphinxStream:
         return PocketSphinxStream(self.pool, sample_rate, self.sample_rate, self.language)
+
+
+class _FreshDecoder:
+    """A decoder that starts each utterance from its first cepstral mean, not from the last caller's.
+
+    PocketSphinx adapts its cepstral mean normalization to the audio it hears
+    and keeps it across utterances: a pooled decoder would hear one call with
+    the line of another (and recognized worse after a stretch of noise).
+    """
+
+    def __init__(self, decoder: Any) -> None:
+        self._decoder = decoder
+        self._cmn = decoder.get_cmn()
+
+    def start_utt(self) -> None:
+        self._decoder.set_cmn(self._cmn)
+        self._decoder.start_utt()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._decoder, name)
 
 
 class PocketSphinxStream:

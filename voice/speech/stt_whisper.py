@@ -83,8 +83,11 @@ class WhisperSTT:
         model: str = "tiny.en",
         language: str | None = "en",
         compute_type: str = "int8",
-        cpu_threads: int | None = None,
-        num_workers: int = 1,
+        # One thread per transcription, and as many at once as there are cores but one: next to a
+        # call's event loop, two threads on two cores fought for them (OpenMP threads wait for each
+        # other), and a turn's transcript took 180–750 ms instead of ~115 (bench/voice.py --part latency).
+        cpu_threads: int = 1,
+        num_workers: int | None = None,
         # Beam 5 made a third fewer word errors than greedy decoding in bench/speech.py
         # (7.5 % against 11.8 % on espeak-ng's voice) for ~30 ms more: the beams are one batch.
         beam_size: int = 5,
@@ -104,8 +107,8 @@ class WhisperSTT:
             str(self.model_path),
             device="cpu",
             compute_type=compute_type,
-            cpu_threads=cpu_threads or os.cpu_count() or 1,
-            num_workers=num_workers,
+            cpu_threads=cpu_threads,
+            num_workers=num_workers or max(1, (os.cpu_count() or 1) - 1),
             local_files_only=True,
         )
         # An English-only model answers in English whatever it is told.
