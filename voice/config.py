@@ -14,6 +14,18 @@ from voice.speech import DEFAULT_STT_CONFIG, DEFAULT_TTS_CONFIG
 
 INTERRUPTION_STRATEGIES = ("immediate", "confirmed", "semantic", "disabled")
 SPEECH_DETECTORS = ("webrtc", "silero", "energy")
+NATIVE_STAGES = ("aec", "agc", "denoise")
+# The timings an operator may set, and their bounds (a value outside is refused by the admin,
+# and clamped when read).
+_MS_RANGES: dict[str, tuple[int, int]] = {
+    "min_speech_ms": (20, 5000),
+    "probable_end_ms": (60, 5000),
+    "end_silence_ms": (100, 10000),
+    "interrupt_min_speech_ms": (0, 10000),
+    "incomplete_turn_wait_ms": (0, 10000),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {"detector": SPEECH_DETECTORS, "interruption": INTERRUPTION_STRATEGIES}
+_SWITCHES = ("denoise", "agc", "record")
 
 
 @dataclass(frozen=True)
@@ -49,14 +61,57 @@ def _int(raw: Any, default: int, low: int, high: int) -> int:
     return min(max(value, low), high)
 
 
+def _raw_settings(config: dict[str, Any] | None) -> Any:
+    """``config["voice"]``, parsed when it was typed into the admin as JSON text; {} when unset."""
+    raw = (config or {}).get("voice") or {}
+    if isinstance(raw, str):
+        return json.loads(raw)
+    return raw
+
+
+def voice_settings_errors(config: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """What is wrong with a channel's voice settings, as ``("voice", message)`` pairs; empty when they work.
+
+    The admin refuses to save what this finds (``voice_settings`` would
+    quietly use defaults instead).
+    """
+    from voice.speech.registry import STT_PROVIDERS, TTS_PROVIDERS
+
+    try:
+        raw = _raw_settings(config)
+    except ValueError as exc:
+        return [("voice", f"not JSON: {exc}")]
+    if not isinstance(raw, dict):
+        return [("voice", "a JSON object is expected")]
+    problems = []
+    known = {*_MS_RANGES, *_CHOICES, *_SWITCHES, "stt", "tts", "native"}
+    problems += [f"unknown setting {key!r}" for key in sorted(set(raw) - known)]
+    for key, (low, high) in _MS_RANGES.items():
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+            problems.append(f"{key} must be a whole number of ms from {low} to {high}")
+    for key, choices in _CHOICES.items():
+        if key in raw and raw[key] not in choices:
+            problems.append(f"{key} must be one of {', '.join(choices)}")
+    problems += [f"{key} must be true or false" for key in _SWITCHES if key in raw and not isinstance(raw[key], bool)]
+    native = raw.get("native", [])
+    if not isinstance(native, list) or any(n not in NATIVE_STAGES for n in native):
+        problems.append(f"native must be a list of {', '.join(NATIVE_STAGES)}")
+    for key, providers in (("stt", STT_PROVIDERS), ("tts", TTS_PROVIDERS)):
+        engine = raw.get(key, {})
+        if not isinstance(engine, dict):
+            problems.append(f'{key} must be an object such as {{"provider": "{next(iter(providers))}"}}')
+        elif engine.get("provider") and engine["provider"] not in providers:
+            problems.append(f"{key} provider must be one of {', '.join(providers)}")
+    return [("voice", problem) for problem in problems]
+
+
 def voice_settings(config: dict[str, Any] | None) -> VoiceSettings:
     """The settings in a channel's config (``config["voice"]``); unknown or bad values fall back to defaults."""
-    raw = (config or {}).get("voice") or {}
-    if isinstance(raw, str):  # as typed into the admin's channel form
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raw = {}
+    try:
+        raw = _raw_settings(config)
+    except ValueError:
+        raw = {}
     if not isinstance(raw, dict):
         raw = {}
     defaults = VoiceSettings()
@@ -67,12 +122,8 @@ def voice_settings(config: dict[str, Any] | None) -> VoiceSettings:
         stt=dict(raw["stt"]) if isinstance(raw.get("stt"), dict) else defaults.stt,
         tts=dict(raw["tts"]) if isinstance(raw.get("tts"), dict) else defaults.tts,
         detector=detector if detector in SPEECH_DETECTORS else defaults.detector,
-        min_speech_ms=_int(raw.get("min_speech_ms"), defaults.min_speech_ms, 20, 5000),
-        probable_end_ms=_int(raw.get("probable_end_ms"), defaults.probable_end_ms, 60, 5000),
-        end_silence_ms=_int(raw.get("end_silence_ms"), defaults.end_silence_ms, 100, 10000),
         interruption=interruption if interruption in INTERRUPTION_STRATEGIES else defaults.interruption,
-        interrupt_min_speech_ms=_int(raw.get("interrupt_min_speech_ms"), defaults.interrupt_min_speech_ms, 0, 10000),
-        incomplete_turn_wait_ms=_int(raw.get("incomplete_turn_wait_ms"), defaults.incomplete_turn_wait_ms, 0, 10000),
+        **{key: _int(raw.get(key), getattr(defaults, key), low, high) for key, (low, high) in _MS_RANGES.items()},
         native=frozenset(str(n) for n in native) if isinstance(native, list) else frozenset(),
         denoise=bool(raw.get("denoise", defaults.denoise)),
         agc=bool(raw.get("agc", defaults.agc)),

@@ -612,3 +612,39 @@ class SendTestMessageTests(ChannelAdminTestCase):
         [message] = self.messages_of(response)
         self.assertIn("tb: not ready to send: config.account_id: Account ID is required", message)
         self.assertFalse(Delivery.objects.exists())
+
+
+class VoiceSettingsTests(ChannelAdminTestCase):
+    """A browser voice channel's settings are checked when saved: what would not work is refused, with why."""
+
+    def save(self, settings: str):
+        form = channel_form("voice", "browser", **{"cfg__browser__voice": settings})
+        return self.post("/admin/rooms/channel/add/?channel_type=voice", {**form, "id": "line", "name": "Line"})
+
+    def test_settings_that_would_not_work_are_refused_and_nothing_is_saved(self) -> None:
+        for settings, message in (
+            ('{"detector": "silerro"}', "detector must be one of webrtc, silero, energy"),
+            ('{"probable_end_ms": 10}', "probable_end_ms must be a whole number of ms from 60 to 5000"),
+            ('{"interruption": "sometimes"}', "interruption must be one of immediate, confirmed, semantic, disabled"),
+            ('{"stt": {"provider": "whisperr"}}', "stt provider must be one of whisper, pocketsphinx, openai, deepgram"),
+            ('{"native": ["echo"]}', "native must be a list of aec, agc, denoise"),
+            ('{"record": "yes"}', "record must be true or false"),
+            ('{"colour": "blue"}', "unknown setting &#x27;colour&#x27;"),
+            ('{"detector": ', "not JSON"),
+        ):
+            with self.subTest(settings=settings):
+                response = self.save(settings)
+                self.assertEqual(response.status_code, 200)
+                self.assertIn(message, self.bodies[-1])
+                self.assertFalse(Channel.objects.filter(pk="line").exists())
+
+    def test_working_settings_are_saved(self) -> None:
+        response = self.save('{"detector": "silero", "probable_end_ms": 200, "tts": {"provider": "espeak"}, "record": true}')
+        self.assertEqual(response.status_code, 302, self.bodies[-1][:3000])
+        from voice.config import voice_settings
+
+        settings = voice_settings(Channel.objects.get(pk="line").config)
+        self.assertEqual(
+            (settings.detector, settings.probable_end_ms, settings.tts, settings.record),
+            ("silero", 200, {"provider": "espeak"}, True),
+        )
