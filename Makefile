@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean diarization
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,10 @@ bench: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) db.sqlite3 test_db.sqlite3
+
+# Speaker diarization (voice.audio.diarization), an optional install of about 1.4 GB: PyTorch's
+# CPU build, librosa and Resemblyzer, whose speaker encoder ships in its wheel. Resemblyzer goes in
+# without its declared dependencies: its `webrtcvad` would replace webrtcvad-wheels (same module).
+diarization: $(VENV)/.runtime
+	$(BIN)/pip install -q torch==2.13.0 librosa
+	$(BIN)/pip install -q --no-deps resemblyzer==0.1.4

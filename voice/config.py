@@ -25,7 +25,7 @@ _MS_RANGES: dict[str, tuple[int, int]] = {
     "incomplete_turn_wait_ms": (0, 10000),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"detector": SPEECH_DETECTORS, "interruption": INTERRUPTION_STRATEGIES}
-_SWITCHES = ("denoise", "agc", "record")
+_SWITCHES = ("denoise", "agc", "record", "diarization")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class VoiceSettings:
     denoise: bool = True
     agc: bool = True
     record: bool = False
+    # Who is speaking, utterance by utterance (ON_SPEAKER_CHANGE); needs `make diarization`.
+    diarization: bool = False
 
 
 def _int(raw: Any, default: int, low: int, high: int) -> int:
@@ -103,6 +105,11 @@ def voice_settings_errors(config: dict[str, Any] | None) -> list[tuple[str, str]
             problems.append(f'{key} must be an object such as {{"provider": "{next(iter(providers))}"}}')
         elif engine.get("provider") and engine["provider"] not in providers:
             problems.append(f"{key} provider must be one of {', '.join(providers)}")
+    if raw.get("diarization") is True:
+        from voice.audio.diarization import diarization_available
+
+        if not diarization_available():
+            problems.append("diarization needs Resemblyzer and PyTorch, not installed here: run `make diarization`")
     return [("voice", problem) for problem in problems]
 
 
@@ -128,4 +135,5 @@ def voice_settings(config: dict[str, Any] | None) -> VoiceSettings:
         denoise=bool(raw.get("denoise", defaults.denoise)),
         agc=bool(raw.get("agc", defaults.agc)),
         record=bool(raw.get("record", defaults.record)),
+        diarization=bool(raw.get("diarization", defaults.diarization)),
     )

@@ -57,6 +57,7 @@ from voice.audio import (
     WebRtcSpeechDetector,
     inbound_pipeline,
 )
+from voice.audio.diarization import DiarizationUnavailable, SpeakerDiarizer
 from voice.audio.events import AudioEvent
 from voice.audio.levels import Level, LevelMeter
 from voice.config import VoiceSettings
@@ -230,6 +231,7 @@ class VoiceSession:
         self.turns = turns or Turns(party)
         self.pipeline, self.vad = build_listener(settings)
         self._recorder: Any = None  # voice.recording.CallRecorder while the call is recorded
+        self._diarizer = SpeakerDiarizer() if settings.diarization else None
         self.state = ""
         self.closed = False
         # Listening.
@@ -428,6 +430,8 @@ class VoiceSession:
             # Speech that did not interrupt (too short to be confirmed) while the agent spoke: its echo, or noise.
             return
         started = time.perf_counter()
+        # Who spoke, found beside the transcript (on another worker thread, in its shadow).
+        speaker = asyncio.ensure_future(self._who_spoke(pcm, rate)) if self._diarizer is not None else None
         try:
             transcript = await (pending if pending is not None else run_blocking(self.stt.transcribe, pcm, rate))
         except SpeechError as exc:
@@ -444,10 +448,34 @@ class VoiceSession:
                 return
             await self.interrupt("barge_in")
         metadata = {"voice": {"stt_ms": round(stt_ms, 1), "audio_ms": round(len(pcm) / 2 / rate * 1000)}}
+        if speaker is not None and (label := await speaker):
+            metadata["voice"]["speaker"] = label
         if self._speaking and self.settings.interruption == "disabled":
             self._deferred.append((text, metadata))  # after the playback, in order
             return
         await self._turn(text, metadata)
+
+    async def _who_spoke(self, pcm: bytes, rate: int) -> str | None:
+        """The caller's speaker label for this utterance (diarization); fires ``ON_SPEAKER_CHANGE`` when it changed."""
+        diarizer = self._diarizer
+        previous = diarizer.current
+        try:
+            turn = await run_blocking(diarizer.identify, pcm, rate)
+        except DiarizationUnavailable as exc:
+            logger.warning("voice call in room %s: %s; diarization is off for this call", self.party.room_id, exc)
+            self._diarizer = None
+            return None
+        except Exception:  # the turn goes on without its speaker
+            logger.exception("voice call in room %s: diarization failed", self.party.room_id)
+            return None
+        if turn is None:
+            return previous
+        if previous is not None and turn.speaker != previous:
+            self._fire(
+                "on_speaker_change",
+                {"speaker": turn.speaker, "previous": previous, "new_speaker": turn.new, "similarity": turn.similarity},
+            )
+        return turn.speaker
 
     async def _turn(self, text: str, metadata: dict[str, Any]) -> None:
         """A final piece of the caller's turn; an incomplete one waits a little for the rest."""

@@ -638,6 +638,15 @@ class VoiceSettingsTests(ChannelAdminTestCase):
                 self.assertIn(message, self.bodies[-1])
                 self.assertFalse(Channel.objects.filter(pk="line").exists())
 
+    def test_diarization_is_refused_where_its_encoder_is_not_installed(self) -> None:
+        from unittest import mock
+
+        with mock.patch("voice.audio.diarization.diarization_available", return_value=False):
+            response = self.save('{"diarization": true}')
+        self.assertEqual(response.status_code, 200)
+        self.assertIn("diarization needs Resemblyzer and PyTorch, not installed here: run `make diarization`", self.bodies[-1])
+        self.assertFalse(Channel.objects.filter(pk="line").exists())
+
     def test_working_settings_are_saved(self) -> None:
         response = self.save('{"detector": "silero", "probable_end_ms": 200, "tts": {"provider": "espeak"}, "record": true}')
         self.assertEqual(response.status_code, 302, self.bodies[-1][:3000])

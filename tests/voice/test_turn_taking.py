@@ -88,6 +88,7 @@ class RecordedTurns(Turns):
         self.fired: list[tuple[str, dict]] = []
         self.heard: list[tuple[str, str]] = []
         self.voices: dict[str, str] = {}
+        self.metadata: list[dict[str, Any]] = []
 
     def agent_voice(self, agent_id: str) -> str:
         return self.voices.get(agent_id, "")
@@ -97,6 +98,7 @@ class RecordedTurns(Turns):
 
     def store(self, text: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
         self.stored.append(text)
+        self.metadata.append(metadata)
         return {"id": f"ev{len(self.stored)}", "seq": len(self.stored), "text": text}
 
     def fire(self, trigger: str, payload: dict[str, Any]) -> None:
