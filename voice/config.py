@@ -15,6 +15,7 @@ from voice.speech import DEFAULT_STT_CONFIG, DEFAULT_TTS_CONFIG
 INTERRUPTION_STRATEGIES = ("immediate", "confirmed", "semantic", "disabled")
 SPEECH_DETECTORS = ("webrtc", "silero", "energy")
 NATIVE_STAGES = ("aec", "agc", "denoise")
+OFFLINE_STT = ("whisper", "pocketsphinx")
 # The timings an operator may set, and their bounds (a value outside is refused by the admin,
 # and clamped when read).
 _MS_RANGES: dict[str, tuple[int, int]] = {
@@ -23,6 +24,7 @@ _MS_RANGES: dict[str, tuple[int, int]] = {
     "end_silence_ms": (100, 10000),
     "interrupt_min_speech_ms": (0, 10000),
     "incomplete_turn_wait_ms": (0, 10000),
+    "partial_interval_ms": (0, 10000),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"detector": SPEECH_DETECTORS, "interruption": INTERRUPTION_STRATEGIES}
 _SWITCHES = ("denoise", "agc", "record", "diarization")
@@ -46,6 +48,10 @@ class VoiceSettings:
     interrupt_min_speech_ms: int = 300
     # An utterance that ends mid-sentence waits this much longer for the rest.
     incomplete_turn_wait_ms: int = 1500
+    # While the caller speaks, what they said so far is transcribed every this much speech
+    # (partial_transcript, ON_PARTIAL_TRANSCRIPTION); 0: never. Only the offline engines do it by
+    # default: a cloud engine would be paid for each partial.
+    partial_interval_ms: int = 1000
     # Stages the audio's source does itself (the browser's echo cancellation, noise suppression, gain).
     native: frozenset[str] = frozenset()
     denoise: bool = True
@@ -122,6 +128,8 @@ def voice_settings(config: dict[str, Any] | None) -> VoiceSettings:
     if not isinstance(raw, dict):
         raw = {}
     defaults = VoiceSettings()
+    if isinstance(raw.get("stt"), dict) and raw["stt"].get("provider") not in (None, "", *OFFLINE_STT):
+        defaults = VoiceSettings(partial_interval_ms=0)
     interruption = raw.get("interruption", defaults.interruption)
     detector = raw.get("detector", defaults.detector)
     native = raw.get("native", [])

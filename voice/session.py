@@ -239,6 +239,8 @@ class VoiceSession:
         self._early: tuple[Any, asyncio.Future] | None = None  # transcript started at the probable end
         self._taken = 0  # bytes of the open utterance already taken as a turn (an early transcript)
         self._speech_started_ms: float | None = None
+        self._partial: asyncio.Future | None = None  # a transcript of the speech so far, on its way
+        self._partial_from_ms = 0.0  # where the speech the next partial waits for began (VAD clock)
         self._held_turn: list[str] = []  # an incomplete turn's text, waiting for the rest
         self._held_timer: asyncio.TimerHandle | None = None
         self._deferred: list[tuple[str, dict[str, Any]]] = []  # turns kept until playback ends ("disabled")
@@ -315,6 +317,8 @@ class VoiceSession:
         out = self.pipeline.process(frame)
         for event in out.events:
             await self._on_audio_event(event)
+        if self._partial_due():
+            self._start_partial()
         if self._speech_started_ms is not None and self._speaking and self.settings.interruption == "confirmed":
             # Confirmed: the caller's speech has lasted the threshold (a cough or a word of echo has not).
             if self.vad.speaking and self.vad.last_voiced_ms - self._speech_started_ms >= self.settings.interrupt_min_speech_ms:
@@ -323,7 +327,7 @@ class VoiceSession:
     async def _on_audio_event(self, event: AudioEvent) -> None:
         kind = event.kind
         if kind == "speech_start":
-            self._speech_started_ms = event.at_ms  # where the speech began, on the VAD's clock
+            self._speech_started_ms = self._partial_from_ms = event.at_ms  # where the speech began, on the VAD's clock
             self.timeline = {}
             self._cancel_held_timer()
             self._fire("on_speech_start", {})
@@ -343,7 +347,7 @@ class VoiceSession:
             if early is not None and early[0] is _TAKEN:
                 # The caller goes on after their turn was taken: a new stretch of speech, which
                 # may interrupt the reply the way a new utterance would.
-                self._speech_started_ms = event.at_ms
+                self._speech_started_ms = self._partial_from_ms = event.at_ms
                 self.timeline = {}
                 if self._speaking and self.settings.interruption == "immediate":
                     await self.interrupt("barge_in")
@@ -368,6 +372,42 @@ class VoiceSession:
                 "on_vad_audio_level",
                 {"rms_dbfs": round(event.rms_dbfs, 1), "peak_dbfs": round(event.peak_dbfs, 1), "speaking": event.speaking},
             )
+
+    def _partial_due(self) -> bool:
+        """Whether to transcribe the speech so far: ``partial_interval_ms`` more of it, and nothing else to do.
+
+        Never while the agent speaks (it may be echo), in a pause (the turn
+        may be ending: the worker is kept for its final transcript), or while
+        a partial or a final transcript is on its way.
+        """
+        interval = self.settings.partial_interval_ms
+        return bool(
+            interval
+            and self._speech_started_ms is not None
+            and self._partial is None
+            and self._early is None
+            and not self._speaking
+            and self.vad.speaking
+            and self._audio_ms - self.vad.last_voiced_ms <= 100
+            and self.vad.last_voiced_ms - self._partial_from_ms >= interval
+        )
+
+    def _start_partial(self) -> None:
+        pcm = self.vad.utterance_pcm()[self._taken :]
+        speech = self._speech_started_ms
+        self._partial_from_ms = self.vad.last_voiced_ms
+        self._partial = future = asyncio.ensure_future(run_blocking(self.stt.transcribe, pcm, SAMPLE_RATE))
+        future.add_done_callback(lambda f: self._track(self._partial_ready(f, speech)))
+
+    async def _partial_ready(self, future: asyncio.Future, speech: float | None) -> None:
+        """Show the caller what was heard so far, unless their speech has ended (its final transcript says it)."""
+        self._partial = None
+        if future.cancelled() or future.exception() is not None or self.closed or self._speech_started_ms != speech:
+            return
+        text = (future.result().text or "").strip()
+        if text:
+            await self.transport.control({"type": "partial_transcript", "text": " ".join([*self._held_turn, text])})
+            self._fire("on_partial_transcription", {"text": text})
 
     def _early_ready(self, future: asyncio.Future, rate: int) -> None:
         """An early transcript is ready: the turn ends now if the caller has stayed quiet since."""

@@ -362,6 +362,46 @@ class TurnTakingTests(unittest.TestCase):
         self.assertIs(session._voices["eve"], session.tts)  # no such voice: still heard
         self.assertGreater(len(transport.audio), 0)
 
+    def test_partial_transcripts_come_while_the_caller_speaks_and_never_after_the_final(self):
+        said = "I would like to book a table for four people tomorrow evening at eight o'clock please."
+        words = speech(said, RATE)
+        self.assertGreater(len(words), RATE * 3)
+
+        async def script(session):
+            # At the speed of speech a partial is done long before the next is due: here each is
+            # waited for before the next frame (the frames come faster than real time).
+            audio = np.concatenate([np.zeros(RATE // 5), words, np.zeros(RATE)]).astype("<i2").tobytes()
+            for i in range(0, len(audio), FRAME):
+                await session.feed(audio[i : i + FRAME])
+                await until(lambda: session._partial is None, "the partial transcript")
+            await until(lambda: not session._turn_tasks, "the final transcript")
+
+        _, transport, turns, stt = self.run_call("confirmed", [said], script)
+        kinds = transport.kinds()
+        partials = [f["text"] for _, f in transport.controls if f["type"] == "partial_transcript"]
+        self.assertGreaterEqual(len(partials), 3)  # one per second of speech
+        self.assertLess(max(i for i, k in enumerate(kinds) if k == "partial_transcript"), kinds.index("transcript"))
+        self.assertEqual([p["text"] for t, p in turns.fired if t == "on_partial_transcription"], partials)
+        self.assertEqual(turns.stored, [said])
+        # Each partial heard more of the utterance than the one before.
+        self.assertEqual(stt.heard_ms[: len(partials)], sorted(stt.heard_ms[: len(partials)]))
+
+    def test_no_partials_while_the_agent_speaks_or_when_turned_off(self):
+        words = speech("I would like to book a table for four people tomorrow evening at eight please.", RATE)
+
+        async def script(session):
+            await self.caller_says(session, words)
+
+        _, transport, _, _ = self.run_call("confirmed", ["x"], script, partial_interval_ms=0)
+        self.assertNotIn("partial_transcript", transport.kinds())
+
+        async def over_the_agent(session):
+            await self.agent_speaks(session)
+            await self.caller_says(session, words)
+
+        _, transport, _, _ = self.run_call("disabled", ["x"], over_the_agent)
+        self.assertNotIn("partial_transcript", transport.kinds())
+
     def test_keypad_digits_heard_in_the_audio_fire_on_dtmf_and_reach_the_agent(self):
         from tests.voice.test_dtmf import key_tone
 

@@ -127,6 +127,10 @@ class VoiceActivityDetector:
         """True from ``speech_start`` to ``speech_end`` (including the hangover)."""
         return self._state == _SPEAKING
 
+    def utterance_pcm(self) -> bytes:
+        """The open utterance's audio so far (pre-roll included); empty when nobody is speaking."""
+        return b"".join(self._utterance) if self._state == _SPEAKING else b""
+
     @property
     def last_voiced_ms(self) -> float:
         """Stream time of the end of the last voiced window: how far the caller's speech has reached."""
