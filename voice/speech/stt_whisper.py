@@ -83,9 +83,10 @@ class WhisperSTT:
         model: str = "tiny.en",
         language: str | None = "en",
         compute_type: str = "int8",
-        # One thread per transcription, and as many at once as there are cores but one: next to a
-        # call's event loop, two threads on two cores fought for them (OpenMP threads wait for each
-        # other), and a turn's transcript took 180–750 ms instead of ~115 (bench/voice.py --part latency).
+        # One thread per transcription, and as many at once as there are cores: next to a call's
+        # event loop, two threads on two cores fought for them (OpenMP threads wait for each other)
+        # and a turn's transcript took 180–750 ms instead of ~115; with one replica, a partial
+        # transcript held the turn's final one back (median turn 494 ms, 444 with two; bench/voice.py).
         cpu_threads: int = 1,
         num_workers: int | None = None,
         # Beam 5 made a third fewer word errors than greedy decoding in bench/speech.py
@@ -108,7 +109,7 @@ class WhisperSTT:
             device="cpu",
             compute_type=compute_type,
             cpu_threads=cpu_threads,
-            num_workers=num_workers or max(1, (os.cpu_count() or 1) - 1),
+            num_workers=num_workers or (os.cpu_count() or 1),
             local_files_only=True,
         )
         # An English-only model answers in English whatever it is told.
