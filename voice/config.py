@@ -39,7 +39,7 @@ class VoiceSettings:
     min_speech_ms: int = 200
     # Transcription starts after this much silence (WebRTC's detector adds ~70–110 ms of its own
     # overhang); the turn ends when the transcript is ready and the caller is still quiet, so a
-    # pause of ~350 ms ends a turn. Median first audio (bench/voice.py): 427 ms at 120, 500 at 150.
+    # pause of ~350 ms ends a turn. Median first audio (bench/voice.py, README): 438 ms at 120, 500 at 150.
     probable_end_ms: int = 120
     end_silence_ms: int = 600
     # How the caller's speech during the agent's playback is taken (the seeds' strategies).
