@@ -87,6 +87,7 @@ def channel_settings_errors(
         message = f"provider '{provider}' ({spec.label}) does not serve {channel_type} channels"
         return [("provider", f"{message}; providers for {channel_type}: {serving}")]
     errors = [(f"config.{key}", message) for key, message in spec.config_errors(config, channel_type)]
+    errors += [(f"config.{key}", message) for key, message in registries.channel_type_config_errors(channel_type, config)]
     held = set(secret_names)
     for name in spec.required_secrets:
         if spec.webhook == "token" and name == WEBHOOK_TOKEN_SECRET:

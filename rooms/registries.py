@@ -59,6 +59,22 @@ def set_channel_policy_handlers(*, validator: ChannelConfigValidator, reporter: 
     _channel_policy_reporter = reporter
 
 
+# Other apps' checks of a channel type's config, whatever its provider (the voice app checks a voice
+# channel's ``config["voice"]``): config -> (config key, message) pairs.
+ChannelTypeCheck = Callable[[dict], list[tuple[str, str]]]
+_channel_type_checks: dict[str, list[ChannelTypeCheck]] = {}
+
+
+def register_channel_type_check(channel_type: str, check: ChannelTypeCheck) -> None:
+    """Check the config of every ``channel_type`` channel with ``check`` when it is saved."""
+    _channel_type_checks.setdefault(channel_type, []).append(check)
+
+
+def channel_type_config_errors(channel_type: str, config: dict) -> list[tuple[str, str]]:
+    """What the registered checks of ``channel_type`` find wrong in ``config``."""
+    return [error for check in _channel_type_checks.get(channel_type, ()) for error in check(config)]
+
+
 def channel_config_errors(config: dict) -> list[tuple[str, str]]:
     """What is wrong with a channel config's delivery policy, as ``(path, message)`` pairs."""
     return _channel_config_validator(config) if _channel_config_validator else []

@@ -13,7 +13,6 @@ from channels_app.providers.base import ConfigField, InboundParse, ProviderSpec,
 from rooms.enums import ChannelType
 from rooms.inbound import InboundResult
 from rooms.models import Channel, Delivery
-from voice.config import voice_settings_errors
 
 BROWSER_VOICE_SPEC = ProviderSpec(
     label="Browser voice (the /voice/ page)",
@@ -28,7 +27,6 @@ BROWSER_VOICE_SPEC = ProviderSpec(
     ),
     webhook="",
     status_callbacks=False,
-    check=lambda config, _channel_type: voice_settings_errors(config),
 )
 
 

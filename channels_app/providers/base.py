@@ -89,8 +89,6 @@ class ProviderSpec:
     status_callbacks: bool = True
     one_of: tuple[tuple[str, ...], ...] = ()
     one_of_types: frozenset[str] = frozenset()
-    # Further checks of a config the provider can make, (config, channel type) -> (key, message) pairs.
-    check: Callable[[dict[str, Any], str | None], list[tuple[str, str]]] | None = None
 
     def config_errors(self, config: dict[str, Any], channel_type: str | None = None) -> list[tuple[str, str]]:
         """What is missing from ``config`` for a ``channel_type`` channel, as ``(key, message)`` pairs; empty when complete."""
@@ -99,8 +97,6 @@ class ProviderSpec:
             for f in self.config_fields
             if f.required and not str(config.get(f.name) or "").strip()
         ]
-        if self.check is not None:
-            errors += self.check(config, channel_type)
         if self.one_of_types and channel_type is not None and channel_type not in self.one_of_types:
             return errors
         for group in self.one_of:

@@ -148,6 +148,11 @@ class VoiceWebhookTests(TestCase):
         self.assertEqual([field for field, _ in sms], ["config.from"])
         missing = channel_settings_errors(channel_type="voice", provider="twilio", config={}, secret_names=[])
         self.assertEqual([field for field, _ in missing], ["config.account_sid", "secrets.auth_token"])
+        # Its voice settings are checked as a browser voice channel's are.
+        bad = channel_settings_errors(
+            channel_type="voice", provider="twilio", config={**config, "voice": {"detector": "nope"}}, secret_names=["auth_token"]
+        )
+        self.assertEqual(bad, [("config.voice", "detector must be one of webrtc, silero, energy")])
 
 
 class StreamTokenTests(TestCase):
