@@ -281,7 +281,7 @@ class ChatPageTests(TestCase):
         html = r.content.decode()
         self.assertIn('src="/static/webchat/chat.js"', html)
         self.assertIn('data-max-upload-bytes="5242880"', html)
-        for asset in ("/static/webchat/chat.js", "/static/webchat/chat.css"):
+        for asset in ("/static/webchat/people.js", "/static/webchat/chat.js", "/static/webchat/chat.css"):
             with self.subTest(asset):
                 got = self.client.get(asset)
                 self.assertEqual(got.status_code, 200)

@@ -56,7 +56,7 @@ class VoicePageTests(TestCase):
         html = self.client.get("/voice/").content.decode()
         self.assertNotRegex(html, r"<script>|<style|\sstyle=|\son[a-z]+=")
         sources = re.findall(r'(?:src|href|data-capture-worklet|data-playback-worklet)="(/static/[^"]+)"', html)
-        for wanted in ("webchat/chat.css", "voice/voice.css", "voice/voice.js", *WORKLETS):
+        for wanted in ("webchat/chat.css", "voice/voice.css", "webchat/people.js", "voice/voice.js", *WORKLETS):
             self.assertIn(f"/static/{wanted}", sources)
         for source in sources:
             with self.subTest(source=source):

@@ -14,6 +14,7 @@
 // element properties: no HTML from the conversation is ever parsed.
 (() => {
   "use strict";
+  const { node, hueOf, initials } = window.RoomKitPeople; // webchat/people.js
 
   const cfg = document.body.dataset;
   const SESSION_KEY = "roomkit.chat.session";
@@ -117,12 +118,6 @@
     const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
-  function node(tag, className, text) {
-    const n = document.createElement(tag);
-    if (className) n.className = className;
-    if (text !== undefined && text !== null) n.textContent = text;
-    return n;
-  }
   function safeUrl(raw) {
     if (typeof raw !== "string" || !raw) return null;
     try {
@@ -131,16 +126,6 @@
     } catch {
       return null;
     }
-  }
-  function hueOf(key) {
-    let h = 0;
-    for (const ch of String(key)) h = (h * 31 + ch.codePointAt(0)) % 360;
-    return h;
-  }
-  function initials(name) {
-    const parts = String(name || "?").trim().split(/\s+/).filter(Boolean);
-    const letters = parts.length > 1 ? parts[0][0] + parts[parts.length - 1][0] : (parts[0] || "?").slice(0, 2);
-    return Array.from(letters).slice(0, 2).join("");
   }
   const timeFmt = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
   const dateFmt = new Intl.DateTimeFormat([], { month: "short", day: "numeric" });

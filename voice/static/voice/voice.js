@@ -25,6 +25,7 @@
 // (frames sent, samples received and played) for diagnostics and tests.
 (() => {
   "use strict";
+  const { node, hueOf, initials } = window.RoomKitPeople; // webchat/people.js
 
   const cfg = document.body.dataset;
   const TARGET_RATE = 16000;
@@ -81,22 +82,6 @@
   let meterFrame = 0;
 
   // ---- small helpers -----------------------------------------------------
-  function node(tag, className, text) {
-    const n = document.createElement(tag);
-    if (className) n.className = className;
-    if (text !== undefined && text !== null) n.textContent = text;
-    return n;
-  }
-  function hueOf(key) {
-    let h = 0;
-    for (const ch of String(key)) h = (h * 31 + ch.codePointAt(0)) % 360;
-    return h;
-  }
-  function initials(name) {
-    const parts = String(name || "?").trim().split(/\s+/).filter(Boolean);
-    const letters = parts.length > 1 ? parts[0][0] + parts[parts.length - 1][0] : (parts[0] || "?").slice(0, 2);
-    return Array.from(letters).slice(0, 2).join("");
-  }
   function agentName(agentId) {
     const words = String(agentId || "Agent").replace(/[-_]+/g, " ").trim();
     return words ? words[0].toUpperCase() + words.slice(1) : "Agent";
