@@ -62,10 +62,14 @@ def voice_hook_fire(party: CallParty, trigger: str, payload: dict[str, Any]) -> 
 
 
 def agent_voice(agent_id: str) -> str:
-    """The voice setting of the agent whose channel is ``agent_id`` ("" when it has none, or is not an agent)."""
-    from agents.models import Agent
+    """The voice setting of the agent whose channel is ``agent_id`` ("" when it has none, or is not an enabled agent).
 
-    return Agent.objects.filter(pk=agent_id).values_list("voice", flat=True).first() or ""
+    Through the agents' process cache: the agent that just generated the reply is in it.
+    """
+    from agents.selectors import agent_get
+
+    agent = agent_get(agent_id)
+    return agent.voice if agent is not None else ""
 
 
 def voice_turn_store(party: CallParty, text: str, metadata: dict[str, Any]) -> dict[str, Any] | None:

@@ -58,7 +58,7 @@ from voice.audio import (
     inbound_pipeline,
 )
 from voice.audio.diarization import DiarizationUnavailable, SpeakerDiarizer
-from voice.audio.events import AudioEvent
+from voice.audio.events import AudioEvent, AudioLevel
 from voice.audio.levels import Level, LevelMeter
 from voice.config import VoiceSettings
 from voice.speech import SpeechError, SpeechToText, TextToSpeech, stt_from_config, tts_from_config
@@ -368,10 +368,7 @@ class VoiceSession:
         elif kind == "dtmf":
             await self.dtmf(event.digit)
         elif kind == "audio_level":
-            self._fire(
-                "on_vad_audio_level",
-                {"rms_dbfs": round(event.rms_dbfs, 1), "peak_dbfs": round(event.peak_dbfs, 1), "speaking": event.speaking},
-            )
+            self._fire("on_vad_audio_level", {**_level_payload(event), "speaking": event.speaking})
 
     def _partial_due(self) -> bool:
         """Whether to transcribe the speech so far: ``partial_interval_ms`` more of it, and nothing else to do.
@@ -817,7 +814,7 @@ class VoiceSession:
             _workers.submit(self.turns.fire, trigger, payload)
 
 
-def _level_payload(level: Level) -> dict[str, float]:
+def _level_payload(level: Level | AudioLevel) -> dict[str, float]:
     return {"rms_dbfs": round(level.rms_dbfs, 1), "peak_dbfs": round(level.peak_dbfs, 1)}
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from voice.speech.pcm import resample, to_float32
+from voice.speech.pcm import duration_ms, resample, to_float32
 
 SAMPLE_RATE = 16000  # the encoder's rate
 # Shorter utterances ("yes", a cough) give unreliable voice prints: they keep the current speaker.
@@ -97,7 +97,7 @@ class SpeakerDiarizer:
 
     def identify(self, pcm: bytes, sample_rate: int) -> SpeakerTurn | None:
         """Who said this utterance (16-bit mono PCM); None when it is too short to tell."""
-        if len(pcm) / 2 / sample_rate * 1000 < MIN_UTTERANCE_MS:
+        if duration_ms(pcm, sample_rate) < MIN_UTTERANCE_MS:
             return None
         audio = to_float32(resample(pcm, sample_rate, SAMPLE_RATE))
         encoder = speaker_encoder()
