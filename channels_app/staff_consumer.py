@@ -7,10 +7,12 @@ Channels' ``AuthMiddlewareStack``), admits active staff who may read rooms
 - A room page's socket joins ``staff_group(room_id)``, where
   ``rooms.realtime.broadcast.publish_event`` sends every stored event of the room
   (internal notes included), and gets each as ``{"type": "event", "event": …}``.
-- The list's socket joins ``staff.rooms`` (room-level changes, when the
-  publisher sends there) and, for the rooms the page shows, their staff
-  groups: the page sends ``{"type": "watch", "room_ids": [...]}``. Each event
-  is relayed as it was published; the page reads ``event.room_id``.
+- The list's socket joins ``staff.rooms`` (``room_activity`` for every stored
+  event, ``room_created``, ``room_changed`` for the inbox's state) and, for the
+  rooms the page shows, their staff groups: the page sends ``{"type": "watch",
+  "room_ids": [...]}``. Each event is relayed as it was published; the page
+  reads ``event.room_id``. A list socket makes its operator online in the
+  inbox while it is open and pings (``{"type": "ping"}``) at least every 150 s.
 
 A refused socket is accepted and closed with 4403, so the page can tell
 "not allowed" from a network failure and stop reconnecting. A frame the
@@ -28,6 +30,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from rooms.console import inbox
 from rooms.models import Room
 from rooms.realtime.broadcast import STAFF_ROOMS_GROUP, encode_frame, staff_group
 
@@ -50,6 +53,8 @@ class StaffRoomsConsumer(AsyncJsonWebsocketConsumer):
     groups_joined: set[str]
     room_id: str | None = None
     allowed = False
+    # Whether this socket counts toward its operator's presence (a list socket).
+    counted = False
 
     async def connect(self) -> None:
         self.groups_joined = set()
@@ -68,6 +73,9 @@ class StaffRoomsConsumer(AsyncJsonWebsocketConsumer):
         else:
             self.room_id = None
             await self._join(STAFF_ROOMS_GROUP)
+            # An operator with a list open is online (rooms.console.inbox: presence, round robin).
+            await database_sync_to_async(inbox.presence_joined)(user)
+            self.counted = True
         self.allowed = True
         await self.send(text_data=encode_frame({"type": "ready", "room_id": self.room_id}))
 
@@ -80,6 +88,9 @@ class StaffRoomsConsumer(AsyncJsonWebsocketConsumer):
         for group in getattr(self, "groups_joined", set()):
             await self.channel_layer.group_discard(group, self.channel_name)
         self.groups_joined = set()
+        if self.counted:
+            self.counted = False
+            await database_sync_to_async(inbox.presence_left)(self.scope["user"])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if not self.allowed:  # refused at connect; frames that raced the close
@@ -102,6 +113,9 @@ class StaffRoomsConsumer(AsyncJsonWebsocketConsumer):
             logger.debug("could not send an error frame", exc_info=True)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.counted and isinstance(content, dict) and content.get("type") == "ping":
+            await database_sync_to_async(inbox.presence_seen)(self.scope["user"])
+            return
         if self.room_id is not None or not isinstance(content, dict) or content.get("type") != "watch":
             return
         room_ids = content.get("room_ids")

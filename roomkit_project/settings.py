@@ -75,6 +75,8 @@ INSTALLED_APPS = [
     # from this site (no CDN).
     "ninja",
     "django_celery_beat",
+    # htmx for the operators' inbox (its script is served from this site).
+    "django_htmx",
     "rooms",
     "channels_app",
     "agents",
@@ -96,6 +98,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # request.htmx: the inbox answers its own partial requests with fragments.
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "roomkit_project.urls"

@@ -3,8 +3,11 @@ from django.urls import include, path
 
 from roomkit_project.health import healthz
 from rooms.api.endpoints import api
+from rooms.console.admin.inbox import urls as inbox_urls
 
 urlpatterns = [
+    # The operators' inbox (inside the admin: its login, permissions and look).
+    path("admin/inbox/", include(inbox_urls())),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", api.urls),

@@ -12,6 +12,22 @@ class RoomStatus(models.TextChoices):
     ARCHIVED = "archived"
 
 
+class ConversationStatus(models.TextChoices):
+    """Where a conversation stands in the operators' inbox (the room's lifecycle is ``RoomStatus``)."""
+
+    OPEN = "open"
+    # Waiting on the customer: the team has answered.
+    PENDING = "pending", "pending on the customer"
+    SNOOZED = "snoozed"
+    RESOLVED = "resolved"
+
+
+class OperatorStatus(models.TextChoices):
+    ONLINE = "online"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
 class ChannelType(models.TextChoices):
     SMS = "sms", "SMS"
     RCS = "rcs", "RCS"

@@ -13,6 +13,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from rooms import enums
 from rooms.fields import SafeJSONField
@@ -44,9 +45,24 @@ class Room(models.Model):
     last_activity_at = models.DateTimeField(null=True, blank=True, db_index=True)
     paused_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The operators' inbox: who works on the conversation, where it stands, how it is labelled.
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_rooms"
+    )
+    team = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    conversation_status = models.CharField(
+        max_length=16, choices=enums.ConversationStatus.choices, default=enums.ConversationStatus.OPEN
+    )
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    labels = models.ManyToManyField("rooms.Label", blank=True, related_name="rooms")
 
     class Meta:
         ordering = ["-last_activity_at", "-created_at"]
+        indexes = [
+            # The inbox's lists: a status (and an assignee), newest activity first.
+            models.Index(fields=["conversation_status", "-last_activity_at"], name="room_inbox_status"),
+            models.Index(fields=["assignee", "conversation_status", "-last_activity_at"], name="room_inbox_assignee"),
+        ]
 
     def __str__(self) -> str:
         return self.name or self.id
@@ -339,3 +355,55 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} {self.action} {self.target or self.room_id or ''}".strip()
+
+
+class Label(models.Model):
+    """A tag operators put on conversations ("billing", "vip"); the inbox filters by it."""
+
+    name = models.SlugField(max_length=50, unique=True)
+    color = models.CharField(max_length=7, default="#6b7280", help_text="a CSS colour, #rrggbb")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CannedResponse(models.Model):
+    """A saved reply an operator inserts with ``/shortcut`` in the inbox's composer."""
+
+    shortcut = models.SlugField(max_length=50, unique=True, help_text="typed after / in the composer")
+    text = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["shortcut"]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"
+
+
+class OperatorPresence(models.Model):
+    """An operator's availability: online while an inbox page is open (or set by hand), away, offline."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="presence")
+    # Set by the operator ("away" while online); the sockets never override it.
+    away = models.BooleanField(default=False)
+    # Open inbox sockets: online while > 0.
+    sockets = models.PositiveIntegerField(default=0)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Round-robin: the operator offered a conversation longest ago goes first.
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.status}"
+
+    @property
+    def status(self) -> str:
+        from rooms.console.inbox import PRESENCE_TTL
+
+        if self.sockets <= 0 or self.last_seen_at is None or self.last_seen_at < timezone.now() - PRESENCE_TTL:
+            return enums.OperatorStatus.OFFLINE
+        return enums.OperatorStatus.AWAY if self.away else enums.OperatorStatus.ONLINE

@@ -56,6 +56,8 @@ def fire_hooks_task(trigger: str, kind: str, obj_id: Any) -> None:
 
 @shared_task(name="rooms.tasks.sweep_rooms_task", ignore_result=True)
 def sweep_rooms_task() -> int:
+    from rooms.console.inbox import wake_snoozed
     from rooms.services import sweep_room_timers
 
-    return len(sweep_room_timers())
+    # Room timers (pause, close) and the inbox's snoozes that ran out.
+    return len(sweep_room_timers()) + len(wake_snoozed())

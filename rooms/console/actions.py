@@ -25,6 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from rooms import registries, services
+from rooms.console.inbox import INBOX_ACTIONS
 from rooms.enums import Access, ChannelType, EventType, Visibility
 from rooms.errors import InvalidInput, NotFound
 from rooms.inbound import InboundMessage, InboundResult, process_inbound
@@ -47,6 +48,8 @@ _VIEWED_MODELS = [
     ("rooms", "delivery"),
     ("rooms", "auditentry"),
     ("rooms", "identity"),
+    ("rooms", "label"),
+    ("rooms", "cannedresponse"),
     ("agents", "agent"),
     ("agents", "pipeline"),
     ("agents", "generation"),
@@ -249,6 +252,10 @@ def _outcome_of(fn: registries.ConsoleAction) -> Callable[[AbstractBaseUser, str
     return lambda user, room_id, params: ActionOutcome(fn(user, room_id, params))
 
 
+# The inbox's: assignment, status, snooze, labels.
+ROOM_ACTIONS.update({name: _outcome_of(fn) for name, fn in INBOX_ACTIONS.items()})
+
+
 def console_room_action(*, user: AbstractBaseUser, room_id: str, action: str, params: dict[str, str]) -> ActionOutcome:
     """Run one operator action on a room through its service, and audit it.
 
@@ -271,6 +278,7 @@ def console_room_action(*, user: AbstractBaseUser, room_id: str, action: str, pa
 
 _AUDITED_PARAMS = frozenset(
     {"binding", "delivery", "agent", "access", "reason", "inactive_after_seconds", "closed_after_seconds"}
+    | {"assignee", "team", "status", "until", "labels"}
 )
 
 
@@ -312,16 +320,23 @@ def console_send_test_message(*, user: AbstractBaseUser, channel_id: str, recipi
 def console_groups_ensure() -> tuple[Group, Group]:
     """Create (or repair) the "operator" and "viewer" groups with their permissions.
 
-    Both read the console's models; operators also have ``rooms.operate_console``.
+    Both read the console's models; operators also have ``rooms.operate_console``
+    and keep the team's saved replies and labels.
     """
     view_perms = []
     for app_label, model in _VIEWED_MODELS:
         # A model of an app that is not installed simply has no permission row.
         view_perms.extend(Permission.objects.filter(content_type__app_label=app_label, codename=f"view_{model}"))
     operate = Permission.objects.get(content_type__app_label="rooms", codename="operate_console")
+    keep = list(
+        Permission.objects.filter(
+            content_type__app_label="rooms",
+            codename__in=[f"{verb}_{model}" for verb in ("add", "change", "delete") for model in ("cannedresponse", "label")],
+        )
+    )
     with transaction.atomic():
         operator, _ = Group.objects.get_or_create(name=OPERATOR_GROUP)
         viewer, _ = Group.objects.get_or_create(name=VIEWER_GROUP)
         viewer.permissions.set(view_perms)
-        operator.permissions.set([*view_perms, operate])
+        operator.permissions.set([*view_perms, operate, *keep])
     return operator, viewer

@@ -53,6 +53,7 @@ from rooms.addresses import InvalidPhoneNumber, is_phone_channel, normalize_chan
 from rooms.content.kinds import check_storable_json, content_text, validate_content
 from rooms.content.storable import storable_text
 from rooms.enums import (
+    ChannelCategory,
     ChannelType,
     DeliveryStatus,
     EventStatus,
@@ -421,7 +422,8 @@ def _place_on_cached_routes(attempts: Sequence[_Attempt], now: datetime) -> list
     """
     per_room = Counter(attempt.route.room_id for attempt in attempts)
     keys = [key for attempt in attempts for key in _channel_keys(attempt.prepared)]
-    duplicate_id, granted = statements.probe_and_take_seqs(keys, per_room, now)
+    reopen = frozenset(attempt.route.room_id for attempt in attempts if _from_customer(attempt.prepared))
+    duplicate_id, granted = statements.probe_and_take_seqs(keys, per_room, now, reopen)
     if duplicate_id is not None:
         # The seqs were taken in the same round trip: raising rolls them back.
         raise _Duplicate(duplicate_id)
@@ -443,6 +445,17 @@ def _place_on_cached_routes(attempts: Sequence[_Attempt], now: datetime) -> list
         placed = _Placed(route.room_id, seq, route.version, None, route.binding, route.participant_id, route.participant_name)
         places.append(placed)
     return places
+
+
+def _from_customer(prepared: _Prepared) -> bool:
+    """A customer's message (on a transport, not the console): it reopens the conversation in the inbox."""
+    channel = prepared.channel
+    return (
+        channel is not None
+        and channel.category == ChannelCategory.TRANSPORT
+        and channel.channel_type != ChannelType.CONSOLE
+        and prepared.message.event_type == EventType.MESSAGE
+    )
 
 
 def _place_by_routing(attempt: _Attempt, now: datetime) -> _Placed:
@@ -478,7 +491,7 @@ def _place_by_routing(attempt: _Attempt, now: datetime) -> _Placed:
     if participant is not None and participant._state.adding:
         _add_participant(participant, room, source_binding, after)
     # Step 4 (the row lock is held to commit).
-    taken = statements.take_seq(room.id, now)
+    taken = statements.take_seq(room.id, now, reopen=_from_customer(prepared))
     if taken is None:
         raise Conflict(f"room '{room.id}' is closed", code="room_closed")
     participant_id = participant.id if participant else None

@@ -23,7 +23,7 @@ import psycopg
 from django.db import connection, models
 from django.db.backends.utils import CursorWrapper
 
-from rooms.enums import RoomStatus
+from rooms.enums import ConversationStatus, RoomStatus
 from rooms.inbound.fast_insert import insert_plan_per_row, insert_rows
 from rooms.models import Room, RoomEvent
 
@@ -37,7 +37,7 @@ _KEY_FIELDS = ("idempotency_key", "provider_message_id")
 class _HotPathSql:
     """The hot path's statements, built from the models for one database's quoting."""
 
-    # Params: seq count, last_activity_at, updated_at, room id. Returns (last_seq, routing_version).
+    # Params: seq count, last_activity_at, updated_at, reopen (twice), room id. Returns (last_seq, routing_version).
     take_seq: str
     # By key field: a probe's text up to its ``IN (`` list; params: channel id, then the values.
     probe_prefix: dict[str, str]
@@ -57,12 +57,16 @@ def _build_sql(room: type[models.Model], event: type[models.Model], quote: Calla
         return f"'{value}'"
 
     last_seq, status, paused_at = (column(room, name) for name in ("last_seq", "status", "paused_at"))
+    conversation, snoozed = column(room, "conversation_status"), column(room, "snoozed_until")
     active, paused = literal(RoomStatus.ACTIVE.value), literal(RoomStatus.PAUSED.value)
+    # A customer's message puts a pending, snoozed or resolved conversation back in the open inbox.
     take_seq = (
         f"UPDATE {quote(room._meta.db_table)} SET {last_seq} = {last_seq} + %s, "
         f"{column(room, 'last_activity_at')} = %s, {column(room, 'updated_at')} = %s, "
         f"{paused_at} = CASE WHEN {status} = {paused} THEN NULL ELSE {paused_at} END, "
-        f"{status} = CASE WHEN {status} = {paused} THEN {active} ELSE {status} END "
+        f"{status} = CASE WHEN {status} = {paused} THEN {active} ELSE {status} END, "
+        f"{conversation} = CASE WHEN %s THEN {literal(ConversationStatus.OPEN.value)} ELSE {conversation} END, "
+        f"{snoozed} = CASE WHEN %s THEN NULL ELSE {snoozed} END "
         f"WHERE {quote(room._meta.pk.column)} = %s AND {status} IN ({', '.join(literal(s.value) for s in _OPEN)}) "
         f"RETURNING {last_seq}, {column(room, 'routing_version')}"
     )
@@ -112,8 +116,8 @@ def _first_found(cur: CursorWrapper, probes: list[tuple[str, list]]) -> str | No
     return None
 
 
-def take_seq(room_id: str, now: datetime) -> tuple[int, int] | None:
-    """Lock the room row and hand out its next seq, in one statement.
+def take_seq(room_id: str, now: datetime, *, reopen: bool = False) -> tuple[int, int] | None:
+    """Lock the room row and hand out its next seq, in one statement (``reopen``: a customer wrote).
 
     ``UPDATE … RETURNING`` takes the same row lock ``select_for_update`` would,
     held to commit, so seqs are gapless and unique across processes; a paused
@@ -121,13 +125,13 @@ def take_seq(room_id: str, now: datetime) -> tuple[int, int] | None:
     the room is not open.
     """
     with connection.cursor() as cur:
-        cur.execute(_SQL.take_seq, [1, now, now, room_id])
+        cur.execute(_SQL.take_seq, [1, now, now, reopen, reopen, room_id])
         row = cur.fetchone()
     return (row[0], row[1]) if row is not None else None
 
 
 def probe_and_take_seqs(
-    keys: Sequence[tuple[str, str, str]], per_room: dict[str, int], now: datetime
+    keys: Sequence[tuple[str, str, str]], per_room: dict[str, int], now: datetime, reopen: frozenset[str] = frozenset()
 ) -> tuple[str | None, dict[str, tuple[int, int] | None]]:
     """For one message or a batch: an event already stored under any of ``keys``, and each room's seqs.
 
@@ -135,13 +139,14 @@ def probe_and_take_seqs(
     seq, its routing_version) after ``per_room[room]`` seqs were taken, or None
     if the room is not open. Each room's seq moves up by its count in one
     UPDATE, rooms locked in id order so that two batches never wait on each
-    other in a cycle. On PostgreSQL it is all one round trip, so if a duplicate
+    other in a cycle; the conversations of the rooms in ``reopen`` (a customer
+    wrote) go back to open. On PostgreSQL it is all one round trip, so if a duplicate
     turns up the seqs were taken too: the caller must roll the transaction
     back (duplicates are rare; one round trip for every message is not).
     """
     rooms = sorted(per_room)
     probes = _duplicate_probes(keys)
-    updates = [(_SQL.take_seq, [per_room[r], now, now, r]) for r in rooms]
+    updates = [(_SQL.take_seq, [per_room[r], now, now, r in reopen, r in reopen, r]) for r in rooms]
     if _pipelined():
         rows = _run_pipeline([*probes, *updates])
         duplicate_id = next((row[0] for row in rows[: len(probes)] if row is not None), None)

@@ -306,6 +306,10 @@ def publish_event(room_id: str, event: dict[str, Any], *, public: bool) -> None:
     message = {"type": FRAME, "text": encode_frame({"type": "event", "event": event}), "seq": event["seq"]}
     _send(room_group(room_id), message if public else {"type": FRAME, "seq": event["seq"]})
     _send(staff_group(room_id), message)
+    # The inbox lists every conversation, not only the ones a page shows: a
+    # small frame says which room moved (the page re-reads its rows).
+    activity = {"type": "room_activity", "room_id": room_id, "seq": event["seq"], "event_type": event.get("type")}
+    _send(STAFF_ROOMS_GROUP, {"type": FRAME, "text": encode_frame(activity)})
 
 
 def announce_room_created(room_id: str) -> None:
@@ -313,9 +317,20 @@ def announce_room_created(room_id: str) -> None:
     _send(STAFF_ROOMS_GROUP, {"type": FRAME, "text": encode_frame({"type": "room_created", "room_id": room_id})})
 
 
+def announce_room_changed(room_id: str, **change: Any) -> None:
+    """Tell operators' lists that a room's inbox state changed (assignee, status, labels): they re-read it."""
+    message = {"type": FRAME, "text": encode_frame({"type": "room_changed", "room_id": room_id, **change})}
+    _send(STAFF_ROOMS_GROUP, message)
+    _send(staff_group(room_id), message)
+
+
 def publish_ephemeral(room_id: str, kind: str, *, exclude_socket: str | None = None, **data: Any) -> None:
-    """An ephemeral event to everyone in the room (but the socket ``exclude_socket``); never stored."""
-    _publish(room_id, {"type": "ephemeral", "kind": kind, **data, "ts": time.time()}, exclude=exclude_socket, kind=kind)
+    """An ephemeral event to everyone in the room (but the socket ``exclude_socket``) and its operators; never stored."""
+    text = encode_frame({"type": "ephemeral", "kind": kind, **data, "ts": time.time()})
+    message: dict[str, Any] = {"type": FRAME, "text": text, "kind": kind}
+    _send(room_group(room_id), {**message, "exclude": exclude_socket} if exclude_socket else message)
+    # Operators see the customer typing and reading, and the AI at work, in the inbox.
+    _send(staff_group(room_id), message)
 
 
 def publish_typing(

@@ -16,14 +16,24 @@ from django.test.utils import isolate_apps
 from django.utils import timezone
 
 from rooms import services
-from rooms.enums import RoomStatus
+from rooms.enums import ConversationStatus, RoomStatus
 from rooms.inbound import statements
 from rooms.models import Room, RoomEvent
 from tests.rooms.fixtures import send
 from tests.support import make_channel
 
 _KEYWORDS = {"UPDATE", "SET", "CASE", "WHEN", "THEN", "ELSE", "END", "NULL", "WHERE", "AND", "IN", "RETURNING", "SELECT", "FROM"}
-_ROOM_FIELDS = ("id", "status", "last_seq", "routing_version", "updated_at", "last_activity_at", "paused_at")
+_ROOM_FIELDS = (
+    "id",
+    "status",
+    "last_seq",
+    "routing_version",
+    "updated_at",
+    "last_activity_at",
+    "paused_at",
+    "conversation_status",
+    "snoozed_until",
+)
 _EVENT_FIELDS = ("id", "source_channel", "idempotency_key", "provider_message_id")
 
 
@@ -52,7 +62,7 @@ class BuiltFromTheModelsTests(SimpleTestCase):
     def test_take_seq_names_the_room_table_and_its_columns_and_nothing_else(self) -> None:
         names, literals, other = _parts(statements._build_sql(Room, RoomEvent, _marked).take_seq)
         self.assertEqual(names, {Room._meta.db_table} | _columns(Room, _ROOM_FIELDS))
-        self.assertEqual(literals, {RoomStatus.ACTIVE.value, RoomStatus.PAUSED.value})
+        self.assertEqual(literals, {RoomStatus.ACTIVE.value, RoomStatus.PAUSED.value, ConversationStatus.OPEN.value})
         self.assertEqual(other, set(), "a name written into the SQL instead of read from the model")
 
     def test_each_duplicate_probe_names_the_event_table_and_its_key_column(self) -> None:
@@ -73,6 +83,8 @@ class BuiltFromTheModelsTests(SimpleTestCase):
             updated_at = models.DateTimeField(db_column="moved_updated_at")
             last_activity_at = models.DateTimeField(db_column="moved_last_activity_at")
             paused_at = models.DateTimeField(db_column="moved_paused_at")
+            conversation_status = models.CharField(max_length=16, db_column="moved_conversation_status")
+            snoozed_until = models.DateTimeField(db_column="moved_snoozed_until")
 
             class Meta:
                 app_label = "rooms"

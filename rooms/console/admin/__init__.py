@@ -1,5 +1,5 @@
 """The operator console: the core models' admin pages, the room list and page, channels, the outbox, audit."""
 
-from rooms.console.admin import audit, channels, core, deliveries, room_console
+from rooms.console.admin import audit, channels, core, deliveries, inbox_models, room_console
 
-__all__ = ["audit", "channels", "core", "deliveries", "room_console"]
+__all__ = ["audit", "channels", "core", "deliveries", "inbox_models", "room_console"]

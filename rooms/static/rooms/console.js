@@ -62,6 +62,8 @@
     ws.onmessage = (m) => {
       let frame; try { frame = JSON.parse(m.data); } catch (e) { return; }
       if (frame.type === "event" && frame.event && frame.event.seq > lastSeq) refresh();
+      // Other scripts of the page (the inbox's) read the same socket's frames.
+      root.dispatchEvent(new CustomEvent("rk-frame", {detail: frame}));
     };
     ws.onclose = (e) => {
       live.textContent = e.code === 4403 ? "live: not allowed" : "live: reconnecting…";
