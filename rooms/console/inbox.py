@@ -286,7 +286,10 @@ def operator_read(user: AbstractBaseUser, room_id: str, seq: int) -> int:
     """The operator read the conversation up to ``seq``: the team's marker moves, and the customer sees "Seen"."""
     from rooms.console.actions import console_mark_read
 
+    before = Room.objects.filter(pk=room_id).values_list("operator_read_marker__seq", flat=True).first() or 0
     marker = console_mark_read(user=user, room_id=room_id, seq=seq)
+    if marker > before:
+        broadcast.announce_room_changed(room_id, lists_only=True, read_seq=marker)  # the lists' unread counts
     if seq >= 1:
         services.participant_mark_read(participant_id=operator_participant_id(user, room_id), seq=seq)
     return marker

@@ -73,7 +73,8 @@ class InboxRow:
     address: str
     channel_type: str
     preview: str
-    preview_mine: bool
+    # Who wrote the preview when it is not the customer: "You" (the team) or the agent's name.
+    preview_by: str
     unread: int
     labels: list[Label] = field(default_factory=list)
 
@@ -113,6 +114,7 @@ def inbox_rows(user: AbstractBaseUser, filters: InboxFilters, *, limit: int = PA
             unread_count=Greatest(F("last_seq") - Coalesce(F("operator_read_marker__seq"), Value(0)), Value(0)),
             last_content=Subquery(last_message.values("content")[:1]),
             last_channel_type=Subquery(last_message.values("source_channel__channel_type")[:1]),
+            last_channel_name=Subquery(last_message.values("source_channel__name")[:1]),
         )
         .prefetch_related(
             Prefetch(
@@ -163,14 +165,31 @@ def _row(room: Room) -> InboxRow:
     return InboxRow(
         room=room,
         name=customer_name(customer, room),
-        address=customer.address if customer and customer.address != customer.display_name else "",
+        address=visible_address(customer),
         channel_type=transports[0] if transports else (customer.channel.channel_type if customer and customer.channel else ""),
         preview=preview,
-        # The team's (or an agent's) own last word: "You: …" in the list.
-        preview_mine=room.last_channel_type in (ChannelType.CONSOLE, ChannelType.AI),
+        preview_by=_preview_by(room),
         unread=room.unread_count,
         labels=list(room.labels.all()),
     )
+
+
+def _preview_by(room: Room) -> str:
+    """The team's own last word is "You: …" in the list, an agent's is its name's."""
+    if room.last_channel_type == ChannelType.CONSOLE:
+        return "You"
+    if room.last_channel_type == ChannelType.AI:
+        return room.last_channel_name or "AI"
+    return ""
+
+
+def visible_address(participant: Participant | None) -> str:
+    """The address to show for a person: a phone number or an email, not a web-chat session's internal id."""
+    if participant is None or not participant.address or participant.address == participant.pk:
+        return ""
+    if participant.channel is not None and participant.channel.channel_type == ChannelType.WEBSOCKET:
+        return ""
+    return participant.address if participant.address != participant.display_name else ""
 
 
 def view_counts(user: AbstractBaseUser, filters: InboxFilters) -> dict[str, int]:
@@ -226,6 +245,7 @@ def contact_panel(room: Room) -> dict[str, Any]:
     return {
         "customer": customer,
         "customer_name": customer_name(customer, room),
+        "address": visible_address(customer),
         "identity": identity,
         "addresses": addresses,
         "earlier": earlier,

@@ -317,11 +317,15 @@ def announce_room_created(room_id: str) -> None:
     _send(STAFF_ROOMS_GROUP, {"type": FRAME, "text": encode_frame({"type": "room_created", "room_id": room_id})})
 
 
-def announce_room_changed(room_id: str, **change: Any) -> None:
-    """Tell operators' lists that a room's inbox state changed (assignee, status, labels): they re-read it."""
+def announce_room_changed(room_id: str, *, lists_only: bool = False, **change: Any) -> None:
+    """Tell operators that a room's inbox state changed (assignee, status, labels, read): they re-read it.
+
+    ``lists_only``: only the lists need it (a read marker), not the room's open pages.
+    """
     message = {"type": FRAME, "text": encode_frame({"type": "room_changed", "room_id": room_id, **change})}
     _send(STAFF_ROOMS_GROUP, message)
-    _send(staff_group(room_id), message)
+    if not lists_only:
+        _send(staff_group(room_id), message)
 
 
 def publish_ephemeral(room_id: str, kind: str, *, exclude_socket: str | None = None, **data: Any) -> None:

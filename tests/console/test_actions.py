@@ -182,6 +182,10 @@ class TimerAndGroupTests(TestCase):
         viewer_perms = set(Group.objects.get(name="viewer").permissions.values_list("codename", flat=True))
         self.assertIn("operate_console", operator_perms)
         self.assertNotIn("operate_console", viewer_perms)
-        self.assertEqual(operator_perms - viewer_perms, {"operate_console"})
-        self.assertTrue({"view_room", "view_roomevent", "view_delivery", "view_auditentry"} <= viewer_perms)
-        self.assertFalse(any(p.startswith(("change_", "add_", "delete_")) for p in operator_perms))
+        # Operators also keep the team's saved replies and labels; nothing else is theirs to edit.
+        keep = {f"{verb}_{model}" for verb in ("add", "change", "delete") for model in ("cannedresponse", "label")}
+        self.assertEqual(operator_perms - viewer_perms, {"operate_console", *keep})
+        self.assertTrue(
+            {"view_room", "view_roomevent", "view_delivery", "view_auditentry", "view_cannedresponse"} <= viewer_perms
+        )
+        self.assertFalse(any(p.startswith(("change_", "add_", "delete_")) for p in operator_perms - keep))

@@ -15,13 +15,13 @@ from rooms.console.search import rooms_with_text
 from rooms.enums import ConversationStatus, EventType, ParticipantRole, Visibility
 from rooms.hooks import HookTrigger, fire
 from rooms.models import AuditEntry, CannedResponse, Label, OperatorPresence, Participant, Room, RoomEvent
-from tests.console.helpers import chat_room, csrf_post, logged_in, operator, say, snapshot, sms_and_web_channels, viewer
+from tests.console.helpers import chat_room, csrf_post, logged_in, operator, say, sms_and_web_channels, snapshot, viewer
 
 INBOX = "/admin/inbox/"
 
 
 def rows_html(client, **params) -> str:
-    response = client.get(INBOX + "list/", params)
+    response = client.get(INBOX + "list/", params, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="rk-inbox-list")
     assert response.status_code == 200, response.content
     return response.content.decode()
 
@@ -41,7 +41,7 @@ class InboxListTests(TestCase):
         self.assertIn('title="websocket"', html)
         self.assertIn('class="rk-badge"', html)
         self.assertNotIn(f">{room.pk}<", html)
-        self.assertIn(f'/admin/inbox/c/{room.pk}/', html)
+        self.assertIn(f"/admin/inbox/c/{room.pk}/", html)
 
     def test_an_operators_reply_is_the_preview_marked_as_ours(self) -> None:
         room = chat_room()
@@ -49,7 +49,7 @@ class InboxListTests(TestCase):
         csrf_post(self.client, f"{INBOX}c/{room.pk}/send/", {"mode": "reply", "text": "Hi Alice, on it", "token": "t1"})
         html = rows_html(self.client)
         self.assertIn("Hi Alice, on it", html)
-        self.assertIn('<span class="rk-you">You:</span>', html)
+        self.assertIn('<span class="rk-you">You:</span> Hi Alice, on it', html)
 
     def test_a_private_note_is_never_the_preview(self) -> None:
         room = chat_room()
@@ -243,7 +243,9 @@ class InboxActionTests(TestCase):
         self.assertEqual(sorted(Room.objects.get(pk=self.room.pk).labels.values_list("name", flat=True)), ["billing", "vip"])
         self.act("set_labels")
         self.assertEqual(Room.objects.get(pk=self.room.pk).labels.count(), 0)
-        self.assertEqual(csrf_post(self.client, f"{INBOX}c/{self.room.pk}/action/set_labels/", {"label": "nope"}).status_code, 400)
+        self.assertEqual(
+            csrf_post(self.client, f"{INBOX}c/{self.room.pk}/action/set_labels/", {"label": "nope"}).status_code, 400
+        )
 
     def test_take_over_assigns_an_unassigned_conversation_to_the_operator(self) -> None:
         response = self.act("takeover")
