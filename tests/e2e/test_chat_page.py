@@ -419,11 +419,18 @@ class StreamedReplyBrowserTests(TransactionTestCase):
         stream_id = f"st-{uuid.uuid4().hex[:8]}"
         streamed = "#messages .msg[data-stream-id]"
 
-        # The agent looks something up first: a status line, never a message.
-        publish(realtime.publish_tool_call_start, room_id, "assistant", [{"name": "lookup_order"}])
-        wait_until(lambda: "lookup_order" in page.inner_text("#activity"), message="the tool call is shown")
+        # The agent looks something up first: a status line in the customer's words, never a message,
+        # never the tool's name, and gone when the tool ends.
+        publish(
+            realtime.publish_tool_call_start,
+            room_id,
+            "assistant",
+            [{"id": "c1", "name": "lookup_order", "label": "Looking up your order…"}],
+        )
+        wait_until(lambda: "Looking up your order…" in page.inner_text("#activity"), message="the tool's label is shown")
+        self.assertNotIn("lookup_order", page.inner_text("#activity"))
         publish(realtime.publish_tool_call_end, room_id, "assistant", 12)
-        wait_until(lambda: "lookup_order done" in page.inner_text("#activity"), message="the tool call ends")
+        wait_until(lambda: page.inner_text("#activity").strip() == "", message="nothing is left when the tool ends")
 
         publish(realtime.publish_stream_start, room_id, stream_id, "assistant")
         wait_until(lambda: page.locator(streamed).count() == 1, message="a reply bubble appears at stream_start")
