@@ -47,7 +47,7 @@ from agents.providers.base import (
 )
 from agents.selectors import PipelineInfo, agent_for_run, pipeline_for, room_agent_ids_at_version
 from agents.statements import ClaimedGeneration, claim_generation
-from agents.tools import Tool, ToolContext, get_tool, run_tool_calls
+from agents.tools import Tool, ToolContext, get_tool, run_tool_calls, tool_label
 from rooms.content.storable import scrub_text
 from rooms.enums import Direction, EventStatus, RoomStatus
 from rooms.inbound import InboundMessage, process_inbound
@@ -272,6 +272,7 @@ class Toolbox:
                 handoff_parameters(handoff_to, phases),
                 self._handoff,
                 concurrent=False,
+                label="Connecting you with the right person…",
             )
         for server in mcp_servers:
             for t in mcp_server_tools(server):
@@ -283,6 +284,7 @@ class Toolbox:
                 "Activate one of your skills: returns its instructions and enables its tools.",
                 {"type": "object", "properties": {"name": {"type": "string", "enum": self.skill_names}}, "required": ["name"]},
                 self._activate_skill,
+                label="One moment…",
             )
 
     def specs(self) -> list[ToolSpec]:
@@ -349,6 +351,8 @@ def generation_execute(generation_id: str) -> str:
         _finish(job.id, GenerationStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000])
         status = GenerationStatus.FAILED
     finally:
+        # Whatever happened (a reply, a skip, a failure), this agent no longer owes it: the page stops "thinking…".
+        realtime.publish_agent_thinking(job.room_id, job.agent_id, thinking=False)
         _release_unread_steering(job.id)
     return status
 
@@ -379,6 +383,11 @@ def _take_steering(generation_id: str) -> list[RoomEvent]:
 def _skip(generation_id: str, why: str) -> str:
     _finish(generation_id, GenerationStatus.SKIPPED, error=why)
     return GenerationStatus.SKIPPED
+
+
+def _round_label(calls: list[dict[str, str]]) -> str:
+    """One line for the customer while a round's tools run: their labels, each once."""
+    return " ".join(dict.fromkeys(c["label"] for c in calls))
 
 
 def _tool_log(call: ToolCall, result: str, ok: bool, ms: float, round_no: int) -> dict[str, Any]:
@@ -475,9 +484,8 @@ def _run(
         if not response.tool_calls:
             break
         request.messages.append(ChatMessage("assistant", response.text, tool_calls=response.tool_calls))
-        realtime.publish_tool_call_start(
-            room_id, agent.id, [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls]
-        )
+        calls = [{"id": c.id, "name": c.name, "label": tool_label(toolbox.resolve(c.name))} for c in response.tool_calls]
+        realtime.publish_tool_call_start(room_id, agent.id, calls, label=_round_label(calls))
         started = time.perf_counter()
         outcomes = run_tool_calls(
             response.tool_calls,

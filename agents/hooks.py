@@ -79,5 +79,5 @@ def conversation_router(event: RoomEvent, ctx: HookContext) -> HookResult | None
             b.id for b in ctx.bindings if b.channel_id == decision.agent_id and b.category == ChannelCategory.INTELLIGENCE
         )
         gen_id, steering = generation_plan(room_id=event.room_id, agent_id=decision.agent_id, event_id=event.id)
-        remember_plan(event.id, PlannedReply(binding_id, gen_id, steering))
+        remember_plan(event.id, PlannedReply(binding_id, gen_id, steering, event.room_id, decision.agent_id))
     return HookResult.modify(metadata={"route_to": decision.agent_id, "route_reason": decision.reason})

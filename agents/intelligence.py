@@ -28,6 +28,9 @@ class PlannedReply:
     binding_id: int
     generation_id: str
     steering: bool
+    # Where and by whom, so the room hears "thinking…" without a query.
+    room_id: str = ""
+    agent_id: str = ""
 
 
 _plans: OrderedDict[str, PlannedReply] = OrderedDict()
@@ -63,7 +66,7 @@ def on_room_event(event_id: str, binding_id: int) -> None:
         if plan is False:
             return
         if plan is not None:
-            generation_dispatch(plan.generation_id, steering=plan.steering)
+            generation_dispatch(plan.generation_id, steering=plan.steering, room_id=plan.room_id, agent_id=plan.agent_id)
             return
         _without_plan(event_id, binding_id)
     except Exception:
@@ -87,4 +90,4 @@ def _without_plan(event_id: str, binding_id: int) -> None:
     if existing is None:
         generation_request(room_id=row[0], agent_id=route_to, event_id=event_id)
     elif existing[1] in (GenerationStatus.PENDING, GenerationStatus.STEERING):
-        generation_dispatch(existing[0], steering=existing[1] == GenerationStatus.STEERING)
+        generation_dispatch(existing[0], steering=existing[1] == GenerationStatus.STEERING, room_id=row[0], agent_id=route_to)

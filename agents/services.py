@@ -27,6 +27,7 @@ from rooms.hooks import HookTrigger
 from rooms.inbound import InboundMessage, process_inbound
 from rooms.infra.task_queue import enqueue
 from rooms.models import Channel, Room
+from rooms.realtime import broadcast as realtime
 from rooms.selectors import clear_channel_cache
 
 logger = logging.getLogger(__name__)
@@ -73,17 +74,29 @@ def _save_state(room_id: str, state: ConversationState) -> None:
     Room.objects.filter(pk=room_id).update(conversation_state=state.to_dict())
 
 
-def _record(room_id: str, event_type: str, body: str, /, **data: Any) -> str | None:
+def _record(room_id: str, event_type: str, body: str, /, visibility: str = Visibility.INTERNAL, **data: Any) -> str | None:
+    """A system event through the inbound path: operators' bookkeeping (internal) unless ``visibility`` says otherwise."""
     result = process_inbound(
         InboundMessage(
             channel_id=None,
             room_id=room_id,
             event_type=event_type,
-            visibility=Visibility.INTERNAL,
+            visibility=visibility,
             content={"type": "system", "body": body, "code": event_type, "data": data},
         )
     )
     return result.event_id
+
+
+def _announce_operator(room_id: str, event_type: str, name: str) -> str | None:
+    """Tell the customer, in words, that a person joined or left: a system event every transport shows.
+
+    The internal handoff event says what happened for operators; this one is
+    the customer's, so it carries the operator's display name only (never the
+    login), and the agents do not read it as part of the conversation.
+    """
+    verb = "joined" if event_type == EventType.PARTICIPANT_JOINED else "left"
+    return _record(room_id, event_type, f"{name} {verb} the conversation", visibility=Visibility.TRANSPORT, name=name)
 
 
 def _fire_on_commit(trigger: HookTrigger, payload: dict[str, Any]) -> None:
@@ -242,22 +255,34 @@ def handoff_greeting(*, room_id: str, result: HandoffResult) -> str | None:
     return generation_request(room_id=room_id, agent_id=result.target, event_id=result.event_id, kind=GenerationKind.GREETING)
 
 
-def conversation_takeover(room_id: str, operator: str) -> ConversationState:
-    """A human operator takes the room: agents stay quiet until ``conversation_handback``."""
+MAX_OPERATOR_NAME = 150
+
+
+def conversation_takeover(room_id: str, operator: str, *, operator_name: str = "") -> ConversationState:
+    """A human operator takes the room: agents stay quiet until ``conversation_handback``.
+
+    ``operator`` is the login (operators' records); ``operator_name`` is what the
+    customer reads ("Sam joined the conversation"; the login when not given).
+    An operator who already has the room takes it again silently.
+    """
     if not operator:
         raise InvalidInput("operator is required")
+    name = " ".join((operator_name or "").split())[:MAX_OPERATOR_NAME] or operator
     with transaction.atomic():
         room = _locked_room(room_id)
         state = ConversationState.from_dict(room.conversation_state)
+        already = bool(state.human and state.human.get("status") == "active" and state.human.get("operator") == operator)
         previous = state.active_agent_id
         if previous:
             state.previous_agent_id = previous
             state.handoff_count += 1
         state.active_agent_id = None
-        state.human = {"status": "active", "operator": operator, "since": _now_iso()}
+        state.human = {"status": "active", "operator": operator, "name": name, "since": _now_iso()}
         _save_state(room_id, state)
         payload = {"room_id": room_id, "from_agent": previous, "to_agent": HUMAN, "operator": operator, "reason": "takeover"}
         event_id = _record(room_id, EventType.HANDOFF, f"{operator} took over the conversation", **payload)
+        if not already:
+            _announce_operator(room_id, EventType.PARTICIPANT_JOINED, name)
         _fire_on_commit(HookTrigger.ON_HANDOFF, {**payload, "event_id": event_id})
     return state
 
@@ -269,7 +294,8 @@ def conversation_handback(room_id: str, agent_id: str) -> ConversationState:
         if agent_id not in room_agent_ids(room_id):
             raise InvalidInput(f"agent '{agent_id}' is not attached to this room", code="not_attached")
         state = ConversationState.from_dict(room.conversation_state)
-        operator = (state.human or {}).get("operator")
+        human = state.human or {}
+        operator = human.get("operator")
         state.human = None
         state.active_agent_id = agent_id
         state.handoff_count += 1
@@ -283,6 +309,9 @@ def conversation_handback(room_id: str, agent_id: str) -> ConversationState:
         _save_state(room_id, state)
         payload = {"room_id": room_id, "from_agent": HUMAN, "to_agent": agent_id, "operator": operator, "reason": "handback"}
         event_id = _record(room_id, EventType.HANDOFF, f"Handed back to {agent_id}", **payload)
+        if operator and human.get("status") == "active":
+            # Only a person who joined leaves: a room merely waiting for one had nobody in it.
+            _announce_operator(room_id, EventType.PARTICIPANT_LEFT, human.get("name") or operator)
         _fire_on_commit(HookTrigger.ON_HANDOFF, {**payload, "event_id": event_id})
     return state
 
@@ -373,11 +402,26 @@ def generation_plan(*, room_id: str, agent_id: str, event_id: str, kind: str = G
     return gen_id, running is not None
 
 
-def generation_dispatch(generation_id: str, *, steering: bool, steer_target_id: str | None = None) -> None:
-    """Enqueue a committed generation's task; a steering row whose loop already ended gets its own reply."""
+def _announce_thinking(room_id: str, agent_id: str) -> None:
+    """Tell the room's sockets that ``agent_id`` is on its reply, from now until its first token."""
+    if not room_id or not agent_id:
+        return
+    agent = agent_get(agent_id)
+    realtime.publish_agent_thinking(room_id, agent_id, display_name=agent.display_name if agent else agent_id)
+
+
+def generation_dispatch(
+    generation_id: str, *, steering: bool, steer_target_id: str | None = None, room_id: str = "", agent_id: str = ""
+) -> None:
+    """Enqueue a committed generation's task; a steering row whose loop already ended gets its own reply.
+
+    With ``room_id`` and ``agent_id``, the room's sockets hear ``agent_thinking`` as the reply is
+    queued (a message that steers a running loop adds nothing: that loop is already answering).
+    """
     from agents.tasks import generate_reply_task
 
     if not steering:
+        _announce_thinking(room_id, agent_id)
         enqueue(generate_reply_task, generation_id)
         return
     # The loop may have finished between the check and now: whoever moves the
@@ -386,6 +430,7 @@ def generation_dispatch(generation_id: str, *, steering: bool, steer_target_id: 
     if not Generation.objects.filter(pk=target, status=GenerationStatus.RUNNING).exists() and generation_release_steering(
         generation_id
     ):
+        _announce_thinking(room_id, agent_id)
         enqueue(generate_reply_task, generation_id)
 
 
@@ -399,7 +444,7 @@ def generation_request(*, room_id: str, agent_id: str, event_id: str, kind: str 
             gen_id, steering = generation_plan(room_id=room_id, agent_id=agent_id, event_id=event_id, kind=kind)
     except IntegrityError:
         return None
-    generation_dispatch(gen_id, steering=steering)
+    generation_dispatch(gen_id, steering=steering, room_id=room_id, agent_id=agent_id)
     return gen_id
 
 

@@ -49,20 +49,39 @@ class ToolContext:
 ToolFunction = Callable[..., Any]
 
 
+# What the customer reads while a tool without a label of its own runs (an MCP server's, say):
+# the tool's name and arguments are for the model and the operators, not for the customer.
+DEFAULT_TOOL_LABEL = "Working on it…"
+MAX_TOOL_LABEL = 80
+
+
 @dataclass(frozen=True)
 class Tool:
     """A callable the model may call. ``concurrent=False`` tools run one at a time in the generation's own thread
-    (those that write the database under the room's lock, like a handoff)."""
+    (those that write the database under the room's lock, like a handoff).
+
+    ``label`` is what the customer sees while it runs, in their words ("Looking up your order…").
+    """
 
     name: str
     description: str
     parameters: dict[str, Any]
     fn: ToolFunction
     concurrent: bool = True
+    label: str = ""
 
     @property
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, self.parameters)
+
+    @property
+    def display_label(self) -> str:
+        return self.label or DEFAULT_TOOL_LABEL
+
+
+def tool_label(t: Tool | None) -> str:
+    """What the customer sees while ``t`` runs (the generic label for an unknown tool)."""
+    return t.display_label if t is not None else DEFAULT_TOOL_LABEL
 
 
 _registry: dict[str, Tool] = {}
@@ -76,8 +95,12 @@ def tool(
     description: str = "",
     parameters: dict[str, Any] | None = None,
     concurrent: bool = True,
+    label: str = "",
 ) -> Callable[[ToolFunction], ToolFunction]:
-    """Register the decorated ``fn(ctx, **arguments)`` as a tool (its docstring is the default description)."""
+    """Register the decorated ``fn(ctx, **arguments)`` as a tool (its docstring is the default description).
+
+    ``label``: what the customer sees while it runs ("Looking up your order…"); default ``DEFAULT_TOOL_LABEL``.
+    """
 
     def decorate(fn: ToolFunction) -> ToolFunction:
         register_tool(
@@ -87,6 +110,7 @@ def tool(
                 parameters=parameters or _EMPTY_SCHEMA,
                 fn=fn,
                 concurrent=concurrent,
+                label=label,
             )
         )
         return fn
@@ -96,6 +120,8 @@ def tool(
 
 def register_tool(t: Tool) -> Tool:
     jsonschema.Draft202012Validator.check_schema(t.parameters)
+    if not isinstance(t.label, str) or len(t.label) > MAX_TOOL_LABEL:
+        raise ValueError(f"tool {t.name}: label must be text of at most {MAX_TOOL_LABEL} characters")
     with _lock:
         _registry[t.name] = t
     return t
@@ -203,10 +229,11 @@ def run_tool_calls(
 
 # --- built-in tools ------------------------------------------------------------------
 
-_DEMO_ORDERS = {
-    "1001": {"status": "shipped", "carrier": "DemoPost", "eta": "in 2 days"},
-    "1002": {"status": "processing", "eta": "ships tomorrow"},
-    "1003": {"status": "delivered", "delivered": "yesterday"},
+# The demo's sample orders: the scripted agent suggests these numbers, so each one it names exists.
+DEMO_ORDERS: dict[str, dict[str, str]] = {
+    "1001": {"item": "a pair of walking boots", "status": "shipped", "carrier": "DemoPost", "eta": "in 2 days"},
+    "1002": {"item": "a rain jacket", "status": "processing", "eta": "ships tomorrow"},
+    "1003": {"item": "a thermos flask", "status": "delivered", "delivered": "yesterday"},
 }
 
 
@@ -217,14 +244,15 @@ _DEMO_ORDERS = {
         "properties": {"order_id": {"type": "string", "description": "The order number, e.g. 1001"}},
         "required": ["order_id"],
     },
+    label="Looking up your order…",
 )
 def lookup_order(ctx: ToolContext, order_id: str) -> dict[str, Any]:
-    order = _DEMO_ORDERS.get(order_id.strip().lstrip("#"))
+    order = DEMO_ORDERS.get(order_id.strip().lstrip("#"))
     if order is None:
-        return {"order_id": order_id, "found": False}
+        return {"order_id": order_id, "found": False, "known_orders": sorted(DEMO_ORDERS)}
     return {"order_id": order_id, "found": True, **order}
 
 
-@tool(description="The current date and time in UTC (ISO 8601).")
+@tool(description="The current date and time in UTC (ISO 8601).", label="Checking the time…")
 def get_current_time(ctx: ToolContext) -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

@@ -8,9 +8,14 @@ class ChannelsAppConfig(AppConfig):
     def ready(self) -> None:
         from channels_app import console_actions, dispatch
         from channels_app.webchat.api import router as webchat_api
+        from channels_app.webchat.config import webchat_settings_errors
         from rooms.api.endpoints import api
+        from rooms.enums import ChannelType
+        from rooms.registries import register_channel_type_check
 
         dispatch.register()
         console_actions.register()
+        # A web chat's page settings (welcome message, reply time) are checked when it is saved.
+        register_channel_type_check(ChannelType.WEBSOCKET, webchat_settings_errors)
         # /api/v1/chat/…: the web chat's sessions and uploads, under the API's rules and schema.
         api.add_router("/chat", webchat_api)

@@ -70,15 +70,17 @@ def channel_settings_errors(
 
     ``field`` names what to fix: ``"channel_type"``, ``"provider"``, ``"config"`` (not an
     object), ``"config.<key>"`` or ``"secrets.<name>"``. ``secret_names`` are the secrets the
-    channel will hold (stored ones plus those given now). No provider (a web chat, an agent)
-    needs nothing. The delivery policy is checked by ``channels_app.delivery_policy``.
+    channel will hold (stored ones plus those given now). Without a provider (a web chat, an
+    agent) only the channel type's own checks apply. The delivery policy is checked by ``channels_app.delivery_policy``.
     """
     if channel_type not in ChannelType.values:
         return [("channel_type", f"unknown channel type '{channel_type}'; one of: {', '.join(ChannelType.values)}")]
     if not isinstance(config, dict):
         return [("config", "config must be a JSON object")]
+    # The channel type's own settings (a web chat's greeting, a voice channel's voice), whatever the provider.
+    type_errors = [(f"config.{key}", message) for key, message in registries.channel_type_config_errors(channel_type, config)]
     if not provider:
-        return []
+        return type_errors
     spec = _spec_of(provider)
     if spec is None:
         return [("provider", f"unknown provider '{provider}'; one of: {', '.join(provider_names()) or 'none registered'}")]
@@ -87,7 +89,7 @@ def channel_settings_errors(
         message = f"provider '{provider}' ({spec.label}) does not serve {channel_type} channels"
         return [("provider", f"{message}; providers for {channel_type}: {serving}")]
     errors = [(f"config.{key}", message) for key, message in spec.config_errors(config, channel_type)]
-    errors += [(f"config.{key}", message) for key, message in registries.channel_type_config_errors(channel_type, config)]
+    errors += type_errors
     held = set(secret_names)
     for name in spec.required_secrets:
         if spec.webhook == "token" and name == WEBHOOK_TOKEN_SECRET:

@@ -281,6 +281,11 @@ ROOMKIT_HOOK_TIMEOUT_SECONDS = float(os.environ.get("ROOMKIT_HOOK_TIMEOUT_SECOND
 ROOMKIT_IDENTITY_RESOLVERS = ["rooms.inbound.identity.AddressBookResolver"]
 ROOMKIT_CHAT_TOKEN_MAX_AGE = _env_int("ROOMKIT_CHAT_TOKEN_MAX_AGE", 7 * 24 * 3600)
 ROOMKIT_WEBCHAT_CHANNEL_ID = os.environ.get("ROOMKIT_WEBCHAT_CHANNEL_ID", "webchat")
+# The offline scripted demo agent's pace (agents.providers.scripted): a pause before its
+# first word and between words, so its replies visibly stream like a model's. An agent's
+# provider_config (first_token_delay_ms, word_delay_ms) overrides these; tests set 0.
+ROOMKIT_SCRIPTED_FIRST_TOKEN_DELAY_MS = _env_int("ROOMKIT_SCRIPTED_FIRST_TOKEN_DELAY_MS", 400)
+ROOMKIT_SCRIPTED_WORD_DELAY_MS = _env_int("ROOMKIT_SCRIPTED_WORD_DELAY_MS", 45)
 # The browser voice channel /voice/ talks to when no ?channel= names another (seed_demo makes it).
 ROOMKIT_VOICE_CHANNEL_ID = os.environ.get("ROOMKIT_VOICE_CHANNEL_ID", "voice")
 # Abuse limits of the open chat endpoints (``limits`` syntax: "20/minute",

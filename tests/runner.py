@@ -38,6 +38,9 @@ class RoomKitTestRunner(DiscoverRunner):
         # The suite starts hundreds of chat sessions from one address within a
         # minute; the throttle's own tests set the limit they test.
         settings.ROOMKIT_CHAT_SESSION_RATE = ""
+        # The scripted demo agent's reading pace is for people; tests that watch it stream set their own.
+        settings.ROOMKIT_SCRIPTED_FIRST_TOKEN_DELAY_MS = 0
+        settings.ROOMKIT_SCRIPTED_WORD_DELAY_MS = 0
         # Operators' logins are made by the hundred; the project's hasher
         # (PBKDF2, ~1 s on this class of machine) would be most of the suite.
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

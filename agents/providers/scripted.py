@@ -1,23 +1,33 @@
 """The offline scripted provider: the demo's agent when no model is configured.
 
-It is honest about what it is (every reply says it is scripted), streams its
-replies word by word, and calls tools on keywords so the demo shows tool calls
-and orchestration: ``rules`` in the agent's ``provider_config`` map keywords to
-a tool call, and without rules a few built-in ones apply (a person → hand off
-to a human, "specialist"/"billing"/… → hand off to the next stage, "order" →
-``lookup_order``, "time" → ``get_current_time``). After tool results it reports
-what the tools answered.
+It is honest about what it is without saying so in every reply: the chat page
+shows a "demo agent" badge once (the session says whether the channel's agents
+are scripted). It streams its replies word by word at a reading pace
+(``word_delay_ms`` and ``first_token_delay_ms`` in the agent's
+``provider_config``, else ``ROOMKIT_SCRIPTED_WORD_DELAY_MS`` and
+``ROOMKIT_SCRIPTED_FIRST_TOKEN_DELAY_MS``; the test runner sets both to 0), and
+calls tools on keywords so the demo shows tool calls and orchestration:
+``rules`` in ``provider_config`` map keywords to a tool call, and without rules
+a few built-in ones apply (a person → hand off to a human,
+"specialist"/"billing"/… → hand off to the next stage, "order" →
+``lookup_order``, "time" → ``get_current_time``). After tool results it says
+what they mean in a sentence, never their raw output; the order numbers it
+suggests are the sample orders ``agents.tools.DEMO_ORDERS`` holds.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
 
+from django.conf import settings
+
 from agents.providers.base import GREETING_PREFIX, AIRequest, AIResponse, ChatMessage, DeltaCallback, ToolCall, ToolSpec, Usage
 
 HANDOFF_TOOL = "handoff_conversation"
+SKILL_TOOL = "activate_skill"
 _HUMAN_WORDS = ("human", "operator", "real person", "a person", "agent please")
 _HANDOFF_WORDS = ("specialist", "billing", "refund", "invoice", "technical", "broken", "problem", "complaint")
 
@@ -37,6 +47,46 @@ def _handoff_target(spec: ToolSpec) -> str | None:
     targets = spec.parameters.get("properties", {}).get("target", {}).get("enum") or []
     agents = [t for t in targets if t != "human"]
     return agents[0] if agents else None
+
+
+def _delay_seconds(config: dict[str, Any], key: str, default_ms: float) -> float:
+    value = config.get(key, default_ms)
+    try:
+        return max(0.0, min(float(value), 5000.0)) / 1000
+    except (TypeError, ValueError):
+        return max(0.0, float(default_ms)) / 1000
+
+
+def _sample_orders() -> list[str]:
+    from agents.tools import DEMO_ORDERS
+
+    return sorted(DEMO_ORDERS)
+
+
+def _describe_result(tool_name: str, content: str) -> str:
+    """A tool's answer as the customer should read it: a sentence, never its raw output."""
+    if tool_name in (HANDOFF_TOOL, SKILL_TOOL):
+        return ""
+    if content.startswith("Error:"):
+        return "Sorry, I couldn't do that just now."
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = content
+    if tool_name == "lookup_order" and isinstance(data, dict):
+        number = str(data.get("order_id", "")).strip().lstrip("#")
+        if not data.get("found"):
+            return f"I couldn't find order {number}. The demo's sample orders are {', '.join(_sample_orders())}."
+        what = f"Order {number}" + (f" ({data['item']})" if data.get("item") else "")
+        if data.get("status") == "shipped":
+            carrier = f" with {data['carrier']}" if data.get("carrier") else ""
+            return f"{what} has shipped{carrier} and should arrive {data.get('eta', 'soon')}."
+        if data.get("status") == "delivered":
+            return f"{what} was delivered {data.get('delivered', 'already')}."
+        return f"{what} is {data.get('status', 'being handled')}" + (f"; it {data['eta']}." if data.get("eta") else ".")
+    if tool_name == "get_current_time" and isinstance(data, str):
+        return f"It is {data.replace('T', ' at ').replace('+00:00', '')} UTC."
+    return "All done."
 
 
 class ScriptedProvider:
@@ -84,23 +134,28 @@ class ScriptedProvider:
         return None
 
     def _text(self, request: AIRequest, call: ToolCall | None) -> str:
-        label = f"[Scripted demo agent “{self.agent_name}” — no AI model is configured]"
         if call is not None:
             if call.name == HANDOFF_TOOL:
                 who = "a human operator" if call.arguments.get("target") == "human" else "a specialist"
-                return f"{label} Let me transfer you to {who}."
+                return f"Let me transfer you to {who}."
             return ""
         results = []
         for m in reversed(request.messages):
             if m.role != "tool":
                 break
-            results.append(f"{m.tool_name or 'tool'} answered: {m.content[:300]}")
+            said = _describe_result(m.tool_name or "", m.content)
+            if said:
+                results.append(said)
         if results:
-            return f"{label} " + " ".join(reversed(results))
+            return " ".join(reversed(results))
         _, text = _last_user(request.messages)
         if not text or text.startswith(GREETING_PREFIX):
-            return f"{label} Hello! I'm {self.agent_name}. How can I help you?"
-        return f"{label} You said: “{text[:200]}”. Real answers need OPENAI_API_KEY (or another provider) to be set."
+            return f"Hello! I'm {self.agent_name}. How can I help you?"
+        orders = _sample_orders()
+        return (
+            f"You said: “{text[:200]}”. I'm a demo agent and answer a few things only: "
+            f"ask me about order {orders[0]} (or {', '.join(orders[1:])}), the time, or ask for a person."
+        )
 
     # --- protocol ----------------------------------------------------------------
     def generate(self, request: AIRequest) -> AIResponse:
@@ -109,8 +164,8 @@ class ScriptedProvider:
     def stream(self, request: AIRequest, on_delta: DeltaCallback) -> AIResponse:
         call = self._tool_call(request)
         text = self._text(request, call)
-        first_delay = float(self.config.get("first_token_delay_ms", 0)) / 1000
-        word_delay = float(self.config.get("word_delay_ms", 0)) / 1000
+        first_delay = _delay_seconds(self.config, "first_token_delay_ms", settings.ROOMKIT_SCRIPTED_FIRST_TOKEN_DELAY_MS)
+        word_delay = _delay_seconds(self.config, "word_delay_ms", settings.ROOMKIT_SCRIPTED_WORD_DELAY_MS)
         if first_delay:
             time.sleep(first_delay)
         pieces = re.findall(r"\S+\s*", text)

@@ -17,6 +17,7 @@ from ninja import Body, Router, Schema
 from ninja.security import HttpBearer
 from pydantic import Field
 
+from channels_app.webchat.config import webchat_page_info
 from channels_app.webchat.media import store_chat_upload
 from channels_app.webchat.sessions import chat_session_start, chat_session_throttle
 from channels_app.webchat.tokens import chat_token_verify
@@ -24,6 +25,7 @@ from rooms.api.endpoints import require_json
 from rooms.api.schemas import ERRORS, STORABLE_TEXT, ErrorOut
 from rooms.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from rooms.infra.http import client_address, limit_uploads
+from rooms.selectors import get_channel
 
 
 class ChatBearer(HttpBearer):
@@ -46,6 +48,11 @@ class ChatSessionOut(Schema):
     room_id: str
     participant_id: str
     token: str
+    # The web-chat channel's page settings (its config's welcome_message and reply_time; "" when unset),
+    # and whether its agents are the offline scripted demo (the page shows a badge, once).
+    welcome_message: str = ""
+    reply_time: str = ""
+    demo_agent: bool = False
 
 
 class UploadOut(Schema):
@@ -83,6 +90,10 @@ UPLOAD_BODY = {
 def create_chat_session(request: HttpRequest, payload: ChatSessionIn = Body(None)):
     """Start a web-chat session: a signed token for ``/ws/chat/`` that reserves a room and a participant.
 
+    The answer also carries what the page greets the visitor with: the channel's
+    ``welcome_message`` and ``reply_time``, and ``demo_agent`` when the offline
+    scripted agent answers (no AI model configured).
+
     With ``channel_id``, a session on that channel instead: a voice channel's
     token opens ``/ws/voice/`` (the ``/voice/`` page).
 
@@ -96,7 +107,15 @@ def create_chat_session(request: HttpRequest, payload: ChatSessionIn = Body(None
         display_name=(payload.display_name if payload else "") or "",
         channel_id=(payload.channel_id if payload else "") or "",
     )
-    return 201, {"room_id": session.room_id, "participant_id": session.participant_id, "token": session.token}
+    page = webchat_page_info(get_channel(session.channel_id))
+    return 201, {
+        "room_id": session.room_id,
+        "participant_id": session.participant_id,
+        "token": session.token,
+        "welcome_message": page.welcome_message,
+        "reply_time": page.reply_time,
+        "demo_agent": page.demo_agent,
+    }
 
 
 @router.post(

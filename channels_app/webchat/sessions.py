@@ -24,6 +24,7 @@ class ChatSession:
     room_id: str
     participant_id: str
     token: str
+    channel_id: str = ""
 
 
 def chat_session_throttle(client: str) -> None:
@@ -74,7 +75,7 @@ def chat_session_start(*, display_name: str = "", open_now: bool = False, channe
     claims = chat_token_verify(token)
     if open_now:
         chat_session_open(claims)
-    return ChatSession(claims.room_id, claims.participant_id, token)
+    return ChatSession(claims.room_id, claims.participant_id, token, claims.channel_id)
 
 
 def chat_session_open(claims: ChatClaims) -> Room:
@@ -128,4 +129,4 @@ def chat_session_join(room_id: str, *, display_name: str = "") -> ChatSession:
             room=room, channel=channel, category=channel.category, address=participant.id, participant=participant
         )
     token = chat_token_issue(room_id=room.id, participant_id=participant.id, display_name=name, channel_id=channel.id)
-    return ChatSession(room.id, participant.id, token)
+    return ChatSession(room.id, participant.id, token, channel.id)

@@ -371,13 +371,33 @@ def publish_read_receipt(room_id: str, participant_id: str, seq: int) -> None:
     publish_ephemeral(room_id, "read_receipt", participant_id=participant_id, seq=seq)
 
 
-def publish_tool_call_start(room_id: str, agent_id: str, tool_calls: list[dict[str, Any]]) -> None:
-    """An agent started calling tools (``[{"name", …}]``): shown as status, never as message text."""
-    publish_ephemeral(room_id, "tool_call_start", agent_id=agent_id, tool_calls=tool_calls)
+def publish_tool_call_start(room_id: str, agent_id: str, tool_calls: list[dict[str, Any]], *, label: str = "") -> None:
+    """An agent started calling tools (``[{"id", "name", "label"}]``): shown as status, never as message text.
+
+    ``label`` is what the customer reads meanwhile ("Looking up your order…"); each call
+    carries its own too. Arguments and results stay off the room's sockets: they are the
+    model's and the operators' (the generation's tool log), not the customer's.
+    """
+    data: dict[str, Any] = {"agent_id": agent_id, "tool_calls": tool_calls}
+    if label:
+        data["label"] = label
+    publish_ephemeral(room_id, "tool_call_start", **data)
 
 
 def publish_tool_call_end(room_id: str, agent_id: str, duration_ms: int | float) -> None:
     publish_ephemeral(room_id, "tool_call_end", agent_id=agent_id, duration_ms=duration_ms)
+
+
+def publish_agent_thinking(room_id: str, agent_id: str, *, thinking: bool = True, display_name: str = "") -> None:
+    """An agent owes the room a reply (``thinking``) or no longer does: ``agent_thinking`` with ``state``.
+
+    Published when its generation is queued (``start``) and when the generation
+    ends (``stop``), whatever the outcome; clients also end it at the agent's
+    ``stream_start``, its stored reply, or a timeout of their own.
+    """
+    publish_ephemeral(
+        room_id, "agent_thinking", agent_id=agent_id, display_name=display_name, state="start" if thinking else "stop"
+    )
 
 
 def publish_stream_start(room_id: str, stream_id: str, agent_id: str) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 from django.test import SimpleTestCase, TransactionTestCase
 
-from agents.providers.base import AIRequest, ChatMessage, ToolSpec
+from agents.providers.base import AIRequest, ChatMessage, ToolCall, ToolSpec
 from agents.providers.scripted import ScriptedProvider
 from tests.agents.fakes import FakeGeminiServer, FakeOpenAIServer, Turn
 from tests.agents.helpers import FrameRecorder, agent_replies, make_agent, open_room, say_in
@@ -60,12 +63,58 @@ class MistralTests(TransactionTestCase):
 
 
 class ScriptedProviderTests(SimpleTestCase):
-    def test_it_says_it_is_scripted_and_streams_word_by_word(self) -> None:
+    def test_it_streams_word_by_word_without_a_label_on_every_reply(self) -> None:
         deltas: list[str] = []
         response = ScriptedProvider(agent_name="Demo").stream(AIRequest("", [ChatMessage("user", "hello")]), deltas.append)
-        self.assertIn("Scripted demo agent “Demo” — no AI model is configured", response.text)
+        self.assertIn("I'm a demo agent", response.text)
+        self.assertNotIn("no AI model", response.text)
         self.assertEqual("".join(deltas), response.text)
         self.assertGreater(len(deltas), 5)
+
+    def test_it_streams_at_a_reading_pace_set_per_agent_or_by_setting(self) -> None:
+        request = AIRequest("", [ChatMessage("user", "hello")])
+        stamps: list[float] = []
+        ScriptedProvider(config={"word_delay_ms": 30, "first_token_delay_ms": 50}).stream(
+            request, lambda _d: stamps.append(time.monotonic())
+        )
+        gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        self.assertGreater(len(gaps), 5)
+        self.assertGreaterEqual(min(gaps), 0.028)
+        with self.settings(ROOMKIT_SCRIPTED_WORD_DELAY_MS=25, ROOMKIT_SCRIPTED_FIRST_TOKEN_DELAY_MS=0):
+            started = time.monotonic()
+            stamps.clear()
+            ScriptedProvider().stream(request, lambda _d: stamps.append(time.monotonic()))
+        self.assertGreaterEqual(stamps[-1] - started, 0.025 * (len(stamps) - 1) * 0.9)
+        # The test runner's pace: none.
+        started = time.monotonic()
+        ScriptedProvider().stream(request, lambda _d: None)
+        self.assertLess(time.monotonic() - started, 0.02)
+
+    def test_tool_results_are_told_in_words_never_as_raw_output(self) -> None:
+        def after(tool_name: str, result: str) -> str:
+            return (
+                ScriptedProvider()
+                .generate(
+                    AIRequest(
+                        "",
+                        [
+                            ChatMessage("user", "where is my order?"),
+                            ChatMessage("assistant", "", tool_calls=[ToolCall("c1", tool_name, {})]),
+                            ChatMessage("tool", result, tool_call_id="c1", tool_name=tool_name),
+                        ],
+                    )
+                )
+                .text
+            )
+
+        shipped = after("lookup_order", json.dumps({"order_id": "1001", "found": True, "status": "shipped", "eta": "soon"}))
+        self.assertEqual(shipped, "Order 1001 has shipped and should arrive soon.")
+        missing = after("lookup_order", json.dumps({"order_id": "77", "found": False}))
+        self.assertIn("couldn't find order 77", missing)
+        self.assertIn("1001, 1002, 1003", missing)
+        self.assertEqual(after("mystery", json.dumps({"secret_field": 1})), "All done.")
+        self.assertEqual(after("mystery", "Error: mystery failed: boom"), "Sorry, I couldn't do that just now.")
+        self.assertEqual(after("get_current_time", "2025-01-02T03:04:05+00:00"), "It is 2025-01-02 at 03:04:05 UTC.")
 
     def test_keyword_rules_call_tools(self) -> None:
         spec = ToolSpec("refund", "Refund", {"type": "object", "properties": {"note": {"type": "string"}}})
@@ -86,4 +135,4 @@ class ScriptedProviderTests(SimpleTestCase):
             )
         )
         self.assertEqual(after.tool_calls, [])
-        self.assertIn("refund answered: done", after.text)
+        self.assertEqual(after.text, "All done.")

@@ -55,6 +55,9 @@ def child_env(**overrides: str) -> dict[str, str]:
             # Children serve a whole suite's sessions from one address, as the
             # test process does (tests.runner); throttle tests set their own.
             "ROOMKIT_CHAT_SESSION_RATE": settings.ROOMKIT_CHAT_SESSION_RATE,
+            # The scripted agent's reading pace, as in the test process (tests.runner).
+            "ROOMKIT_SCRIPTED_FIRST_TOKEN_DELAY_MS": str(settings.ROOMKIT_SCRIPTED_FIRST_TOKEN_DELAY_MS),
+            "ROOMKIT_SCRIPTED_WORD_DELAY_MS": str(settings.ROOMKIT_SCRIPTED_WORD_DELAY_MS),
         }
     )
     if settings.REDIS_URL:

@@ -419,11 +419,18 @@ class StreamedReplyBrowserTests(TransactionTestCase):
         stream_id = f"st-{uuid.uuid4().hex[:8]}"
         streamed = "#messages .msg[data-stream-id]"
 
-        # The agent looks something up first: a status line, never a message.
-        publish(realtime.publish_tool_call_start, room_id, "assistant", [{"name": "lookup_order"}])
-        wait_until(lambda: "lookup_order" in page.inner_text("#activity"), message="the tool call is shown")
+        # The agent looks something up first: a status line in the customer's words, never a message,
+        # never the tool's name, and gone when the tool ends.
+        publish(
+            realtime.publish_tool_call_start,
+            room_id,
+            "assistant",
+            [{"id": "c1", "name": "lookup_order", "label": "Looking up your order…"}],
+        )
+        wait_until(lambda: "Looking up your order…" in page.inner_text("#activity"), message="the tool's label is shown")
+        self.assertNotIn("lookup_order", page.inner_text("#activity"))
         publish(realtime.publish_tool_call_end, room_id, "assistant", 12)
-        wait_until(lambda: "lookup_order done" in page.inner_text("#activity"), message="the tool call ends")
+        wait_until(lambda: page.inner_text("#activity").strip() == "", message="nothing is left when the tool ends")
 
         publish(realtime.publish_stream_start, room_id, stream_id, "assistant")
         wait_until(lambda: page.locator(streamed).count() == 1, message="a reply bubble appears at stream_start")
@@ -460,3 +467,97 @@ class StreamedReplyBrowserTests(TransactionTestCase):
         self.assertEqual(page.locator("#messages .msg").count(), 1, "no duplicate of the reply")
         self.assertEqual(page.evaluate("() => window.__rkAdded"), [final.seq])
         self.assertEqual(self.errors, [])
+
+
+@unittest.skipUnless(E2E_ENABLED, SKIP_REASON)
+class LivelyChatBrowserTests(BrowserTestCase):
+    """The visitor's side of an AI conversation: greeting, demo badge, "thinking…", a reply that grows, a person joining.
+
+    The demo's scripted agent answers in the server (in-process workers), at a pace slow enough to watch.
+    """
+
+    server_env = {"ROOMKIT_TASK_MODE": "thread"}
+
+    def setUp(self) -> None:
+        quiet_logger(self, "httpx")
+        self.errors: list[str] = []
+
+    def tearDown(self) -> None:
+        if os.environ.get("ROOMKIT_E2E_SERVER_LOG"):
+            print(self.server.output())
+        self.assertEqual(self.errors, [], "script errors on the page")
+
+    def new_page(self) -> Any:
+        context = self.browser.new_context(viewport={"width": 1000, "height": 800})
+        self.addCleanup(context.close)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        return page
+
+    def test_greeting_badge_thinking_growing_reply_and_a_person_joining(self) -> None:
+        from agents.services import conversation_takeover
+        from tests.agents.helpers import make_agent
+
+        # Slow on purpose: "thinking…" lasts the first-token delay, and each word comes 120 ms apart.
+        make_agent(
+            "helper", provider="scripted", name="Assistant", provider_config={"first_token_delay_ms": 1500, "word_delay_ms": 120}
+        )
+        make_channel(
+            settings.ROOMKIT_WEBCHAT_CHANNEL_ID,
+            channel_type=ChannelType.WEBSOCKET,
+            provider="",
+            config={
+                "attach_on_create": ["helper"],
+                "welcome_message": "Welcome to the shop! Ask us anything.",
+                "reply_time": "We usually reply within a few minutes.",
+            },
+        )
+        page = self.new_page()
+        session = start_chat(page, self.server.base_url, "Ann", open_room=False)
+
+        self.assertEqual(page.inner_text("#greeting-text"), "Welcome to the shop! Ask us anything.")
+        self.assertEqual(page.inner_text("#reply-time"), "We usually reply within a few minutes.")
+        self.assertTrue(page.is_visible("#greeting"))
+        self.assertEqual(page.locator("text=/demo agent/i").count(), 1)
+        self.assertTrue(page.is_visible("#demo-badge"))
+        # The greeting is the page's, not the room's.
+        self.assertFalse(Room.objects.filter(pk=session["room_id"]).exists())
+
+        send_text(page, "hello there")
+        streamed = "#messages .msg[data-stream-id] .text"
+        wait_until(
+            lambda: "Assistant is thinking…" in page.inner_text("#activity") and page.locator(streamed).count() == 0,
+            message="the page says the assistant is thinking before its first token",
+        )
+        lengths: list[int] = []
+
+        def grown() -> bool:
+            if page.locator(streamed).count():
+                n = len(page.inner_text(streamed))
+                if n and (not lengths or n > lengths[-1]):
+                    lengths.append(n)
+            return len(lengths) >= 4
+
+        wait_until(grown, timeout=20, interval=0.02, message="the streamed reply grows")
+        self.assertEqual(lengths, sorted(set(lengths)))
+        self.assertNotIn("thinking", page.inner_text("#activity"))
+        reply = wait_until(
+            lambda: next((b for b in bubbles(page) if b["name"] == "Assistant"), None),
+            timeout=20,
+            message="the stored reply replaces the stream",
+        )
+        self.assertIn("I'm a demo agent", reply["text"])
+        self.assertNotIn("no AI model", reply["text"])
+        self.assertGreater(len(reply["text"]), lengths[0])
+        self.assertEqual(page.locator("text=/demo agent —/i").count(), 1)
+
+        off_loop(conversation_takeover, session["room_id"], "sam1", operator_name="Sam")
+        wait_until(
+            lambda: "Sam joined the conversation" in page.locator("#messages .notice").all_inner_texts(),
+            timeout=15,
+            message="the visitor is told that Sam joined",
+        )
+        notices = " ".join(page.locator("#messages .notice").all_inner_texts())
+        self.assertNotIn("took over", notices)
+        self.assertNotIn("sam1", notices)

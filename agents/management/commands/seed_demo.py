@@ -16,6 +16,7 @@ class Command(BaseCommand):
             defaults={"channel_type": ChannelType.WEBSOCKET, "category": ChannelCategory.TRANSPORT, "name": "Web chat"},
         )
         self.stdout.write(f"channel {webchat.id}: {'created' if created else 'kept'}")
+        self._seed_webchat_page(webchat)
         api, created = Channel.objects.get_or_create(
             pk=settings.ROOMKIT_API_CHANNEL_ID,
             defaults={"channel_type": ChannelType.API, "category": ChannelCategory.TRANSPORT, "name": "REST API"},
@@ -55,6 +56,19 @@ class Command(BaseCommand):
 
         self._seed_agents(webchat)
         self._seed_agents_into(voice)
+
+    def _seed_webchat_page(self, webchat: Channel) -> None:
+        """The chat page's greeting and reply time (channels_app.webchat.config), unless an operator set their own."""
+        page = {
+            "welcome_message": "Hi! Ask us about an order, a delivery or a bill. An assistant answers right away, "
+            "and a person can join whenever you ask for one.",
+            "reply_time": "The assistant replies in seconds; a person usually within a few minutes.",
+        }
+        missing = {key: value for key, value in page.items() if key not in webchat.config}
+        if missing:
+            webchat.config = {**webchat.config, **missing}
+            webchat.save(update_fields=["config", "updated_at"])
+        self.stdout.write(f"channel {webchat.id}: page greeting {'set' if missing else 'kept'}")
 
     def _seed_agents(self, webchat: Channel) -> None:
         """Triage and specialist agents in a two-stage pipeline, bound into every new web-chat room."""

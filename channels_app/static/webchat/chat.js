@@ -27,6 +27,11 @@
   const TYPING_IDLE_MS = 2500;
   const TYPING_EXPIRE_MS = 8000;
   const STREAM_IDLE_MS = 60000;
+  // An agent that said it is on a reply but neither streams nor answers within this is
+  // no longer shown as thinking (its "stop" may have been lost: ephemerals are not stored).
+  const THINKING_EXPIRE_MS = 45000;
+  // What a running tool is called when the server sends no label: never the tool's own name.
+  const TOOL_FALLBACK_LABEL = "Working on it…";
   const NEAR_BOTTOM_PX = 80;
   const RESUME_RETRY_MS = 1000;
 
@@ -53,6 +58,10 @@
     attachmentRemove: $("attachment-remove"),
     error: $("composer-error"),
     newChat: $("new-chat"),
+    demoBadge: $("demo-badge"),
+    greeting: $("greeting"),
+    greetingText: $("greeting-text"),
+    replyTime: $("reply-time"),
   };
 
   // ---- state -------------------------------------------------------------
@@ -73,7 +82,8 @@
   const online = new Map(); // participant id -> "online" | "offline"
   const readBy = new Map(); // participant id -> highest seq they read
   const typers = new Map(); // participant id -> {name, timer}
-  const tools = new Map(); // tool call key -> {node, timer}
+  const tools = new Map(); // agent id -> {node, timer}: the label of the tools it is running
+  const thinking = new Map(); // agent id -> {name, timer}: replies owed, until their first token
   const streams = new Map(); // stream id -> {node, textNode, text, agent, timer}
   const streamWaiting = new Map(); // final event id -> stream node it replaces
   const hiddenStreams = new Map(); // stream id seen only from the middle -> typing-like line
@@ -366,6 +376,7 @@
     const wasNear = nearBottom();
     const mine = !!session && src.participant_id === session.participant_id;
     const content = ev.content || {};
+    if (ev.type === "message" && src.channel_id && thinking.has(src.channel_id)) stopThinking(src.channel_id);
     if (ev.type === "message") {
       const name = src.display_name || names.get(src.participant_id) || src.channel_id || "Someone";
       const row = buildMessage({ mine, pid: src.participant_id || src.channel_id, name, createdAt: ev.created_at, content });
@@ -485,6 +496,15 @@
       p.append(dots, document.createTextNode(`${listNames(typing)} ${typing.length > 1 ? "are" : "is"} typing…`));
       el.activity.append(p);
     }
+    for (const [agentId, t] of thinking) {
+      if (tools.has(agentId)) continue; // its tool's label says what it is doing
+      const p = node("p", "thinking");
+      const dots = node("span", "dots");
+      dots.setAttribute("aria-hidden", "true");
+      dots.append(node("i"), node("i"), node("i"));
+      p.append(dots, document.createTextNode(`${t.name} is thinking…`));
+      el.activity.append(p);
+    }
     for (const t of tools.values()) el.activity.append(t.node);
   }
   function handleEphemeral(f) {
@@ -534,31 +554,51 @@
       case "tool_call_end":
         toolCall(f);
         break;
+      case "agent_thinking":
+        if (!f.agent_id) return;
+        if (f.display_name) names.set(f.agent_id, f.display_name);
+        if (f.state === "stop") stopThinking(f.agent_id);
+        else startThinking(f.agent_id);
+        break;
       default:
         break;
     }
   }
-  // {kind, agent_id, tool_calls: [{name, …}]} then {kind, agent_id, duration_ms}: one line per agent.
+  // {kind:"tool_call_start", agent_id, label, tool_calls:[{id, name, label}]} then {kind:"tool_call_end", agent_id}:
+  // one line per agent, in the customer's words, while the tools run. Nothing is left behind when
+  // they end (the reply says what they found), and a tool's own name is never shown.
   function toolCall(f) {
-    const key = String(f.call_id || f.tool_call_id || f.agent_id || "agent");
+    const key = String(f.agent_id || "agent");
     const prev = tools.get(key);
     if (prev) clearTimeout(prev.timer);
-    const listed = Array.isArray(f.tool_calls)
-      ? f.tool_calls.map((c) => c && (c.name || (c.function && c.function.name))).filter((n) => typeof n === "string" && n)
-      : [];
-    const single = f.tool_name || f.name || f.tool;
-    const label = listed.length ? listed.join(", ") : typeof single === "string" && single ? single : prev ? prev.label : "a tool";
-    const line = node("p", "tool");
-    if (f.kind === "tool_call_start") {
-      line.textContent = `⚙ ${agentName(f.agent_id)} is using ${label}…`;
-      tools.set(key, { node: line, label, timer: setTimeout(() => dropTool(key), STREAM_IDLE_MS) });
-    } else {
-      const failed = f.status === "error" || !!f.error;
-      line.textContent = failed ? `⚠ ${label} failed` : `✓ ${label} done`;
-      if (!failed) line.classList.add("done");
-      tools.set(key, { node: line, label, timer: setTimeout(() => dropTool(key), 2500) });
+    if (f.kind === "tool_call_end") {
+      dropTool(key);
+      return;
     }
+    const labels = Array.isArray(f.tool_calls)
+      ? f.tool_calls.map((c) => c && c.label).filter((l) => typeof l === "string" && l)
+      : [];
+    const label = typeof f.label === "string" && f.label ? f.label : [...new Set(labels)].join(" ") || TOOL_FALLBACK_LABEL;
+    const line = node("p", "tool", label);
+    tools.set(key, { node: line, timer: setTimeout(() => dropTool(key), STREAM_IDLE_MS) });
     renderActivity();
+  }
+  function startThinking(agentId) {
+    const prev = thinking.get(agentId);
+    if (prev) clearTimeout(prev.timer);
+    thinking.set(agentId, { name: agentName(agentId), timer: setTimeout(() => stopThinking(agentId), THINKING_EXPIRE_MS) });
+    renderActivity();
+  }
+  function stopThinking(agentId) {
+    const prev = thinking.get(agentId);
+    if (!prev) return;
+    clearTimeout(prev.timer);
+    thinking.delete(agentId);
+    renderActivity();
+  }
+  function clearThinking() {
+    for (const t of thinking.values()) clearTimeout(t.timer);
+    thinking.clear();
   }
   function dropTool(key) {
     tools.delete(key);
@@ -570,6 +610,7 @@
     return names.get(agentId) || (agentId ? String(agentId) : "Assistant");
   }
   function streamStart(f) {
+    if (f.agent_id) stopThinking(f.agent_id);
     if (streams.has(f.stream_id)) return;
     const wasNear = nearBottom();
     const name = agentName(f.agent_id);
@@ -585,7 +626,7 @@
     row.setAttribute("aria-busy", "true");
     const textNode = row.querySelector(".text");
     el.messages.append(row);
-    const s = { node: row, textNode, text: "", timer: null };
+    const s = { node: row, textNode, text: "", agent: f.agent_id, timer: null };
     streams.set(f.stream_id, s);
     touchStream(f.stream_id, s);
     afterInsert(wasNear, false);
@@ -620,6 +661,7 @@
     if (hiddenStreams.delete(f.stream_id)) renderActivity();
     const s = streams.get(f.stream_id);
     if (!s) return;
+    if (s.agent) stopThinking(s.agent);
     clearTimeout(s.timer);
     streams.delete(f.stream_id);
     s.node.classList.remove("streaming");
@@ -821,6 +863,7 @@
       for (const t of typers.values()) clearTimeout(t.timer);
       typers.clear();
       online.clear();
+      clearThinking();
       dropStreams();
       renderActivity();
       if (e.code === 4401) {
@@ -917,6 +960,10 @@
       participant_id: data.participant_id,
       token: data.token,
       display_name: displayName || "",
+      // The channel's greeting, kept with the session so a reload shows it again.
+      welcome_message: typeof data.welcome_message === "string" ? data.welcome_message : "",
+      reply_time: typeof data.reply_time === "string" ? data.reply_time : "",
+      demo_agent: data.demo_agent === true,
     };
     save(SESSION_KEY, session);
     beginConversation();
@@ -935,6 +982,7 @@
     typers.clear();
     for (const t of tools.values()) clearTimeout(t.timer);
     tools.clear();
+    clearThinking();
     dropStreams();
     streamWaiting.clear();
     awaiting.clear();
@@ -958,8 +1006,18 @@
     resetView();
     startSession(name);
   }
+  // The channel's welcome and reply time, and the demo badge: shown by the page, never stored in the room.
+  function renderGreeting() {
+    const welcome = session ? String(session.welcome_message || "") : "";
+    const replyTime = session ? String(session.reply_time || "") : "";
+    el.greetingText.textContent = welcome;
+    el.replyTime.textContent = replyTime;
+    el.greeting.hidden = !(welcome || replyTime);
+    el.demoBadge.hidden = !(session && session.demo_agent === true);
+  }
   function beginConversation() {
     if (session.display_name) names.set(session.participant_id, session.display_name);
+    renderGreeting();
     el.welcome.hidden = true;
     el.composer.hidden = false;
     el.newChat.hidden = false;
@@ -973,6 +1031,7 @@
     el.text.focus({ preventScroll: true });
   }
   function showWelcome() {
+    renderGreeting();
     el.welcome.hidden = false;
     el.composer.hidden = true;
     el.newChat.hidden = true;
