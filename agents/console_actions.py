@@ -10,18 +10,12 @@ from typing import Any
 
 from agents import services
 from rooms import registries
+from rooms.console.inbox import operator_public_name
 from rooms.errors import InvalidInput
 
 
-def operator_display_name(user: Any) -> str:
-    """How the customer knows an operator: first name, else full name, else the login."""
-    first = (getattr(user, "first_name", "") or "").strip()
-    full = (user.get_full_name() if hasattr(user, "get_full_name") else "").strip()
-    return first or full or user.get_username()
-
-
 def takeover(user: Any, room_id: str, params: dict[str, str]) -> str:
-    services.conversation_takeover(room_id, user.get_username(), operator_name=operator_display_name(user))
+    services.conversation_takeover(room_id, user.get_username(), operator_name=operator_public_name(user))
     return "You have the conversation: the AI stays quiet until you hand it back."
 
 

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from rooms import registries, services
-from rooms.console.inbox import INBOX_ACTIONS
+from rooms.console.inbox import INBOX_ACTIONS, operator_public_name
 from rooms.enums import Access, ChannelType, EventType, Visibility
 from rooms.errors import InvalidInput, NotFound
 from rooms.inbound import InboundMessage, InboundResult, process_inbound
@@ -69,10 +69,6 @@ def can_operate(user: Any) -> bool:
 def console_channel() -> Channel:
     """The operator console's own channel (created on first use)."""
     return services.ensure_system_channel(CONSOLE_CHANNEL_ID, ChannelType.CONSOLE, "Operator console")
-
-
-def _operator_name(user: Any) -> str:
-    return (user.get_full_name() if hasattr(user, "get_full_name") else "") or user.get_username()
 
 
 def audit_record(
@@ -123,7 +119,7 @@ def _console_message(
                 channel_id=channel.id,
                 room_id=room_id,
                 sender=user.get_username(),
-                display_name=_operator_name(user),
+                display_name=operator_public_name(user),
                 text=body,
                 event_type=EventType.NOTE if note else EventType.MESSAGE,
                 visibility=Visibility.INTERNAL if note else None,

@@ -37,8 +37,10 @@ MAX_SNOOZE = timedelta(days=365)
 
 
 def operator_public_name(user: Any) -> str:
-    """How customers see an operator: the first name, else the full name, else the username."""
-    return (getattr(user, "first_name", "") or "").strip() or (user.get_full_name() or "").strip() or user.get_username()
+    """How customers see an operator (join notices, typing, their replies' name): first name, else full name, else login."""
+    first = (getattr(user, "first_name", "") or "").strip()
+    full = (user.get_full_name() if hasattr(user, "get_full_name") else "").strip()
+    return first or full or user.get_username()
 
 
 def _announce(room_id: str, **change: Any) -> None:

@@ -6,9 +6,10 @@ from types import SimpleNamespace
 
 from django.test import SimpleTestCase, TransactionTestCase
 
-from agents.console_actions import handback, operator_display_name, takeover
+from agents.console_actions import handback, takeover
 from agents.services import conversation_handback, conversation_handoff, conversation_takeover
 from agents.tools import DEFAULT_TOOL_LABEL, Tool, get_tool, tool_label
+from rooms.console.inbox import operator_public_name as operator_display_name
 from rooms.enums import EventType, Visibility
 from rooms.models import RoomEvent
 from rooms.realtime.catchup import room_socket_events_after
