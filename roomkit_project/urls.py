@@ -3,11 +3,14 @@ from django.urls import include, path
 
 from roomkit_project.health import healthz
 from rooms.api.endpoints import api
+from rooms.console.admin.inbox import admin_login
 from rooms.console.admin.inbox import urls as inbox_urls
 
 urlpatterns = [
     # The operators' inbox (inside the admin: its login, permissions and look).
     path("admin/inbox/", include(inbox_urls())),
+    # Operators land in the inbox after logging in (the admin's index, with the dashboard, links to it).
+    path("admin/login/", admin_login, name="rooms_admin_login"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", api.urls),

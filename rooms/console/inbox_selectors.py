@@ -243,6 +243,9 @@ def contact_panel(room: Room) -> dict[str, Any]:
             .order_by(F("last_activity_at").desc(nulls_last=True))[:10]
         )
     return {
+        # What the customers have read (the inbox's "Seen" under the team's last message they saw).
+        "customer_ids": [p.pk for p in room.members],
+        "customer_read_seq": max((p.last_read_seq for p in room.members), default=0),
         "customer": customer,
         "customer_name": customer_name(customer, room),
         "address": visible_address(customer),

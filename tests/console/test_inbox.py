@@ -369,3 +369,20 @@ class RoundRobinTests(TestCase):
         self.assertEqual(inbox.online_operators(), [])
         inbox.presence_joined(ann)  # a new socket starts the count again
         self.assertEqual(OperatorPresence.objects.get(user=ann).sockets, 1)
+
+
+class LandingTests(TestCase):
+    def test_logging_in_lands_in_the_inbox_unless_asked_for_elsewhere(self) -> None:
+        from django.test import Client
+
+        from tests.console.helpers import PASSWORD
+
+        user = operator()
+        client = Client()
+        page = client.get("/admin/login/").content.decode()
+        self.assertIn('name="next" value="/admin/inbox/"', page)
+        response = client.post("/admin/login/", {"username": user.get_username(), "password": PASSWORD, "next": "/admin/inbox/"})
+        self.assertEqual(response.headers["Location"], "/admin/inbox/")
+        self.assertIn('value="/admin/rooms/room/"', Client().get("/admin/login/?next=/admin/rooms/room/").content.decode())
+        # The dashboard stays at /admin/, with the way to the inbox.
+        self.assertIn('href="/admin/inbox/"', client.get("/admin/").content.decode())

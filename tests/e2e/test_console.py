@@ -81,7 +81,7 @@ class ConsoleBrowserTests(BrowserTestCase):
         page.fill("#id_username", self.operator.get_username())
         page.fill("#id_password", PASSWORD)
         page.click("input[type=submit]")
-        page.wait_for_url(self.server.base_url + "/admin/")
+        page.wait_for_url(self.server.base_url + "/admin/inbox/")  # operators land in the inbox
 
     def open_room(self, page: Any, room_id: str) -> None:
         page.goto(f"{self.server.base_url}/admin/rooms/room/{room_id}/console/")

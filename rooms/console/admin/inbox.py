@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
@@ -234,6 +235,14 @@ def presence(request: HttpRequest) -> HttpResponse:
         return HttpResponse("away must be 0 or 1", status=400)
     inbox_services.presence_set_away(request.user, away == "1")
     return JsonResponse({"away": away == "1"})
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's login, landing in the inbox unless the login was asked for elsewhere (``?next=``)."""
+    if REDIRECT_FIELD_NAME in request.GET or REDIRECT_FIELD_NAME in request.POST:
+        return admin.site.login(request)
+    # The login form's hidden "next" (the admin sets it to its index).
+    return admin.site.login(request, extra_context={REDIRECT_FIELD_NAME: reverse("rooms_inbox")})
 
 
 def urls() -> list[Any]:

@@ -313,4 +313,9 @@ def _timeline_row(event: RoomEvent, read_seq: int) -> dict[str, Any]:
         "blocked": event.status == EventStatus.BLOCKED,
         "internal": event.visibility == Visibility.INTERNAL,
         "unread": event.seq > read_seq,
+        # The team's or an agent's message to the customer (the inbox marks the one they have seen).
+        "ours": event.type == EventType.MESSAGE
+        and event.visibility != Visibility.INTERNAL
+        and event.source_channel is not None
+        and event.source_channel.channel_type in (ChannelType.CONSOLE, ChannelType.AI),
     }

@@ -62,9 +62,29 @@
     const names = [...typers.values()].map((t) => t.name);
     typingLine.textContent = names.length ? `${names.join(", ")} ${names.length > 1 ? "are" : "is"} typing…` : "";
   }
+  // "Seen": under the team's latest message the customer has read (their read receipts, live).
+  const customers = new Set((room ? room.dataset.customerIds : "").split(" ").filter(Boolean));
+  let customerRead = room ? Number(room.dataset.customerReadSeq) || 0 : 0;
+  function renderSeen() {
+    for (const old of document.querySelectorAll("#rk-timeline .rk-seen")) old.remove();
+    const ours = [...document.querySelectorAll("#rk-timeline li[data-ours]")].filter((li) => Number(li.dataset.seq) <= customerRead);
+    const last = ours[ours.length - 1];
+    if (!last) return;
+    const tag = document.createElement("span");
+    tag.className = "rk-tag rk-seen";
+    tag.textContent = "Seen";
+    last.querySelector(".rk-meta").append(tag);
+  }
   if (room) {
+    renderSeen();
+    new MutationObserver(renderSeen).observe(document.getElementById("rk-timeline"), {childList: true});
     room.addEventListener("rk-frame", (e) => {
       const f = e.detail;
+      if (f.type === "ephemeral" && f.kind === "read_receipt" && customers.has(f.participant_id) && f.seq > customerRead) {
+        customerRead = f.seq;
+        renderSeen();
+        return;
+      }
       if (f.type === "room_changed") { htmx.ajax("GET", room.dataset.panelUrl, {target: "#rk-inbox-panel", swap: "innerHTML"}); return; }
       if (f.type === "event" && f.event && typers.has(f.event.participant_id)) {
         clearTimeout(typers.get(f.event.participant_id).timer);
