@@ -56,7 +56,7 @@ class ChatSessionTests(APITestCase):
 
         self.assertEqual(r.status_code, 201, r.content)
         body = r.json()
-        self.assertEqual(set(body), {"room_id", "participant_id", "token"})
+        self.assertEqual(set(body), {"room_id", "participant_id", "token", "welcome_message", "reply_time", "demo_agent"})
         claims = chat_token_verify(body["token"])
         self.assertEqual((claims.room_id, claims.participant_id), (body["room_id"], body["participant_id"]))
         # The room is reserved, not created: it appears with the first message.

@@ -164,10 +164,11 @@ class SweepCommandTests(TestCase):
         lines = out.getvalue().splitlines()
         self.assertIn(f"{idle.id} -> paused", lines)
         self.assertIn(f"{long_paused.id} -> closed", lines)
-        self.assertEqual(lines[-1], "2 room(s) changed")
+        self.assertIn("2 room(s) changed", lines)
+        self.assertEqual(lines[-1], "0 snoozed conversation(s) reopened")
 
     def test_nothing_to_do(self) -> None:
         timed_room()
         out = StringIO()
         call_command("sweep_rooms", stdout=out)
-        self.assertEqual(out.getvalue().strip(), "0 room(s) changed")
+        self.assertEqual(out.getvalue().splitlines(), ["0 room(s) changed", "0 snoozed conversation(s) reopened"])

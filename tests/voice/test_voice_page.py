@@ -117,4 +117,4 @@ class VoicePageTests(TestCase):
             "/api/v1/chat/sessions", {"channel_id": "voice", "display_name": "Ann"}, content_type="application/json"
         )
         self.assertEqual(r.status_code, 201, r.content)
-        self.assertEqual(set(r.json()), {"room_id", "participant_id", "token"})
+        self.assertEqual(set(r.json()), {"room_id", "participant_id", "token", "welcome_message", "reply_time", "demo_agent"})
