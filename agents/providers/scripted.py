@@ -101,12 +101,18 @@ class ScriptedProvider:
     # --- decisions ---------------------------------------------------------------
     def _tool_call(self, request: AIRequest) -> ToolCall | None:
         index, text = _last_user(request.messages)
-        if index < 0 or text.startswith(GREETING_PREFIX) or any(m.role == "tool" for m in request.messages[index + 1 :]):
+        if index < 0 or any(m.role == "tool" for m in request.messages[index + 1 :]):
             return None  # tools already answered this turn: now speak
         lowered = text.lower()
         tools = {t.name: t for t in request.tools}
         self.calls += 1
         call_id = f"scripted_{self.calls}"
+        if text.startswith(GREETING_PREFIX):
+            # Handed the conversation: an order question the last agent could not answer is answered with the greeting.
+            _, asked = _last_user(request.messages[:index])
+            if "lookup_order" in tools and "order" in asked.lower():
+                return self._order_call(call_id, asked)
+            return None
         for rule in self.config.get("rules", []):
             if rule.get("tool") in tools and _has_any(lowered, rule.get("keywords", [])):
                 args = {k: (v.replace("{text}", text) if isinstance(v, str) else v) for k, v in rule.get("arguments", {}).items()}
@@ -120,18 +126,24 @@ class ScriptedProvider:
                     call_id, HANDOFF_TOOL, {"target": "human", "reason": "The user asked for a person", "summary": text[:300]}
                 )
             target = _handoff_target(tools[HANDOFF_TOOL])
-            if target and _has_any(lowered, _HANDOFF_WORDS):
+            # An order question goes to whoever can look orders up (the demo's triage cannot).
+            order_elsewhere = "lookup_order" not in tools and "order" in lowered
+            if target and (_has_any(lowered, _HANDOFF_WORDS) or order_elsewhere):
                 return ToolCall(
                     call_id,
                     HANDOFF_TOOL,
                     {"target": target, "reason": "Needs a specialist", "summary": f"The user wrote: {text[:300]}"},
                 )
         if "lookup_order" in tools and "order" in lowered:
-            number = re.search(r"\d{3,}", text)
-            return ToolCall(call_id, "lookup_order", {"order_id": number.group(0) if number else "1001"})
+            return self._order_call(call_id, text)
         if "get_current_time" in tools and re.search(r"\btime\b", lowered):
             return ToolCall(call_id, "get_current_time", {})
         return None
+
+    @staticmethod
+    def _order_call(call_id: str, text: str) -> ToolCall:
+        number = re.search(r"\d{3,}", text)
+        return ToolCall(call_id, "lookup_order", {"order_id": number.group(0) if number else _sample_orders()[0]})
 
     def _text(self, request: AIRequest, call: ToolCall | None) -> str:
         if call is not None:
@@ -146,9 +158,10 @@ class ScriptedProvider:
             said = _describe_result(m.tool_name or "", m.content)
             if said:
                 results.append(said)
-        if results:
-            return " ".join(reversed(results))
         _, text = _last_user(request.messages)
+        if results:
+            greeting = f"Hello! I'm {self.agent_name}. " if text.startswith(GREETING_PREFIX) else ""
+            return greeting + " ".join(reversed(results))
         if not text or text.startswith(GREETING_PREFIX):
             return f"Hello! I'm {self.agent_name}. How can I help you?"
         orders = _sample_orders()

@@ -53,6 +53,16 @@ class DemoTests(TransactionTestCase):
         state = state_of(session.room_id)
         self.assertEqual((state["active_agent_id"], state["phase"], state["handoff_count"]), ("specialist", "handling", 1))
 
+    def test_an_order_question_to_triage_is_answered_by_the_specialist_it_hands_to(self) -> None:
+        session = chat_session_start(display_name="Lena", open_now=True)
+        claims = chat_token_verify(session.token)
+        webchat_message_send(claims, client_msg_id="1", text="Where is my order 1003?")
+        replies = [(r.source_channel_id, r.content["body"]) for r in agent_replies(session.room_id)]
+        self.assertEqual([who for who, _ in replies], ["triage", "specialist"])
+        self.assertIn("Let me transfer you to a specialist", replies[0][1])
+        self.assertTrue(replies[1][1].startswith("Hello! I'm Specialist. Order 1003"), replies[1][1])
+        self.assertNotIn("couldn't find", replies[1][1])
+
     def test_every_order_the_demo_suggests_exists(self) -> None:
         session = chat_session_start(display_name="Ann", open_now=True)
         claims = chat_token_verify(session.token)
