@@ -15,6 +15,11 @@ class ChannelsAppConfig(AppConfig):
 
         dispatch.register()
         console_actions.register()
+        # Operators' attachments from the inbox are stored and served as the visitors' are.
+        from channels_app.webchat.media import store_image
+        from rooms.registries import register_media_store
+
+        register_media_store(lambda upload: store_image(upload).as_content_fields())
         # A web chat's page settings (welcome message, reply time) are checked when it is saved.
         register_channel_type_check(ChannelType.WEBSOCKET, webchat_settings_errors)
         # /api/v1/chat/…: the web chat's sessions and uploads, under the API's rules and schema.

@@ -101,6 +101,24 @@ def console_action(name: str) -> ConsoleAction | None:
     return _console_actions.get(name)
 
 
+# --- storing an operator's attachment (filled by channels_app, which stores and serves media) ---
+
+# (the uploaded file) -> the fields of a media content: {"url", "mime_type", "filename", "size"};
+# raises RoomKitError (400, 413, 415) to refuse it.
+MediaStore = Callable[[Any], dict[str, Any]]
+
+_media_store: MediaStore | None = None
+
+
+def register_media_store(fn: MediaStore) -> None:
+    global _media_store
+    _media_store = fn
+
+
+def media_store() -> MediaStore | None:
+    return _media_store
+
+
 # --- the transport providers, for the channel admin (filled by channels_app) -------------------
 # The admin offers, per channel type, the providers registered in channels_app, shows their
 # config fields and secrets, and saves a channel through channels_app's one validation. It reads

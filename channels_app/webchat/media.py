@@ -139,6 +139,17 @@ def store_chat_upload(claims: ChatClaims, upload: UploadedFile | None, *, declar
     if upload is None:
         raise InvalidInput("send the image as the multipart field 'file'", code="missing_file")
     _count_upload(claims)
+    return store_image(upload, declared_type=declared_type)
+
+
+def store_image(upload: UploadedFile, *, declared_type: str = "") -> StoredMedia:
+    """Check and store one uploaded image (a visitor's or an operator's), whoever may upload it.
+
+    ``PayloadTooLarge`` (413) above ``ROOMKIT_MAX_UPLOAD_BYTES``, ``InvalidInput``
+    (400) when empty, ``UnsupportedMediaType`` (415) when the bytes are not an
+    accepted image or the declared type says something else. Nothing is stored
+    unless every check passes.
+    """
     limit = settings.ROOMKIT_MAX_UPLOAD_BYTES
     size = upload.size or 0
     if size > limit:

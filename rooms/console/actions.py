@@ -94,24 +94,53 @@ def _clean_text(text: str) -> str:
     return text
 
 
-def console_reply(*, user: AbstractBaseUser, room_id: str, text: str, idempotency_key: str | None = None) -> InboundResult:
+def console_reply(
+    *, user: AbstractBaseUser, room_id: str, text: str, idempotency_key: str | None = None, attachment: Any = None
+) -> InboundResult:
     """Post a human operator's message into the room through the inbound path.
 
     It is delivered to every transport channel of the room, like any message.
-    ``idempotency_key`` (the form's one-time token) makes a double submit post once.
+    ``idempotency_key`` (the form's one-time token) makes a double submit post
+    once. ``attachment``: an uploaded image, sent as media with ``text`` as its
+    caption (then ``text`` may be empty).
     """
-    return _console_message(user=user, room_id=room_id, text=text, idempotency_key=idempotency_key, note=False)
+    return _console_message(
+        user=user, room_id=room_id, text=text, idempotency_key=idempotency_key, note=False, attachment=attachment
+    )
 
 
-def console_note(*, user: AbstractBaseUser, room_id: str, text: str, idempotency_key: str | None = None) -> InboundResult:
+def console_note(
+    *, user: AbstractBaseUser, room_id: str, text: str, idempotency_key: str | None = None, attachment: Any = None
+) -> InboundResult:
     """Add a note to the room's timeline that only operators see (visibility ``internal``)."""
-    return _console_message(user=user, room_id=room_id, text=text, idempotency_key=idempotency_key, note=True)
+    return _console_message(
+        user=user, room_id=room_id, text=text, idempotency_key=idempotency_key, note=True, attachment=attachment
+    )
+
+
+def _attachment_content(attachment: Any, caption: str) -> dict[str, Any]:
+    store = registries.media_store()
+    if store is None:
+        raise InvalidInput("attachments cannot be stored here (no media store is installed)", code="no_media_store")
+    content: dict[str, Any] = {"type": "media", **store(attachment)}
+    if caption:
+        content["caption"] = caption
+    return content
 
 
 def _console_message(
-    *, user: AbstractBaseUser, room_id: str, text: str, idempotency_key: str | None, note: bool
+    *, user: AbstractBaseUser, room_id: str, text: str, idempotency_key: str | None, note: bool, attachment: Any = None
 ) -> InboundResult:
-    body = _clean_text(text)
+    if attachment is not None:
+        caption = (text or "").strip()
+        if len(caption) > MAX_REPLY_CHARS:
+            raise InvalidInput(f"the caption is longer than {MAX_REPLY_CHARS} characters", code="message_too_long")
+        if not Room.objects.filter(pk=room_id).exists():
+            raise NotFound(f"unknown room '{room_id}'", code="unknown_room")  # before anything is stored
+        content, body = _attachment_content(attachment, caption), caption
+    else:
+        body = _clean_text(text)
+        content = None
     channel = console_channel()
     with transaction.atomic():
         result = process_inbound(
@@ -120,7 +149,8 @@ def _console_message(
                 room_id=room_id,
                 sender=user.get_username(),
                 display_name=operator_public_name(user),
-                text=body,
+                text=None if content else body,
+                content=content,
                 event_type=EventType.NOTE if note else EventType.MESSAGE,
                 visibility=Visibility.INTERNAL if note else None,
                 idempotency_key=idempotency_key or None,

@@ -386,3 +386,48 @@ class LandingTests(TestCase):
         self.assertIn('value="/admin/rooms/room/"', Client().get("/admin/login/?next=/admin/rooms/room/").content.decode())
         # The dashboard stays at /admin/, with the way to the inbox.
         self.assertIn('href="/admin/inbox/"', client.get("/admin/").content.decode())
+
+
+class AttachmentTests(TestCase):
+    def setUp(self) -> None:
+        import shutil
+        import tempfile
+
+        from django.test import override_settings
+
+        media = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, media, ignore_errors=True)
+        override = override_settings(MEDIA_ROOT=media)
+        override.enable()
+        self.addCleanup(override.disable)
+        sms_and_web_channels()
+        self.client = logged_in(operator())
+        self.room = chat_room()
+        say(self.room.pk, "hello")
+
+    def send(self, upload, **data):
+        return csrf_post(self.client, f"{INBOX}c/{self.room.pk}/send/", {"mode": "reply", "token": "a1", **data, "file": upload})
+
+    def test_an_image_is_sent_as_media_with_the_text_as_its_caption(self) -> None:
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from tests.e2e.support import png_bytes
+
+        response = self.send(SimpleUploadedFile("receipt.png", png_bytes(4, 4, (200, 10, 10)), "image/png"), text="Your receipt")
+        self.assertEqual(response.status_code, 200, response.content)
+        event = RoomEvent.objects.filter(room=self.room).latest("seq")
+        self.assertEqual(
+            {k: event.content.get(k) for k in ("type", "mime_type", "filename", "caption")},
+            {"type": "media", "mime_type": "image/png", "filename": "receipt.png", "caption": "Your receipt"},
+        )
+        self.assertTrue(event.content["url"].startswith("http"))
+        page = self.client.get(f"{INBOX}c/{self.room.pk}/").content.decode()
+        self.assertIn(event.content["url"], page)  # previewed in the timeline
+
+    def test_a_file_that_is_no_image_is_refused_and_nothing_is_stored(self) -> None:
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        before = snapshot(self.room.pk)
+        response = self.send(SimpleUploadedFile("x.png", b"#!/bin/sh\necho hi\n", "image/png"))
+        self.assertEqual(response.status_code, 415)
+        self.assertEqual(snapshot(self.room.pk), before)

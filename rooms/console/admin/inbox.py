@@ -150,7 +150,10 @@ def side_panel(request: HttpRequest, room_id: str) -> HttpResponse:
 
 @require_POST
 def send(request: HttpRequest, room_id: str) -> HttpResponse:
-    """A reply to the customer (``mode=reply``) or a private note (``mode=note``), without reloading the page."""
+    """A reply to the customer (``mode=reply``) or a private note (``mode=note``), without reloading the page.
+
+    An image in ``file`` is sent as media, the text as its caption.
+    """
     _require_operate(request)
     room = _room_or_404(room_id)
     mode = request.POST.get("mode", "reply")
@@ -159,7 +162,8 @@ def send(request: HttpRequest, room_id: str) -> HttpResponse:
     post = console.console_note if mode == "note" else console.console_reply
     try:
         text, token = request.POST.get("text", ""), request.POST.get("token")
-        result = post(user=request.user, room_id=room.pk, text=text, idempotency_key=token)
+        attachment = request.FILES.get("file")
+        result = post(user=request.user, room_id=room.pk, text=text, idempotency_key=token, attachment=attachment)
     except RoomKitError as exc:
         return _error(exc)
     context = {"room": room, "form_token": uuid.uuid4().hex, "mode": mode, "can_operate": True}
