@@ -17,7 +17,7 @@ def offer_to_an_operator(payload: Any, ctx: Any) -> None:
 
     An operator's own takeover assigns them instead (``inbox_action``), so it is left alone.
     """
-    if isinstance(payload, dict) and payload.get("to_agent") == HUMAN and payload.get("reason") != "takeover":
+    if isinstance(payload, dict) and payload.get("to_agent") == HUMAN and not payload.get("operator"):
         room_id = payload.get("room_id")
         if isinstance(room_id, str) and room_id:
             offer_round_robin(room_id)

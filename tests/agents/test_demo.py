@@ -63,6 +63,21 @@ class DemoTests(TransactionTestCase):
         self.assertTrue(replies[1][1].startswith("Hello! I'm Specialist. Order 1003"), replies[1][1])
         self.assertNotIn("couldn't find", replies[1][1])
 
+    def test_asking_for_a_person_assigns_the_conversation_to_the_online_operator(self) -> None:
+        from rooms.console.inbox import presence_joined
+        from rooms.models import Room
+        from tests.console.helpers import operator
+
+        olga = operator("olga")
+        operator("otto")  # offline: never offered it
+        presence_joined(olga)
+        session = chat_session_start(display_name="Ann", open_now=True)
+        claims = chat_token_verify(session.token)
+        webchat_message_send(claims, client_msg_id="1", text="can I talk to a real person please")
+        room = Room.objects.get(pk=session.room_id)
+        self.assertIsNotNone((room.conversation_state or {}).get("human"))
+        self.assertEqual(room.assignee, olga)
+
     def test_every_order_the_demo_suggests_exists(self) -> None:
         session = chat_session_start(display_name="Ann", open_now=True)
         claims = chat_token_verify(session.token)
