@@ -72,6 +72,26 @@ def scratch_project(tmp: Path, **extra_env: str) -> dict[str, str]:
     return env
 
 
+def project_env(database_url: str, redis_url: str, base_url: str, media: Path) -> dict[str, str]:
+    """The environment of a project under a benchmark: its database, Redis or none, public URL and media folder."""
+    env = dict(os.environ)
+    env.pop("REDIS_URL", None)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "roomkit_project.settings",
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": secrets.token_urlsafe(40),
+            "PUBLIC_BASE_URL": base_url,
+            "LOG_LEVEL": "WARNING",
+            "MEDIA_ROOT": str(media),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
 def prepare_database(db: str, name: str) -> str:
     """A fresh, empty database URL: a temporary SQLite file or PostgreSQL database ``name``."""
     if db == "sqlite":

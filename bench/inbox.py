@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import free_port, percentile, prepare_database  # noqa: E402
+from bench.harness import free_port, percentile, prepare_database, project_env  # noqa: E402
 
 ACCOUNT_SID = "AC" + "c" * 32
 AUTH_TOKEN = "bench-inbox-auth-token-0123456789"
@@ -63,24 +63,12 @@ TEAM_LINES = [
 
 def _project(db: str, tmp: Path) -> dict[str, str]:
     url = prepare_database(db, "roomkit_bench_inbox")
-    env = dict(os.environ)
-    env.pop("REDIS_URL", None)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "roomkit_project.settings",
-            "DATABASE_URL": url,
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "LOG_LEVEL": "WARNING",
-            "MEDIA_ROOT": str(tmp / "media"),
-            "PYTHONUNBUFFERED": "1",
-            "ROOMKIT_TASK_MODE": "off",
-        }
-    )
+    env = project_env(url, REDIS_URL if db == "pg" else "", "http://127.0.0.1:8000", tmp / "media")
+    env["ROOMKIT_TASK_MODE"] = "off"
     if db == "pg":
         import redis
 
         redis.Redis.from_url(REDIS_URL).flushdb()
-        env["REDIS_URL"] = REDIS_URL
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     os.environ.update(env)
     if db != "pg":

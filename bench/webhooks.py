@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import signal
 import socket
 import statistics
@@ -49,7 +48,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import free_port, percentile, prepare_database  # noqa: E402
+from bench.harness import free_port, percentile, prepare_database, project_env  # noqa: E402
 
 ACCOUNT_SID = "AC" + "b" * 32
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
@@ -58,25 +57,6 @@ REDIS_URL = "redis://127.0.0.1:6379/14"
 
 
 # --- the project under test -----------------------------------------------------------------
-
-
-def _project_env(database_url: str, redis_url: str, base_url: str, media: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("REDIS_URL", None)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "roomkit_project.settings",
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "PUBLIC_BASE_URL": base_url,
-            "LOG_LEVEL": "WARNING",
-            "MEDIA_ROOT": str(media),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
 
 
 def _setup_project(env: dict[str, str]) -> str:
@@ -334,9 +314,9 @@ def child(setup: str, requests: int, server: str, senders_list: list[int], profi
     if setup == "pg":
         database_url = prepare_database("postgres", "roomkit_bench_hooks")
         _purge_redis(REDIS_URL)
-        env = _project_env(database_url, REDIS_URL, base_url, tmp / "media")
+        env = project_env(database_url, REDIS_URL, base_url, tmp / "media")
     else:
-        env = _project_env(f"sqlite:///{tmp / 'bench.sqlite3'}", "", base_url, tmp / "media")
+        env = project_env(f"sqlite:///{tmp / 'bench.sqlite3'}", "", base_url, tmp / "media")
         env["ROOMKIT_TASK_MODE"] = "thread"
     channel_id = _setup_project(env)
     rounds = []

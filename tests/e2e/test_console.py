@@ -8,29 +8,22 @@ then stays quiet), and watches the room page update live over the staff socket.
 
 from __future__ import annotations
 
-import os
 import time
 import unittest
 from typing import Any
 
-from django.conf import global_settings, settings
-from django.test import override_settings
-
-from rooms.enums import ChannelType
 from rooms.models import Room, RoomEvent, RoomReadMarker
 from tests.agents.helpers import make_agent
-from tests.concurrency.processes import quiet_logger
-from tests.console.helpers import PASSWORD, operator
+from tests.console.helpers import PASSWORD
+from tests.e2e.operators import OperatorBrowserTestCase
 from tests.e2e.support import (
     E2E_ENABLED,
     SKIP_REASON,
-    BrowserTestCase,
     bubbles,
     send_text,
     start_chat,
     wait_until,
 )
-from tests.support import make_channel
 
 
 def staff_socket_routed() -> bool:
@@ -41,41 +34,7 @@ def staff_socket_routed() -> bool:
 
 
 @unittest.skipUnless(E2E_ENABLED, SKIP_REASON)
-class ConsoleBrowserTests(BrowserTestCase):
-    """One Daphne (with in-process workers, so agents answer) and one Chromium for the class."""
-
-    server_env = {"ROOMKIT_TASK_MODE": "thread"}
-
-    def setUp(self) -> None:
-        quiet_logger(self, "httpx")
-        self.errors: list[str] = []
-        # The server logs in with the project's own hashers, not the suite's fast one.
-        with override_settings(PASSWORD_HASHERS=global_settings.PASSWORD_HASHERS):
-            self.operator = operator()
-
-    def tearDown(self) -> None:
-        if os.environ.get("ROOMKIT_E2E_SERVER_LOG"):
-            print(self.server.output())
-        self.assertEqual(self.errors, [], "script errors on a page")
-
-    def new_page(self) -> Any:
-        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
-        self.addCleanup(context.close)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        # The admin runs under a Content-Security-Policy: anything it blocks is a bug of the page.
-        page.on("console", lambda msg: self.errors.append(msg.text) if "Content Security Policy" in msg.text else None)
-        return page
-
-    def web_chat(self, *agent_ids: str) -> None:
-        make_channel(
-            settings.ROOMKIT_WEBCHAT_CHANNEL_ID,
-            channel_type=ChannelType.WEBSOCKET,
-            provider="",
-            config={"attach_on_create": list(agent_ids)},
-        )
-
+class ConsoleBrowserTests(OperatorBrowserTestCase):
     def log_in(self, page: Any) -> None:
         page.goto(self.server.base_url + "/admin/login/")
         page.fill("#id_username", self.operator.get_username())

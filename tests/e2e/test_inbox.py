@@ -10,53 +10,23 @@ sees who joined and left). A viewer reads but cannot act.
 
 from __future__ import annotations
 
-import os
 import unittest
 from typing import Any
 
-from django.conf import global_settings, settings
+from django.conf import global_settings
 from django.test import override_settings
 
-from rooms.enums import ChannelType
 from rooms.models import CannedResponse, Room, RoomEvent
 from tests.agents.helpers import make_agent
-from tests.concurrency.processes import quiet_logger
-from tests.console.helpers import PASSWORD, operator, viewer
-from tests.e2e.support import E2E_ENABLED, SKIP_REASON, BrowserTestCase, bubbles, send_text, start_chat, wait_until
-from tests.support import make_channel
+from tests.console.helpers import PASSWORD, viewer
+from tests.e2e.operators import OperatorBrowserTestCase
+from tests.e2e.support import E2E_ENABLED, SKIP_REASON, bubbles, send_text, start_chat, wait_until
 
 
 @unittest.skipUnless(E2E_ENABLED, SKIP_REASON)
-class InboxBrowserTests(BrowserTestCase):
-    server_env = {"ROOMKIT_TASK_MODE": "thread"}
-
-    def setUp(self) -> None:
-        quiet_logger(self, "httpx")
-        self.errors: list[str] = []
-        with override_settings(PASSWORD_HASHERS=global_settings.PASSWORD_HASHERS):
-            self.operator = operator()
-
-    def tearDown(self) -> None:
-        if os.environ.get("ROOMKIT_E2E_SERVER_LOG"):
-            print(self.server.output())
-        self.assertEqual(self.errors, [], "script errors on a page")
-
+class InboxBrowserTests(OperatorBrowserTestCase):
     def new_page(self, width: int = 1400, height: int = 900) -> Any:
-        context = self.browser.new_context(viewport={"width": width, "height": height})
-        self.addCleanup(context.close)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        page.on("console", lambda msg: self.errors.append(msg.text) if "Content Security Policy" in msg.text else None)
-        return page
-
-    def web_chat(self, *agent_ids: str) -> None:
-        make_channel(
-            settings.ROOMKIT_WEBCHAT_CHANNEL_ID,
-            channel_type=ChannelType.WEBSOCKET,
-            provider="",
-            config={"attach_on_create": list(agent_ids)},
-        )
+        return super().new_page(width, height)
 
     def log_in(self, page: Any, username: str) -> None:
         page.goto(self.server.base_url + "/admin/login/")
