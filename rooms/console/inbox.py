@@ -84,10 +84,9 @@ def _assign(user: AbstractBaseUser, room_id: str, params: dict[str, str]) -> str
 def _operator(raw: str) -> AbstractBaseUser:
     from rooms.console.actions import OPERATE_PERMISSION
 
-    try:
-        pk = int(raw)
-    except ValueError as exc:
-        raise InvalidInput("assignee must be 'me', a user id or empty", code="invalid_assignee") from exc
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):  # an id the database can hold, or a 400
+        raise InvalidInput("assignee must be 'me', a user id or empty", code="invalid_assignee")
+    pk = int(raw)
     user = get_user_model().objects.filter(pk=pk, is_active=True, is_staff=True).first()
     if user is None or not user.has_perm(OPERATE_PERMISSION):
         raise InvalidInput(f"user {pk} is not an operator", code="invalid_assignee")
@@ -95,7 +94,7 @@ def _operator(raw: str) -> AbstractBaseUser:
 
 
 def _group(raw: str) -> Group:
-    group = Group.objects.filter(pk=int(raw) if raw.isdigit() else -1).first()
+    group = Group.objects.filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() and len(raw) <= 9 else None
     if group is None:
         raise InvalidInput(f"unknown team '{raw}'", code="invalid_team")
     return group

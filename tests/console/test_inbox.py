@@ -199,6 +199,17 @@ class InboxActionTests(TestCase):
         self.assertEqual(snapshot(self.room.pk), before)
         self.assertIsNone(Room.objects.get(pk=self.room.pk).assignee)
 
+    def test_ids_no_database_could_hold_are_a_400(self) -> None:
+        for data in (
+            {"assignee": "9" * 40},
+            {"assignee": "x"},
+            {"assignee": "me", "team": "9" * 40},
+            {"assignee": "me", "team": "abc"},
+        ):
+            with self.subTest(data=data):
+                self.assertEqual(self.act("assign", **data).status_code, 400)
+        self.assertIsNone(Room.objects.get(pk=self.room.pk).assignee)
+
     def test_resolve_pending_reopen(self) -> None:
         self.act("resolve")
         self.assertEqual(Room.objects.get(pk=self.room.pk).conversation_status, ConversationStatus.RESOLVED)
