@@ -34,3 +34,11 @@ def register() -> None:
     register_provider("voicemeup", VoiceMeUpSMSProvider)
     register_provider("telnyx", TelnyxProvider)
     register_provider("telegram", TelegramProvider)
+    from channels_app.providers.telegram import webhook_setup as telegram_setup
+
+    registries.register_channel_admin_action(
+        "telegram_register_webhook", "Telegram: register the webhook with Telegram", telegram_setup.admin_register_webhooks
+    )
+    registries.register_channel_admin_action(
+        "telegram_webhook_info", "Telegram: show the webhook Telegram holds", telegram_setup.admin_show_webhook_info
+    )
