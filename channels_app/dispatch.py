@@ -18,6 +18,7 @@ def register() -> None:
     from channels_app.providers import register_provider
     from channels_app.providers.http import HTTPWebhookProvider
     from channels_app.providers.sinch import SinchSMSProvider
+    from channels_app.providers.telegram import TelegramProvider
     from channels_app.providers.telnyx import TelnyxProvider
     from channels_app.providers.twilio import TwilioProvider
     from channels_app.providers.voicemeup import VoiceMeUpSMSProvider
@@ -32,3 +33,12 @@ def register() -> None:
     register_provider("twilio", TwilioProvider)
     register_provider("voicemeup", VoiceMeUpSMSProvider)
     register_provider("telnyx", TelnyxProvider)
+    register_provider("telegram", TelegramProvider)
+    from channels_app.providers.telegram import webhook_setup as telegram_setup
+
+    registries.register_channel_admin_action(
+        "telegram_register_webhook", "Telegram: register the webhook with Telegram", telegram_setup.admin_register_webhooks
+    )
+    registries.register_channel_admin_action(
+        "telegram_webhook_info", "Telegram: show the webhook Telegram holds", telegram_setup.admin_show_webhook_info
+    )

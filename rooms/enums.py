@@ -184,7 +184,16 @@ DEFAULT_CAPABILITIES: dict[str, dict] = {
     ChannelType.WEBSOCKET: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.AUDIO, T.VIDEO], "max_length": None},
     ChannelType.MESSENGER: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.TEMPLATE], "max_length": 2000},
     ChannelType.TEAMS: {"media_types": [T.TEXT, T.RICH], "max_length": 28000},
-    ChannelType.TELEGRAM: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": 4096},
+    # Telegram (channels_app.providers.telegram): captions 1024, callback data 64 bytes, 100 buttons a keyboard;
+    # files sent by URL up to 20 MB (photos 5 MB), downloaded up to 20 MB.
+    ChannelType.TELEGRAM: {
+        "media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.AUDIO, T.VIDEO],
+        "max_length": 4096,
+        "max_caption_length": 1024,
+        "max_buttons": 100,
+        "max_callback_data_bytes": 64,
+        "max_media_bytes": 20 * 1024 * 1024,
+    },
     ChannelType.WHATSAPP: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.TEMPLATE], "max_length": 4096},
     ChannelType.WHATSAPP_PERSONAL: {"media_types": [T.TEXT, T.MEDIA, T.AUDIO, T.LOCATION], "max_length": 65536},
     ChannelType.VOICE: {"media_types": [T.AUDIO, T.TEXT], "max_length": None},

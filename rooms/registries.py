@@ -101,6 +101,32 @@ def console_action(name: str) -> ConsoleAction | None:
     return _console_actions.get(name)
 
 
+# --- actions on the channel list that a provider offers (filled by channels_app) ----------------
+
+# (operator, the selected channels) -> what happened, as (level "info" | "error", message) lines.
+ChannelAdminActionFn = Callable[[Any, Any], list[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class ChannelAdminAction:
+    """An action a provider adds to the channel admin (Telegram: register the webhook). Superusers only; audited."""
+
+    name: str
+    description: str
+    run: ChannelAdminActionFn
+
+
+_channel_admin_actions: dict[str, ChannelAdminAction] = {}
+
+
+def register_channel_admin_action(name: str, description: str, fn: ChannelAdminActionFn) -> None:
+    _channel_admin_actions[name] = ChannelAdminAction(name, description, fn)
+
+
+def channel_admin_actions() -> list[ChannelAdminAction]:
+    return list(_channel_admin_actions.values())
+
+
 # --- storing an operator's attachment (filled by channels_app, which stores and serves media) ---
 
 # (the uploaded file) -> the fields of a media content: {"url", "mime_type", "filename", "size"};

@@ -362,6 +362,10 @@ class ChannelAdmin(admin.ModelAdmin):
         actions = super().get_actions(request)
         if not request.user.is_superuser:
             actions.pop("send_test_message", None)
+            return actions
+        for action in registries.channel_admin_actions():
+            # Providers' actions (channels_app registers them): run, audited, their lines shown as messages.
+            actions[action.name] = (_run_provider_action(action), action.name, action.description)
         return actions
 
     @admin.action(description="Send a test message through the delivery path")
@@ -399,6 +403,17 @@ class ChannelAdmin(admin.ModelAdmin):
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/rooms/channel/send_test_message.html", context)
+
+
+def _run_provider_action(action: registries.ChannelAdminAction) -> Any:
+    def run(modeladmin: ChannelAdmin, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        channels = list(queryset)
+        for channel in channels:
+            audit_record(user=request.user, action=action.name, target=f"channel:{channel.pk}")
+        for level, message in action.run(request.user, channels):
+            modeladmin.message_user(request, message, messages.ERROR if level == "error" else messages.INFO)
+
+    return run
 
 
 class _SaveRefused(Exception):
