@@ -183,7 +183,8 @@ DEFAULT_CAPABILITIES: dict[str, dict] = {
     ChannelType.EMAIL: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": None},
     ChannelType.WEBSOCKET: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.AUDIO, T.VIDEO], "max_length": None},
     ChannelType.MESSENGER: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.TEMPLATE], "max_length": 2000},
-    ChannelType.TEAMS: {"media_types": [T.TEXT, T.RICH], "max_length": 28000},
+    # Teams: a message is at most ~28 KB; an Adaptive Card shows at most 6 actions.
+    ChannelType.TEAMS: {"media_types": [T.TEXT, T.RICH], "max_length": 28000, "max_buttons": 6},
     ChannelType.TELEGRAM: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": 4096},
     ChannelType.WHATSAPP: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.TEMPLATE], "max_length": 4096},
     ChannelType.WHATSAPP_PERSONAL: {"media_types": [T.TEXT, T.MEDIA, T.AUDIO, T.LOCATION], "max_length": 65536},
