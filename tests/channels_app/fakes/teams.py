@@ -81,6 +81,8 @@ class FakeBotFramework(LocalHTTPServer):
     live_tokens: set[str] = field(default_factory=set)
     # Activities the Connector accepted: (conversation id, activity).
     activities: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # The ids it answered with, in the same order.
+    activity_ids: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -117,6 +119,7 @@ class FakeBotFramework(LocalHTTPServer):
             self.requests.clear()
             self.live_tokens.clear()
             self.activities.clear()
+            self.activity_ids.clear()
 
     # --- URLs for a channel's config ---------------------------------------------------
 
@@ -242,4 +245,5 @@ class FakeBotFramework(LocalHTTPServer):
         activity_id = f"1:{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         with self._lock:
             self.activities.append((conversation_id, activity))
+            self.activity_ids.append(activity_id)
         return 201, {"id": activity_id}, {}
