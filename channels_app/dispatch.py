@@ -19,6 +19,7 @@ def register() -> None:
     from channels_app.providers.http import HTTPWebhookProvider
     from channels_app.providers.sinch import SinchSMSProvider
     from channels_app.providers.telegram import TelegramProvider
+    from channels_app.providers.teams import TeamsProvider
     from channels_app.providers.telnyx import TelnyxProvider
     from channels_app.providers.twilio import TwilioProvider
     from channels_app.providers.voicemeup import VoiceMeUpSMSProvider
@@ -42,3 +43,4 @@ def register() -> None:
     registries.register_channel_admin_action(
         "telegram_webhook_info", "Telegram: show the webhook Telegram holds", telegram_setup.admin_show_webhook_info
     )
+    register_provider("teams", TeamsProvider)

@@ -183,7 +183,8 @@ DEFAULT_CAPABILITIES: dict[str, dict] = {
     ChannelType.EMAIL: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": None},
     ChannelType.WEBSOCKET: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.AUDIO, T.VIDEO], "max_length": None},
     ChannelType.MESSENGER: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.TEMPLATE], "max_length": 2000},
-    ChannelType.TEAMS: {"media_types": [T.TEXT, T.RICH], "max_length": 28000},
+    # Teams: a message is at most ~28 KB; an Adaptive Card shows at most 6 actions.
+    ChannelType.TEAMS: {"media_types": [T.TEXT, T.RICH], "max_length": 28000, "max_buttons": 6},
     # Telegram (channels_app.providers.telegram): captions 1024, callback data 64 bytes, 100 buttons a keyboard;
     # files sent by URL up to 20 MB (photos 5 MB), downloaded up to 20 MB.
     ChannelType.TELEGRAM: {
