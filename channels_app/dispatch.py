@@ -18,8 +18,8 @@ def register() -> None:
     from channels_app.providers import register_provider
     from channels_app.providers.http import HTTPWebhookProvider
     from channels_app.providers.sinch import SinchSMSProvider
-    from channels_app.providers.telegram import TelegramProvider
     from channels_app.providers.teams import TeamsProvider
+    from channels_app.providers.telegram import TelegramProvider
     from channels_app.providers.telnyx import TelnyxProvider
     from channels_app.providers.twilio import TwilioProvider
     from channels_app.providers.voicemeup import VoiceMeUpSMSProvider
