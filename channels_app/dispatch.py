@@ -18,6 +18,7 @@ def register() -> None:
     from channels_app.providers import register_provider
     from channels_app.providers.http import HTTPWebhookProvider
     from channels_app.providers.meta.whatsapp.provider import WhatsAppCloudProvider
+    from channels_app.providers.meta.whatsapp.templates import message_templates_table
     from channels_app.providers.sinch import SinchSMSProvider
     from channels_app.providers.telnyx import TelnyxProvider
     from channels_app.providers.twilio import TwilioProvider
@@ -34,3 +35,4 @@ def register() -> None:
     register_provider("voicemeup", VoiceMeUpSMSProvider)
     register_provider("telnyx", TelnyxProvider)
     register_provider("whatsapp_cloud", WhatsAppCloudProvider)
+    registries.register_channel_table("whatsapp_cloud", "Message templates at Meta…", message_templates_table)
