@@ -17,6 +17,7 @@ def register() -> None:
     from channels_app.delivery_policy import delivery_policy_errors
     from channels_app.providers import register_provider
     from channels_app.providers.http import HTTPWebhookProvider
+    from channels_app.providers.meta.messenger.provider import MessengerProvider
     from channels_app.providers.meta.whatsapp.provider import WhatsAppCloudProvider
     from channels_app.providers.meta.whatsapp.templates import message_templates_table
     from channels_app.providers.sinch import SinchSMSProvider
@@ -35,4 +36,5 @@ def register() -> None:
     register_provider("voicemeup", VoiceMeUpSMSProvider)
     register_provider("telnyx", TelnyxProvider)
     register_provider("whatsapp_cloud", WhatsAppCloudProvider)
+    register_provider("messenger", MessengerProvider)
     registries.register_channel_table("whatsapp_cloud", "Message templates at Meta…", message_templates_table)

@@ -9,7 +9,8 @@ It serves what the WhatsApp and Messenger adapters call, checking what Meta chec
   list of at most 10 rows titled with at most 24); a template with a name and
   a language. Answers the documented ``{"messages": [{"id": "wamid…"}]}``.
 - ``GET /{version}/{media_id}``: the media's URL on this server (as Meta's CDN
-  URL), which itself needs the Bearer token; ``GET /cdn/{media_id}`` the bytes.
+  URL), which itself needs the Bearer token; ``GET /cdn/{media_id}`` the bytes;
+  ``GET /public/{media_id}`` the same bytes without credentials (Messenger's links).
 - ``GET /{version}/{waba_id}/message_templates``: the documented list.
 - ``POST /{version}/me/messages``: Messenger's Send API with the page token:
   a ``recipient.id``, and ``message`` or ``sender_action``; a message with
@@ -127,6 +128,10 @@ class FakeGraph(LocalHTTPServer):
             self.requests.append(req)
         path = req.path.split("?", 1)[0]
         auth = req.headers.get("authorization")
+        if path.startswith("/public/"):
+            # Messenger's attachment links: Meta's CDN, no credentials.
+            found = self.media.get(path.removeprefix("/public/"))
+            return (200, found[0], found[1]) if found else (404, b"", "text/plain")
         if path.startswith("/cdn/"):
             if auth != f"Bearer {self.access_token}":
                 return 401, graph_error(190, "Invalid OAuth access token"), "application/json"
