@@ -28,10 +28,13 @@ import json
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from channels_app.providers.meta.signature import sign
 from tests.support import LocalHTTPServer
@@ -70,11 +73,16 @@ class FakeGraph(LocalHTTPServer):
     app_secret: str = "meta-app-secret"
     phone_number_id: str = "106540352242922"
     waba_id: str = "102290129340398"
+    page_id: str = "1234567890123456"
     refuse: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     # Messages Meta accepted: wamid/mid -> the request body.
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Where Meta posts webhooks for what it accepted (our channel's webhook URL); None: it posts nothing.
+    callback_url: str | None = None
+    # HTTP statuses our server answered each callback with.
+    callback_answers: list[int] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -120,6 +128,37 @@ class FakeGraph(LocalHTTPServer):
 
     def requests_to(self, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.path.split("?", 1)[0] == path]
+
+    def record(self, message_id: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.messages[message_id] = body
+
+    # --- Meta's callbacks for what it accepted (signed, on a thread of their own, as Meta sends them) ---
+
+    def _post_callback(self, payload: dict[str, Any]) -> None:
+        assert self.callback_url
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", **self.signed(body)}
+        answer = httpx.post(self.callback_url, content=body, headers=headers, timeout=30)
+        with self._lock:
+            self.callback_answers.append(answer.status_code)
+
+    def _whatsapp_statuses(self, wamid: str, to: str) -> None:
+        for name in ("status_sent.json", "status_delivered.json"):
+            payload = fixture("whatsapp", name)
+            value = payload["entry"][0]["changes"][0]["value"]
+            value["metadata"]["phone_number_id"] = self.phone_number_id
+            value["statuses"][0].update(id=wamid, recipient_id=to, timestamp=str(int(time.time())))
+            self._post_callback(payload)
+
+    def _messenger_delivery(self, psid: str) -> None:
+        payload = fixture("messenger", "delivery.json")
+        payload["entry"][0]["id"] = self.page_id
+        event = payload["entry"][0]["messaging"][0]
+        event["sender"]["id"], event["recipient"]["id"] = psid, self.page_id
+        # Meta's clock, a moment after it delivered: every earlier message to this person is delivered.
+        event["delivery"] = {"watermark": int(time.time() * 1000) + 1000}
+        self._post_callback(payload)
 
     # --- the API --------------------------------------------------------------------------
 
@@ -190,8 +229,9 @@ class FakeGraph(LocalHTTPServer):
         if problem:
             return 400, graph_error(131009, problem)
         wamid = f"wamid.FAKE{next(self._ids):08d}"
-        with self._lock:
-            self.messages[wamid] = body
+        self.record(wamid, body)
+        if self.callback_url:
+            threading.Thread(target=self._whatsapp_statuses, args=(wamid, to), daemon=True).start()
         answer = fixture("whatsapp", "send_response.json")
         answer["contacts"] = [{"input": to, "wa_id": to}]
         answer["messages"] = [{"id": wamid}]
@@ -224,8 +264,9 @@ class FakeGraph(LocalHTTPServer):
         if len(message.get("quick_replies") or []) > 13:
             return 400, graph_error(100, "At most 13 quick replies")
         mid = f"m_FAKE{next(self._ids):08d}"
-        with self._lock:
-            self.messages[mid] = body
+        self.record(mid, body)
+        if self.callback_url:
+            threading.Thread(target=self._messenger_delivery, args=(psid,), daemon=True).start()
         return 200, {"recipient_id": psid, "message_id": mid}
 
 
