@@ -17,6 +17,9 @@ def register() -> None:
     from channels_app.delivery_policy import delivery_policy_errors
     from channels_app.providers import register_provider
     from channels_app.providers.http import HTTPWebhookProvider
+    from channels_app.providers.meta.messenger.provider import MessengerProvider
+    from channels_app.providers.meta.whatsapp.provider import WhatsAppCloudProvider
+    from channels_app.providers.meta.whatsapp.templates import message_templates_table
     from channels_app.providers.sinch import SinchSMSProvider
     from channels_app.providers.teams import TeamsProvider
     from channels_app.providers.telegram import TelegramProvider
@@ -44,3 +47,6 @@ def register() -> None:
         "telegram_webhook_info", "Telegram: show the webhook Telegram holds", telegram_setup.admin_show_webhook_info
     )
     register_provider("teams", TeamsProvider)
+    register_provider("whatsapp_cloud", WhatsAppCloudProvider)
+    register_provider("messenger", MessengerProvider)
+    registries.register_channel_table("whatsapp_cloud", "Message templates at Meta…", message_templates_table)

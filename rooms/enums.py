@@ -182,7 +182,16 @@ DEFAULT_CAPABILITIES: dict[str, dict] = {
     ChannelType.RCS: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": 3072},
     ChannelType.EMAIL: {"media_types": [T.TEXT, T.RICH, T.MEDIA], "max_length": None},
     ChannelType.WEBSOCKET: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.AUDIO, T.VIDEO], "max_length": None},
-    ChannelType.MESSENGER: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.TEMPLATE], "max_length": 2000},
+    # Meta's Send API limits (the adapter fits rich content to them or falls back to text).
+    ChannelType.MESSENGER: {
+        "media_types": [T.TEXT, T.RICH, T.MEDIA, T.TEMPLATE],
+        "max_length": 2000,
+        "max_quick_replies": 13,
+        "max_quick_reply_title": 20,
+        "max_buttons": 3,
+        "max_button_title": 20,
+        "max_media_bytes": 25 * 1024 * 1024,
+    },
     # Teams: a message is at most ~28 KB; an Adaptive Card shows at most 6 actions.
     ChannelType.TEAMS: {"media_types": [T.TEXT, T.RICH], "max_length": 28000, "max_buttons": 6},
     # Telegram (channels_app.providers.telegram): captions 1024, callback data 64 bytes, 100 buttons a keyboard;
@@ -195,7 +204,18 @@ DEFAULT_CAPABILITIES: dict[str, dict] = {
         "max_callback_data_bytes": 64,
         "max_media_bytes": 20 * 1024 * 1024,
     },
-    ChannelType.WHATSAPP: {"media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.TEMPLATE], "max_length": 4096},
+    # WhatsApp Cloud API limits: 3 reply buttons (20-character titles), lists of 10 rows (24), captions
+    # of 1024 characters, media up to 16 MB (images 5 MB, documents 100 MB).
+    ChannelType.WHATSAPP: {
+        "media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.TEMPLATE],
+        "max_length": 4096,
+        "max_reply_buttons": 3,
+        "max_button_title": 20,
+        "max_list_rows": 10,
+        "max_list_row_title": 24,
+        "max_caption": 1024,
+        "max_media_bytes": 16 * 1024 * 1024,
+    },
     ChannelType.WHATSAPP_PERSONAL: {"media_types": [T.TEXT, T.MEDIA, T.AUDIO, T.LOCATION], "max_length": 65536},
     ChannelType.VOICE: {"media_types": [T.AUDIO, T.TEXT], "max_length": None},
     ChannelType.REALTIME_VOICE: {"media_types": [T.AUDIO, T.TEXT], "max_length": None},

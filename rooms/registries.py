@@ -235,3 +235,31 @@ def provider_catalog() -> ProviderCatalog | None:
 def transport_providers(channel_type: str | None = None) -> list[ProviderInfo]:
     """The registered transport providers (those serving ``channel_type`` if given), sorted by name."""
     return _provider_catalog.providers(channel_type) if _provider_catalog else []
+
+
+# --- a provider's own page on a channel (filled by channels_app: WhatsApp's message templates) ---
+
+
+@dataclass(frozen=True)
+class ChannelTable:
+    """What a provider shows about one channel, read from its vendor when asked: a table, or why there is none."""
+
+    title: str
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+    error: str = ""
+    note: str = ""
+
+
+ChannelTableView = Callable[[Any], ChannelTable]  # (channel) -> its table; never raises for vendor errors
+
+_channel_tables: dict[str, tuple[str, ChannelTableView]] = {}
+
+
+def register_channel_table(provider: str, label: str, fn: ChannelTableView) -> None:
+    """Offer ``label`` (a link on the channel's admin page) for channels of ``provider``; ``fn`` reads the table."""
+    _channel_tables[provider] = (label, fn)
+
+
+def channel_table(provider: str) -> tuple[str, ChannelTableView] | None:
+    return _channel_tables.get(provider)

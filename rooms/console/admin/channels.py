@@ -130,7 +130,7 @@ class ChannelAdmin(admin.ModelAdmin):
         return initial
 
     def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> list[str]:
-        fields = ["webhook_urls_with_token" if request.user.is_superuser else "webhook_urls", "delivery_policy"]
+        fields = ["webhook_urls_with_token" if request.user.is_superuser else "webhook_urls", "delivery_policy", "provider_pages"]
         if request.user.is_superuser:
             fields.append("configured_secrets")
         if obj is not None:
@@ -158,6 +158,8 @@ class ChannelAdmin(admin.ModelAdmin):
         webhook = [f for f in ("webhook_urls_with_token", "webhook_urls") if f in present]
         if obj is not None and webhook:
             sets.append(("Webhooks", {"fields": webhook}))
+        if obj is not None and registries.channel_table(obj.provider) is not None:
+            sets.append(("At the vendor", {"fields": ["provider_pages"]}))
         for provider in self._providers():
             names = [config_field_name(provider.name, f.name) for f in provider.config_fields]
             names += [secret_field_name(provider.name, s) for s in typed_secrets(provider)]
@@ -222,6 +224,34 @@ class ChannelAdmin(admin.ModelAdmin):
             state,
             effective["rate_limit"],
         )
+
+    @admin.display(description="Provider pages")
+    def provider_pages(self, obj: Channel | None) -> str:
+        offered = registries.channel_table(obj.provider) if obj is not None and not obj._state.adding else None
+        if offered is None:
+            return "—"
+        url = reverse("admin:rooms_channel_provider_table", args=[obj.pk])
+        return format_html('<a class="rk-provider-table" href="{}">{}</a>', url, offered[0])
+
+    def provider_table_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The provider's table for this channel (WhatsApp's templates), read from the vendor now."""
+        channel = self.get_object(request, unquote(object_id))
+        if channel is None:
+            raise Http404("unknown channel")
+        if not self.has_view_permission(request, channel):
+            raise PermissionDenied
+        offered = registries.channel_table(channel.provider)
+        if offered is None:
+            raise Http404("this channel's provider has no such page")
+        table = offered[1](channel)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{table.title}: {channel.name or channel.pk}",
+            "channel": channel,
+            "table": table,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/rooms/channel/provider_table.html", context)
 
     @admin.display(description="Secrets set")
     def configured_secrets(self, obj: Channel | None) -> str:
@@ -327,7 +357,12 @@ class ChannelAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.rotate_webhook_token_view),
             name="rooms_channel_rotate_webhook_token",
         )
-        return [rotate, *super().get_urls()]
+        table = path(
+            "<path:object_id>/provider-table/",
+            self.admin_site.admin_view(self.provider_table_view),
+            name="rooms_channel_provider_table",
+        )
+        return [rotate, table, *super().get_urls()]
 
     def rotate_webhook_token_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Confirm, then give the channel a new webhook token (superusers; token-verified providers only)."""
