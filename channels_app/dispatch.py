@@ -17,6 +17,7 @@ def register() -> None:
     from channels_app.delivery_policy import delivery_policy_errors
     from channels_app.providers import register_provider
     from channels_app.providers.http import HTTPWebhookProvider
+    from channels_app.providers.neonize import NeonizeWhatsAppProvider
     from channels_app.providers.sinch import SinchSMSProvider
     from channels_app.providers.telnyx import TelnyxProvider
     from channels_app.providers.twilio import TwilioProvider
@@ -32,3 +33,4 @@ def register() -> None:
     register_provider("twilio", TwilioProvider)
     register_provider("voicemeup", VoiceMeUpSMSProvider)
     register_provider("telnyx", TelnyxProvider)
+    register_provider("neonize", NeonizeWhatsAppProvider)
