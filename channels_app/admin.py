@@ -46,6 +46,9 @@ class WhatsAppPersonalSessionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: WhatsAppPersonalSession | None = None) -> bool:
+        return False  # the supervisor owns the row; deleting the channel deletes it
+
     def has_change_permission(self, request: HttpRequest, obj: WhatsAppPersonalSession | None = None) -> bool:
         return False
 

@@ -97,6 +97,8 @@ class ChannelRunner:
         self._watched: dict[str, str] = {}
         self._subscriptions: list[str] = []
         self._read_through: dict[str, int] = {}
+        # Why the runner itself stopped the client (the phone logged it out), for the restart's error.
+        self._end_reason = ""
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -175,9 +177,10 @@ class ChannelRunner:
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
         self._client = client
+        self._end_reason = ""
         try:
             client.connect()
-            error = "the connection ended"
+            error = self._end_reason or "the connection ended"
         except Exception as exc:  # neonize raises NeonizeError (and the Go side's message) for a failed dial
             error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -294,7 +297,8 @@ class ChannelRunner:
         sessions.session_forget(channel_id=self.channel_id)
         with self._digest_lock:
             self._digest = ""
-        sessions.health_update(channel_id=self.channel_id, state=State.LOGGED_OUT, last_error=f"logged out: {reason}")
+        self._end_reason = f"logged out: {reason}"
+        sessions.health_update(channel_id=self.channel_id, state=State.LOGGED_OUT, last_error=self._end_reason)
         client = self._client
         if client is not None:
             client.stop()
