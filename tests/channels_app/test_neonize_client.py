@@ -16,7 +16,7 @@ from django.test import SimpleTestCase
 from neonize.proto import Neonize_pb2 as neonize_proto
 
 from channels_app.models import WhatsAppPersonalState as State
-from channels_app.providers.neonize.client import jid_from_str, jid_to_str, neonize_client
+from channels_app.providers.neonize.client import NeonizeClient, jid_from_str, jid_to_str, neonize_client
 from channels_app.providers.neonize.supervisor import ChannelRunner, RestartPolicy
 from tests.channels_app.test_neonize_supervisor import CHANNEL, RunnerCase, health, wait_for
 
@@ -67,6 +67,16 @@ class RealClientTests(RunnerCase):
         # whatsmeow created its store at the path it was given (nothing paired, so nothing worth keeping yet).
         self.assertTrue(runner.database_path.endswith("session.sqlite3"))
         self.assertEqual(row.qr_code, "")
+
+
+class ClientHandleTests(SimpleTestCase):
+    def test_each_client_of_a_channel_has_its_own_go_handle_on_the_same_database(self) -> None:
+        # neonize stops a client by its handle when the Python object is collected: a restarted
+        # channel's old client being collected must not stop the new one.
+        first = NeonizeClient(channel_id=CHANNEL, database_path="/tmp/never-opened.sqlite3", events=None)
+        second = NeonizeClient(channel_id=CHANNEL, database_path="/tmp/never-opened.sqlite3", events=None)
+        self.assertNotEqual(first._client.uuid, second._client.uuid)
+        self.assertEqual((first._client.name, second._client.name), ("/tmp/never-opened.sqlite3",) * 2)
 
 
 class JidTests(SimpleTestCase):

@@ -16,6 +16,7 @@ JIDs cross the boundary as strings (``"15551234567@s.whatsapp.net"``,
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Protocol
 
 from neonize.proto import Neonize_pb2 as neonize_proto
@@ -112,8 +113,9 @@ class NeonizeClient:
 
         self.channel_id = channel_id
         self.proxy = proxy
-        # neonize names the client (and its Go-side handle) after the database path: one per channel.
-        self._client = NewClient(database_path)
+        # The Go side keys a client by this handle, and neonize stops it by the handle when the Python object is
+        # collected: a restart's new client gets its own, or collecting the old one would stop the new one.
+        self._client = NewClient(database_path, uuid=f"{channel_id}-{uuid.uuid4().hex[:12]}")
         self._events = events
         self._client.event.qr(lambda _client, code: events.on_qr(code.decode() if isinstance(code, bytes) else str(code)))
         self._client.event(ConnectedEv)(lambda _client, _ev: events.on_connected())
