@@ -83,6 +83,8 @@ class ChannelRunner:
         self.heartbeat_seconds = heartbeat_seconds
         self.save_interval = save_interval
         self._stop = threading.Event()
+        # Set when the run thread ends: the event thread drains the queue until then (the run thread waits on it).
+        self._run_done = threading.Event()
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._client: WhatsAppClient | None = None
         self._connected = threading.Event()
@@ -155,6 +157,7 @@ class ChannelRunner:
                 self._stop.wait(delay)
             sessions.health_update(channel_id=self.channel_id, state=State.STOPPED, next_attempt_at=None)
         finally:
+            self._run_done.set()
             close_old_connections()
 
     def _run_once(self) -> str:
@@ -237,7 +240,7 @@ class ChannelRunner:
     def _handle_events(self) -> None:
         last_save = time.monotonic()
         try:
-            while not (self._stop.is_set() and self._events.empty()):
+            while not (self._run_done.is_set() and self._events.empty()):
                 try:
                     kind, payload = self._events.get(timeout=self.heartbeat_seconds)
                 except queue.Empty:
