@@ -136,7 +136,7 @@ class RestartTests(RunnerCase):
 
         self.factory.__class__ = type("Recording", (FakeClientFactory,), {"__call__": recording})
         self.runner(base=0.1, maximum=1.0)
-        wait_for(lambda: len(self.factory.clients) == 4)
+        wait_for(lambda: len(self.factory.clients) == 4 and in_state(State.PAIRING)(), what="the fourth client pairing")
         self.factory.current.scan()
         row = wait_for(in_state(State.CONNECTED))
         self.assertEqual(row.restarts, 3)
