@@ -20,6 +20,7 @@ def register() -> None:
     from channels_app.providers.meta.messenger.provider import MessengerProvider
     from channels_app.providers.meta.whatsapp.provider import WhatsAppCloudProvider
     from channels_app.providers.meta.whatsapp.templates import message_templates_table
+    from channels_app.providers.neonize import NeonizeWhatsAppProvider
     from channels_app.providers.sinch import SinchSMSProvider
     from channels_app.providers.teams import TeamsProvider
     from channels_app.providers.telegram import TelegramProvider
@@ -50,3 +51,4 @@ def register() -> None:
     register_provider("whatsapp_cloud", WhatsAppCloudProvider)
     register_provider("messenger", MessengerProvider)
     registries.register_channel_table("whatsapp_cloud", "Message templates at Meta…", message_templates_table)
+    register_provider("neonize", NeonizeWhatsAppProvider)

@@ -1,0 +1,49 @@
+"""Keep the WhatsApp Personal channels' clients connected until stopped (SIGTERM or Ctrl+C).
+
+Run it once per deployment (one client per account can be connected): it
+serves every enabled ``whatsapp_personal`` channel of provider ``neonize``,
+or only those named. Deliveries reach it through Redis when Celery workers
+send them (``providers.neonize.outbox``).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from django.core.management.base import BaseCommand, CommandError
+
+from channels_app.providers.neonize.supervisor import RestartPolicy, Supervisor
+from rooms.enums import ChannelType
+from rooms.models import Channel
+
+
+class Command(BaseCommand):
+    help = "Run the neonize clients of WhatsApp Personal channels, restarting them with backoff."
+
+    def add_arguments(self, parser):
+        parser.add_argument("channel_ids", nargs="*", help="channels to run (default: every enabled neonize channel)")
+        parser.add_argument("--max-backoff", type=float, default=300.0, help="longest wait between restarts, seconds")
+
+    def handle(self, *args, channel_ids: list[str], max_backoff: float, **options):
+        channels = Channel.objects.filter(channel_type=ChannelType.WHATSAPP_PERSONAL, provider="neonize", enabled=True)
+        if channel_ids:
+            channels = channels.filter(pk__in=channel_ids)
+        found = {c.id: c for c in channels}
+        missing = sorted(set(channel_ids) - set(found))
+        if missing:
+            raise CommandError(f"no enabled neonize whatsapp_personal channel: {', '.join(missing)}")
+        if not found:
+            raise CommandError("no enabled neonize whatsapp_personal channel to run")
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        supervisor = Supervisor(list(found), policy=RestartPolicy(maximum=max_backoff))
+        # Each channel's proxy (its config) applies to its own runner.
+        for channel_id, runner in supervisor.runners.items():
+            runner.proxy = str(found[channel_id].config.get("proxy") or "")
+        supervisor.start()
+        self.stdout.write(f"WhatsApp Personal: running {', '.join(sorted(found))}; the admin shows their state and QR codes")
+        stop.wait()
+        self.stdout.write("stopping…")
+        supervisor.stop()
