@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from django.core.management.base import BaseCommand, CommandError
 
-from channels_app.providers.neonize.supervisor import RestartPolicy, Supervisor
 from rooms.enums import ChannelType
 from rooms.models import Channel
+
+if TYPE_CHECKING:
+    # Imported when a supervisor starts: neonize loads its Go library on import.
+    from channels_app.providers.neonize.supervisor import Supervisor
 
 
 class Command(BaseCommand):
@@ -26,10 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-backoff", type=float, default=300.0, help="longest wait between restarts, seconds")
 
     def handle(self, *args, channel_ids: list[str], max_backoff: float, **options):
-        channels = Channel.objects.filter(channel_type=ChannelType.WHATSAPP_PERSONAL, provider="neonize", enabled=True)
-        if channel_ids:
-            channels = channels.filter(pk__in=channel_ids)
-        found = {c.id: c for c in channels}
+        found = neonize_channels(channel_ids)
         missing = sorted(set(channel_ids) - set(found))
         if missing:
             raise CommandError(f"no enabled neonize whatsapp_personal channel: {', '.join(missing)}")
@@ -38,12 +39,28 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        supervisor = Supervisor(list(found), policy=RestartPolicy(maximum=max_backoff))
-        # Each channel's proxy (its config) applies to its own runner.
-        for channel_id, runner in supervisor.runners.items():
-            runner.proxy = str(found[channel_id].config.get("proxy") or "")
-        supervisor.start()
+        supervisor = start_supervisor(found, max_backoff=max_backoff)
         self.stdout.write(f"WhatsApp Personal: running {', '.join(sorted(found))}; the admin shows their state and QR codes")
         stop.wait()
         self.stdout.write("stopping…")
         supervisor.stop()
+
+
+def neonize_channels(channel_ids: list[str] | None = None) -> dict[str, Channel]:
+    """The enabled neonize ``whatsapp_personal`` channels (of ``channel_ids`` if given), by id."""
+    channels = Channel.objects.filter(channel_type=ChannelType.WHATSAPP_PERSONAL, provider="neonize", enabled=True)
+    if channel_ids:
+        channels = channels.filter(pk__in=channel_ids)
+    return {c.id: c for c in channels}
+
+
+def start_supervisor(channels: dict[str, Channel], *, max_backoff: float = 300.0) -> Supervisor:
+    """Start a supervisor for ``channels`` on threads of this process (``manage.py serve`` does so without Redis)."""
+    from channels_app.providers.neonize import supervisor as neonize_supervisor
+
+    supervisor = neonize_supervisor.Supervisor(list(channels), policy=neonize_supervisor.RestartPolicy(maximum=max_backoff))
+    # Each channel's proxy (its config) applies to its own runner.
+    for channel_id, runner in supervisor.runners.items():
+        runner.proxy = str(channels[channel_id].config.get("proxy") or "")
+    supervisor.start()
+    return supervisor

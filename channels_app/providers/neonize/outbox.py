@@ -33,15 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from django.conf import settings
-from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
 
 from channels_app.http_client import http_client
 from channels_app.inbound_media import MediaFetchError, _read_capped
 from channels_app.providers import expiring_keys
-from channels_app.providers.neonize.client import jid_from_str
 from rooms.content.kinds import content_text
 
 if TYPE_CHECKING:
+    from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
+
     from channels_app.providers.neonize.supervisor import ChannelRunner
 
 logger = logging.getLogger(__name__)
@@ -138,6 +138,8 @@ def perform_send(runner: ChannelRunner, request: dict[str, Any]) -> dict[str, An
         return failure("the WhatsApp Personal client is not connected", code="not_connected")
     try:
         recipient = str(request["recipient"])
+        from channels_app.providers.neonize.client import jid_from_str
+
         jid_from_str(recipient)
     except (KeyError, ValueError) as exc:
         return failure(f"not a WhatsApp address: {exc}", retryable=False, code="invalid_recipient")
@@ -172,6 +174,9 @@ _MEDIA_KIND = {"image/": "image", "video/": "video", "audio/": "audio"}
 
 
 def _message_for(client: Any, part: dict[str, Any]) -> wa.Message | None:
+    # Imported here: neonize loads its 18 MB Go library on import, which only the supervisor's process needs.
+    from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
+
     kind = part.get("type")
     if kind == "location":
         location = wa.LocationMessage(degreesLatitude=float(part["latitude"]), degreesLongitude=float(part["longitude"]))

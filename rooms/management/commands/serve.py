@@ -47,12 +47,13 @@ class Command(BaseCommand):
 
             start_embedded_beat()
             mode = "in-process worker threads"
+        whatsapp = self._start_whatsapp_personal(children, no_workers)
         self.stdout.write(
             f"\nRoomKit Django on {base}\n"
             f"  chat      {base}/\n  admin     {base}/admin/\n"
             f"  API       {base}/api/v1/  (schema: {base}/api/v1/openapi.json)\n"
             f"  webhooks  {base}/webhooks/<channel_id>/\n  health    {base}/healthz\n"
-            f"  background work: {mode}\n"
+            f"  background work: {mode}\n" + (f"  WhatsApp Personal: {whatsapp}\n" if whatsapp else "")
         )
         raise_open_file_limit()
         try:
@@ -63,6 +64,25 @@ class Command(BaseCommand):
         finally:
             for child in children:
                 child.terminate()
+
+    def _start_whatsapp_personal(self, children: list[subprocess.Popen], no_workers: bool) -> str:
+        """The WhatsApp Personal clients: a child process with Redis (sends reach it there), else threads here."""
+        from django.apps import apps
+
+        if not apps.is_installed("channels_app"):
+            return ""
+        from channels_app.management.commands.run_whatsapp_personal import neonize_channels, start_supervisor
+
+        channels = neonize_channels()
+        if not channels:
+            return ""
+        if settings.ROOMKIT_TASK_MODE == "celery":
+            if no_workers:
+                return ""
+            children.append(subprocess.Popen([sys.executable, "manage.py", "run_whatsapp_personal"]))
+            return f"{len(channels)} channel(s), supervised in a child process"
+        start_supervisor(channels)
+        return f"{len(channels)} channel(s), supervised in this process"
 
 
 def run_daphne(host: str, port: int) -> None:
