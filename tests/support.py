@@ -7,11 +7,13 @@ adapters and vendor SDKs run their own code against it.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import parse_qs
 
 from django.test import Client
 
@@ -59,6 +61,9 @@ class RecordedRequest:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    def form(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
+
 
 class LocalHTTPServer:
     """A real HTTP server on 127.0.0.1, in a thread, for a ``with`` block: the base of every fake vendor.
@@ -74,6 +79,53 @@ class LocalHTTPServer:
         # Handler threads of a connection left open by a client do not hold up the test's exit.
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _listen_answering(self) -> None:
+        """Listen with a handler that records each request and answers with ``self._answer(request)``.
+
+        ``_answer`` takes a ``RecordedRequest`` and returns ``(status, body,
+        headers)``: the body as bytes, or anything JSON encodes; the headers as
+        a dict, or only the Content-Type as a string (JSON when not said). It
+        may return None for a lost answer: the request was taken, the
+        connection drops. Kept-alive HTTP/1.1, as a vendor's API serves.
+        """
+        outer = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes: without this, Nagle and the client's delayed
+                # ACK hold every kept-alive answer back ~40 ms (a fake that slow would hide our own cost).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                answer = outer._answer(RecordedRequest(self.command, self.path, headers, self.rfile.read(length)))
+                if answer is None:
+                    self.close_connection = True
+                    return
+                status, body, extra = answer
+                raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+                sent = {"Content-Type": extra} if isinstance(extra, str) else {"Content-Type": "application/json", **extra}
+                self.send_response(status)
+                for k, v in sent.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._listen(_Handler)
+
+    def _answer(self, request: RecordedRequest) -> tuple[int, Any, dict[str, str] | str] | None:
+        raise NotImplementedError
 
     @property
     def url(self) -> str:

@@ -26,11 +26,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ import httpx
 
 from channels_app.providers.meta.signature import sign
 from tests.support import LocalHTTPServer
+from tests.support import RecordedRequest as Recorded
 
 FIXTURES = Path(__file__).resolve().parents[3] / "channels_app" / "providers" / "meta" / "fixtures"
 VERSION = "v21.0"
@@ -53,17 +52,6 @@ def graph_error(code: int, message: str, *, subcode: int | None = None) -> dict[
     if subcode is not None:
         error["error_subcode"] = subcode
     return {"error": error}
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -87,32 +75,7 @@ class FakeGraph(LocalHTTPServer):
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
-        outer = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                req = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
-                status, body, content_type = outer._answer(req)
-                raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            do_GET = do_POST = _serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._listen(_Handler)
+        self._listen_answering()
 
     def reset(self) -> None:
         with self._lock:

@@ -26,16 +26,16 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from tests.support import LocalHTTPServer
+from tests.support import RecordedRequest as Recorded
 
 FIXTURES = Path(__file__).resolve().parents[3] / "channels_app" / "providers" / "teams" / "fixtures"
 APP_ID = "c9e8c047-2a74-40a2-b28a-b162d5f5327c"
@@ -51,20 +51,6 @@ def fixture(name: str) -> dict[str, Any]:
 
 def new_rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def form(self) -> dict[str, str]:
-        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
 
 
 @dataclass
@@ -89,29 +75,7 @@ class FakeBotFramework(LocalHTTPServer):
     def __post_init__(self) -> None:
         if not self.keys:
             self.keys = {"key-1": new_rsa_key()}
-        outer = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                req = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
-                status, body, headers = outer._answer(req)
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            do_GET = do_POST = _serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._listen(_Handler)
+        self._listen_answering()
 
     def reset(self) -> None:
         with self._lock:

@@ -27,11 +27,11 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from tests.support import LocalHTTPServer
+from tests.support import RecordedRequest as Recorded
 
 FIXTURES = Path(__file__).resolve().parents[3] / "channels_app" / "providers" / "telegram" / "fixtures"
 TEST_TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
@@ -61,17 +61,6 @@ def error(code: int, description: str, **parameters: Any) -> dict[str, Any]:
 
 
 @dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
 class FakeTelegram(LocalHTTPServer):
     token: str = TEST_TOKEN
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # file_id -> (file_path, bytes)
@@ -84,27 +73,7 @@ class FakeTelegram(LocalHTTPServer):
     _ids: Any = field(default_factory=lambda: itertools.count(2001))
 
     def __post_init__(self) -> None:
-        outer = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                req = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
-                status, raw, ctype = outer._answer(req)
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            do_GET = do_POST = _serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._listen(_Handler)
+        self._listen_answering()
 
     def reset(self) -> None:
         with self._lock:

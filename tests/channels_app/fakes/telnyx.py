@@ -32,36 +32,24 @@ import copy
 import itertools
 import json
 import re
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
 
 from tests.support import LocalHTTPServer
+from tests.support import RecordedRequest as Recorded
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "telnyx"
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # A fixed seed: the same test key pair on every run (never a real Telnyx key).
 TEST_SIGNING_SEED = bytes(range(32))
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -99,41 +87,7 @@ class FakeTelnyx(LocalHTTPServer):
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
-        outer = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            # HTTP/1.1: the adapter's pooled client keeps its connection, as it would with Telnyx.
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out in two writes: without this, Nagle and the client's delayed
-                # ACK hold every kept-alive answer back ~40 ms (a fake that slow would hide our own cost).
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                req = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
-                answer = outer._answer(req)
-                if answer is None:
-                    # A lost answer: the request was taken, the connection drops.
-                    self.close_connection = True
-                    return
-                status, body, headers = answer
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._listen(_Handler)
+        self._listen_answering()
 
     def reset(self) -> None:
         with self._lock:
