@@ -31,6 +31,10 @@ def register() -> None:
     from channels_app.services_channels import provider_catalog
 
     registries.set_delivery_dispatcher(_dispatch)
+    # The team's typing and reading on the customer's messaging app (channels_app.activity).
+    from channels_app.activity import relay as relay_activity
+
+    registries.set_activity_relay(relay_activity)
     registries.set_channel_policy_handlers(validator=delivery_policy_errors, reporter=channel_policy_report)
     registries.set_provider_catalog(provider_catalog())
     register_provider("http", HTTPWebhookProvider)

@@ -127,6 +127,25 @@ def channel_admin_actions() -> list[ChannelAdminAction]:
     return list(_channel_admin_actions.values())
 
 
+# --- the team's activity shown on the customer's app (filled by channels_app) ----------------------
+
+# (room_id, kind): kind is "typing_start", "typing_stop" or "read" (the team read the conversation).
+ActivityRelay = Callable[[str, str], None]
+
+_activity_relay: ActivityRelay | None = None
+
+
+def set_activity_relay(fn: ActivityRelay) -> None:
+    global _activity_relay
+    _activity_relay = fn
+
+
+def relay_activity(room_id: str, kind: str) -> None:
+    """Show the team's typing or reading on the room's messaging apps that can show it (never blocks on a vendor)."""
+    if _activity_relay is not None:
+        _activity_relay(room_id, kind)
+
+
 # --- storing an operator's attachment (filled by channels_app, which stores and serves media) ---
 
 # (the uploaded file) -> the fields of a media content: {"url", "mime_type", "filename", "size"};

@@ -25,7 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from rooms import services
+from rooms import registries, services
 from rooms.enums import ChannelType, ConversationStatus, ParticipantRole
 from rooms.errors import InvalidInput, NotFound
 from rooms.models import Label, OperatorPresence, Participant, Room
@@ -281,6 +281,7 @@ def operator_typing(user: AbstractBaseUser, room_id: str, typing: bool) -> None:
     broadcast.publish_ephemeral(
         room_id, kind, participant_id=participant_id, display_name=operator_public_name(user), role=ParticipantRole.OPERATOR
     )
+    registries.relay_activity(room_id, kind)  # Messenger, Telegram, WhatsApp show it too
 
 
 def operator_read(user: AbstractBaseUser, room_id: str, seq: int) -> int:
@@ -291,6 +292,7 @@ def operator_read(user: AbstractBaseUser, room_id: str, seq: int) -> int:
     marker = console_mark_read(user=user, room_id=room_id, seq=seq)
     if marker > before:
         broadcast.announce_room_changed(room_id, lists_only=True, read_seq=marker)  # the lists' unread counts
+        registries.relay_activity(room_id, "read")  # "seen" on the customer's messaging app
     if seq >= 1:
         services.participant_mark_read(participant_id=operator_participant_id(user, room_id), seq=seq)
     return marker

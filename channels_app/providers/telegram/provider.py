@@ -148,6 +148,20 @@ class TelegramProvider:
 
     # --- sending --------------------------------------------------------------------------
 
+    def show_activity(self, channel: Channel, recipient: str, kind: str, room_id: str) -> bool:
+        """The team typing, as Telegram's "typing…" chat action (it shows for 5 s or until our message).
+
+        Telegram shows bots no read receipts to give, and a stop needs no call.
+        """
+        token = channel.get_secret("bot_token")
+        if kind != "typing_start" or not token:
+            return False
+        try:
+            api.call(channel, token, "sendChatAction", {"chat_id": recipient, "action": "typing"}, timeout=5.0)
+        except api.BotAPIError:
+            return False
+        return True
+
     def send(self, channel: Channel, delivery: Delivery) -> SendResult:
         """Send one delivery with the Bot API method its content needs; Telegram's ``message_id`` is recorded."""
         token = channel.get_secret("bot_token")

@@ -65,6 +65,8 @@ class FakeGraph(LocalHTTPServer):
     refuse: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    # Mark-as-read (and typing indicator) requests Meta accepted.
+    read_receipts: list[dict[str, Any]] = field(default_factory=list)
     # Messages Meta accepted: wamid/mid -> the request body.
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Where Meta posts webhooks for what it accepted (our channel's webhook URL); None: it posts nothing.
@@ -83,6 +85,7 @@ class FakeGraph(LocalHTTPServer):
             self.media.clear()
             self.requests.clear()
             self.messages.clear()
+            self.read_receipts.clear()
 
     # --- Meta's side of a webhook ---------------------------------------------------------
 
@@ -181,6 +184,19 @@ class FakeGraph(LocalHTTPServer):
     def _whatsapp_send(self, body: dict[str, Any]) -> tuple[int, Any]:
         if body.get("messaging_product") != "whatsapp":
             return 400, graph_error(100, "The parameter messaging_product is required.")
+        if body.get("status") == "read":
+            # Mark as read (and show the typing indicator): a message of ours to mark, only read-receipt fields.
+            indicator = body.get("typing_indicator")
+            if set(body) - {"messaging_product", "status", "message_id", "typing_indicator"} or indicator not in (
+                None,
+                {"type": "text"},
+            ):
+                return 400, graph_error(100, "Invalid parameter")
+            if not str(body.get("message_id") or "").startswith("wamid."):
+                return 400, graph_error(100, "Invalid message_id")
+            with self._lock:
+                self.read_receipts.append(body)
+            return 200, {"success": True}
         to = body.get("to")
         if not isinstance(to, str) or not re.fullmatch(r"\d{7,15}", to):
             return 400, graph_error(131009, "Parameter value is not valid")

@@ -69,6 +69,7 @@ class FakeTelegram(LocalHTTPServer):
     requests: list[Recorded] = field(default_factory=list)
     sent: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)  # (method, body, message_id)
     webhook: dict[str, Any] = field(default_factory=dict)
+    chat_actions: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(2001))
 
@@ -83,6 +84,7 @@ class FakeTelegram(LocalHTTPServer):
             self.requests.clear()
             self.sent.clear()
             self.webhook.clear()
+            self.chat_actions.clear()
 
     def calls(self, method: str) -> list[dict[str, Any]]:
         """The JSON bodies of the calls to ``method``, in order."""
@@ -124,6 +126,7 @@ class FakeTelegram(LocalHTTPServer):
             "setWebhook": self._set_webhook,
             "getWebhookInfo": self._get_webhook_info,
             "deleteWebhook": self._delete_webhook,
+            "sendChatAction": self._send_chat_action,
         }.get(method)
         if method in _MEDIA_FIELDS:
             return self._send_media(method, body)
@@ -160,6 +163,16 @@ class FakeTelegram(LocalHTTPServer):
         if str(chat_id) in self.blocked:
             return self._json(403, error(403, "Forbidden: bot was blocked by the user"))
         return None
+
+    def _send_chat_action(self, body: dict[str, Any]) -> tuple[int, bytes, str]:
+        refused = self._check_chat(body)
+        if refused:
+            return refused
+        if body.get("action") not in ("typing", "upload_photo", "record_voice", "upload_document", "find_location"):
+            return self._json(400, error(400, "Bad Request: wrong parameter action in request"))
+        with self._lock:
+            self.chat_actions.append(body)
+        return self._json(200, {"ok": True, "result": True})
 
     def _accept(self, method: str, body: dict[str, Any]) -> tuple[int, bytes, str]:
         with self._lock:

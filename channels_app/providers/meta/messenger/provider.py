@@ -138,6 +138,11 @@ class MessengerProvider:
             first = first or _message_id(channel, answer)
         return SendResult(True, provider_message_id=first, status=DeliveryStatus.SENT)
 
+    def show_activity(self, channel: Channel, recipient: str, kind: str, room_id: str) -> bool:
+        """The team typing (``typing_on``/``typing_off``) or having read (``mark_seen``), as the customer sees it."""
+        action = _ACTIVITY_ACTIONS.get(kind)
+        return bool(action) and self.send_sender_action(channel, recipient=recipient, action=action).ok
+
     def send_sender_action(self, channel: Channel, *, recipient: str, action: str) -> SendResult:
         """Show ``typing_on``/``typing_off`` or ``mark_seen`` to the customer ``recipient`` (a PSID)."""
         if action not in SENDER_ACTIONS:
@@ -152,6 +157,10 @@ class MessengerProvider:
         if not 200 <= answer.status_code < 300:
             return _failure(answer)
         return SendResult(True)
+
+
+# The team's activity (channels_app.activity) as Messenger's sender actions.
+_ACTIVITY_ACTIONS = {"typing_start": "typing_on", "typing_stop": "typing_off", "read": "mark_seen"}
 
 
 def message_tag(channel: Channel, content: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ Observation on the room. Meta has no idempotency key for sends.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -33,7 +34,7 @@ from channels_app.providers.meta import graph, webhooks, window
 from channels_app.providers.meta.whatsapp import inbound, outbound
 from rooms.enums import ChannelType, DeliveryStatus
 from rooms.inbound import InboundMessage, InboundResult
-from rooms.models import Channel, Delivery
+from rooms.models import Channel, Delivery, RoomEvent
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,30 @@ class WhatsAppCloudProvider:
         if not 200 <= answer.status_code < 300:
             return graph.failure_for_graph_response(answer, permanent_codes=PERMANENT_CODES)
         return _accepted(channel, answer)
+
+    def show_activity(self, channel: Channel, recipient: str, kind: str, room_id: str) -> bool:
+        """The team read (blue ticks) or is typing (WhatsApp's typing indicator, which also marks read).
+
+        Both are said of the customer's latest message in the room (WhatsApp
+        marks the earlier ones read with it); nothing to say before they wrote.
+        """
+        if kind not in ("read", "typing_start"):
+            return False  # the indicator ends by itself (25 s) or with our reply
+        token = channel.get_secret("access_token")
+        phone_number_id = str(channel.config.get("phone_number_id") or "")
+        last = (
+            RoomEvent.objects.filter(room_id=room_id, source_channel=channel, provider_message_id__isnull=False)
+            .order_by("-seq")
+            .values_list("provider_message_id", flat=True)
+            .first()
+        )
+        if not (token and phone_number_id and last):
+            return False
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": last}
+        if kind == "typing_start":
+            body["typing_indicator"] = {"type": "text"}
+        answer = graph.graph_post(channel, f"{phone_number_id}/messages", token=token, body=body)
+        return not isinstance(answer, SendResult) and 200 <= answer.status_code < 300
 
 
 def _accepted(channel: Channel, response: httpx.Response) -> SendResult:
