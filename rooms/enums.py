@@ -186,6 +186,8 @@ DEFAULT_CAPABILITIES: dict[str, dict] = {
     ChannelType.MESSENGER: {
         "media_types": [T.TEXT, T.RICH, T.MEDIA, T.TEMPLATE],
         "max_length": 2000,
+        # The core's limit (rooms.inbound.transcoding): more choices than quick replies hold go as text.
+        "max_options": 13,
         "max_quick_replies": 13,
         "max_quick_reply_title": 20,
         "max_buttons": 3,
@@ -193,13 +195,14 @@ DEFAULT_CAPABILITIES: dict[str, dict] = {
         "max_media_bytes": 25 * 1024 * 1024,
     },
     # Teams: a message is at most ~28 KB; an Adaptive Card shows at most 6 actions.
-    ChannelType.TEAMS: {"media_types": [T.TEXT, T.RICH], "max_length": 28000, "max_buttons": 6},
+    ChannelType.TEAMS: {"media_types": [T.TEXT, T.RICH], "max_length": 28000, "max_options": 6, "max_buttons": 6},
     # Telegram (channels_app.providers.telegram): captions 1024, callback data 64 bytes, 100 buttons a keyboard;
     # files sent by URL up to 20 MB (photos 5 MB), downloaded up to 20 MB.
     ChannelType.TELEGRAM: {
         "media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.AUDIO, T.VIDEO],
         "max_length": 4096,
         "max_caption_length": 1024,
+        # No max_options: the adapter puts what a keyboard cannot hold in the message's text.
         "max_buttons": 100,
         "max_callback_data_bytes": 64,
         "max_media_bytes": 20 * 1024 * 1024,
@@ -209,11 +212,13 @@ DEFAULT_CAPABILITIES: dict[str, dict] = {
     ChannelType.WHATSAPP: {
         "media_types": [T.TEXT, T.RICH, T.MEDIA, T.LOCATION, T.TEMPLATE],
         "max_length": 4096,
+        # More choices than a list's rows go as text; up to 3 are reply buttons, up to 10 a list (the adapter).
+        "max_options": 10,
         "max_reply_buttons": 3,
         "max_button_title": 20,
         "max_list_rows": 10,
         "max_list_row_title": 24,
-        "max_caption": 1024,
+        "max_caption_length": 1024,
         "max_media_bytes": 16 * 1024 * 1024,
     },
     ChannelType.WHATSAPP_PERSONAL: {"media_types": [T.TEXT, T.MEDIA, T.AUDIO, T.LOCATION], "max_length": 65536},

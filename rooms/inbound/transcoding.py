@@ -1,7 +1,12 @@
 """Fit content to what a target channel can carry.
 
 A channel's capabilities name the content types it takes and its maximum text
-length (``rooms.enums.DEFAULT_CAPABILITIES``, overridable per channel). Content
+length (``rooms.enums.DEFAULT_CAPABILITIES``, overridable per channel), and may
+name the platform's other limits, which apply here for every adapter:
+``max_options`` (buttons and quick replies one rich message may carry: more
+and the message goes as its text, which lists them all, rather than losing
+some), ``max_caption_length`` (a media caption's own limit, else
+``max_length``) and ``max_media_bytes`` (a larger file goes as a link). Content
 it cannot take becomes its text rendering; long text is cut with an ellipsis.
 SMS targets (``sms_segments``) are cut with three ASCII dots, since ``…`` is
 not in the GSM-7 alphabet and would move the whole text to UCS-2 (70
@@ -42,8 +47,13 @@ def transcode(content: dict[str, Any], capabilities: dict[str, Any]) -> dict[str
     if kind in media_types and kind not in ("system", "edit", "delete"):
         if kind == "text" and max_length is not None and len(content["body"]) > max_length:
             return {**content, "body": truncate(content["body"], max_length, ellipsis)}
-        if kind == "media" and content.get("caption") and max_length is not None:
-            return {**content, "caption": truncate(content["caption"], max_length, ellipsis)}
+        if kind == "media" and _too_large(content, capabilities.get("max_media_bytes")):
+            return {"type": "text", "body": truncate(_as_link(content), max_length, ellipsis)}
+        caption_length = capabilities.get("max_caption_length", max_length)
+        if kind == "media" and content.get("caption") and caption_length is not None:
+            return {**content, "caption": truncate(content["caption"], caption_length, ellipsis)}
+        if kind == "rich" and _options(content) > capabilities.get("max_options", _options(content)):
+            return {"type": "text", "body": truncate(content_text(content), max_length, ellipsis)}
         if kind == "rich" and max_length is not None and len(content["body"]) > max_length:
             # The vendor would refuse it, and markup cannot be cut safely: send
             # the text rendering, cut, instead.
@@ -52,6 +62,22 @@ def transcode(content: dict[str, Any], capabilities: dict[str, Any]) -> dict[str
     if kind == "edit" and "edit" in media_types:
         return content
     return {"type": "text", "body": truncate(content_text(content), max_length, ellipsis)}
+
+
+def _options(content: dict[str, Any]) -> int:
+    """How many choices a rich message offers: its buttons and its quick replies."""
+    return len(content.get("buttons") or []) + len(content.get("quick_replies") or [])
+
+
+def _too_large(content: dict[str, Any], max_bytes: int | None) -> bool:
+    size = content.get("size")
+    return max_bytes is not None and isinstance(size, int) and size > max_bytes
+
+
+def _as_link(content: dict[str, Any]) -> str:
+    """A file too large for the platform: its caption (or name) and where to fetch it."""
+    label = content.get("caption") or content.get("filename") or ""
+    return f"{label}\n{content.get('url', '')}".strip()
 
 
 @dataclass(frozen=True)

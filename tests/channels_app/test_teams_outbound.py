@@ -116,12 +116,21 @@ class SendTests(OutboundTestCase):
         self.assertEqual(open_url, {"type": "Action.OpenUrl", "title": "Help", "url": "https://example.com/help"})
         self.assertEqual(quick["data"]["roomkit"], {"title": "Talk to a person", "payload": "Talk to a person"})
 
-    def test_more_buttons_than_teams_shows_are_cut_to_the_channels_limit(self) -> None:
-        Channel.objects.filter(pk=CHANNEL).update(capabilities={"max_buttons": 3})
+    def test_more_choices_than_a_card_shows_go_as_text_listing_them_all(self) -> None:
+        delivery = self.say({"type": "rich", "body": "Pick", "quick_replies": [f"option {i}" for i in range(10)]})
+
+        self.assertEqual(delivery.status, DeliveryStatus.SENT, delivery.last_error)
+        activity = self.bf.activities[0][1]
+        self.assertNotIn("attachments", activity)  # the core's max_options (6): no option is dropped
+        self.assertIn("option 0", activity["text"])
+        self.assertIn("option 9", activity["text"])
+
+    def test_a_card_never_shows_more_actions_than_the_channel_allows(self) -> None:
+        Channel.objects.filter(pk=CHANNEL).update(capabilities={"max_options": 5, "max_buttons": 3})
         from rooms.selectors import clear_channel_cache
 
         clear_channel_cache()
-        delivery = self.say({"type": "rich", "body": "Pick", "quick_replies": [f"option {i}" for i in range(10)]})
+        delivery = self.say({"type": "rich", "body": "Pick", "quick_replies": [f"option {i}" for i in range(5)]})
 
         self.assertEqual(delivery.status, DeliveryStatus.SENT, delivery.last_error)
         self.assertEqual(len(self.bf.activities[0][1]["attachments"][0]["content"]["actions"]), 3)

@@ -152,6 +152,29 @@ class CompositeAndBookkeepingTests(SimpleTestCase):
         self.assertEqual(content_text({"type": "hologram"}), "")
 
 
+class PlatformLimitTests(SimpleTestCase):
+    """Limits a platform names in the channel's capabilities, applied for every adapter."""
+
+    def test_more_choices_than_the_platform_shows_go_as_text_listing_them_all(self) -> None:
+        caps = {"media_types": ["text", "rich"], "max_length": 4096, "max_options": 3}
+        fits = {"type": "rich", "body": "Pick one", "buttons": [{"title": "A"}, {"title": "B"}], "quick_replies": ["C"]}
+        self.assertEqual(transcode(fits, caps), fits)
+        too_many = {"type": "rich", "body": "Pick one", "buttons": [{"title": t} for t in "ABCD"]}
+        self.assertEqual(transcode(too_many, caps), {"type": "text", "body": "Pick one\nA | B | C | D"})
+
+    def test_a_caption_has_its_own_limit(self) -> None:
+        caps = {"media_types": ["text", "media"], "max_length": 4096, "max_caption_length": 10}
+        media = {"type": "media", "url": "https://x.example/a.png", "mime_type": "image/png", "caption": "a" * 30}
+        self.assertEqual(transcode(media, caps)["caption"], "a" * 9 + "…")
+
+    def test_a_file_larger_than_the_platform_takes_goes_as_a_link(self) -> None:
+        caps = {"media_types": ["text", "media"], "max_length": 4096, "max_media_bytes": 1000}
+        small = {"type": "media", "url": "https://x.example/a.pdf", "mime_type": "application/pdf", "size": 999}
+        self.assertEqual(transcode(small, caps), small)
+        large = {**small, "size": 5000, "caption": "The contract"}
+        self.assertEqual(transcode(large, caps), {"type": "text", "body": "The contract\nhttps://x.example/a.pdf"})
+
+
 class LengthTests(SimpleTestCase):
     def test_sms_text_is_cut_at_1600_with_three_ascii_dots(self) -> None:
         self.assertEqual(transcode(text("x" * 1600), SMS), text("x" * 1600))
