@@ -20,6 +20,11 @@ class ChannelsAppConfig(AppConfig):
         from rooms.registries import register_media_store
 
         register_media_store(lambda upload: store_image(upload).as_content_fields())
+        # manage.py serve keeps the WhatsApp Personal clients running beside the server.
+        from channels_app.management.commands.run_whatsapp_personal import serve_whatsapp_personal
+        from rooms.registries import register_serve_starter
+
+        register_serve_starter("WhatsApp Personal", serve_whatsapp_personal)
         # A web chat's page settings (welcome message, reply time) are checked when it is saved.
         register_channel_type_check(ChannelType.WEBSOCKET, webchat_settings_errors)
         # /api/v1/chat/…: the web chat's sessions and uploads, under the API's rules and schema.

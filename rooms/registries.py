@@ -127,6 +127,24 @@ def channel_admin_actions() -> list[ChannelAdminAction]:
     return list(_channel_admin_actions.values())
 
 
+# --- long-lived work other apps run beside the server (filled by their AppConfig.ready) ------------
+
+# (celery: background work runs in Celery workers, no_workers: serve starts none) ->
+# (a line for serve's banner, "" when there is nothing to run; the child processes it started).
+ServeStarter = Callable[[bool, bool], tuple[str, list[Any]]]
+
+_serve_starters: dict[str, ServeStarter] = {}
+
+
+def register_serve_starter(label: str, fn: ServeStarter) -> None:
+    """``manage.py serve`` calls ``fn`` as it starts (its children are stopped with the server)."""
+    _serve_starters[label] = fn
+
+
+def serve_starters() -> dict[str, ServeStarter]:
+    return dict(_serve_starters)
+
+
 # --- the team's activity shown on the customer's app (filled by channels_app) ----------------------
 
 # (room_id, kind): kind is "typing_start", "typing_stop" or "read" (the team read the conversation).

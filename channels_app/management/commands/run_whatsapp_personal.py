@@ -9,6 +9,8 @@ send them (``providers.neonize.outbox``).
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -64,3 +66,17 @@ def start_supervisor(channels: dict[str, Channel], *, max_backoff: float = 300.0
         runner.proxy = str(channels[channel_id].config.get("proxy") or "")
     supervisor.start()
     return supervisor
+
+
+def serve_whatsapp_personal(celery: bool, no_workers: bool) -> tuple[str, list[subprocess.Popen]]:
+    """``manage.py serve``'s part: a child process with Redis (workers' sends reach it there), else threads of serve's own."""
+    channels = neonize_channels()
+    if not channels:
+        return "", []
+    if celery:
+        if no_workers:
+            return "", []
+        child = subprocess.Popen([sys.executable, "manage.py", "run_whatsapp_personal"])
+        return f"{len(channels)} channel(s), supervised in a child process", [child]
+    start_supervisor(channels)
+    return f"{len(channels)} channel(s), supervised in this process", []

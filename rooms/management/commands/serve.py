@@ -47,13 +47,13 @@ class Command(BaseCommand):
 
             start_embedded_beat()
             mode = "in-process worker threads"
-        whatsapp = self._start_whatsapp_personal(children, no_workers)
+        services = self._start_app_services(children, no_workers)
         self.stdout.write(
             f"\nRoomKit Django on {base}\n"
             f"  chat      {base}/\n  admin     {base}/admin/\n"
             f"  API       {base}/api/v1/  (schema: {base}/api/v1/openapi.json)\n"
             f"  webhooks  {base}/webhooks/<channel_id>/\n  health    {base}/healthz\n"
-            f"  background work: {mode}\n" + (f"  WhatsApp Personal: {whatsapp}\n" if whatsapp else "")
+            f"  background work: {mode}\n" + "".join(services)
         )
         raise_open_file_limit()
         try:
@@ -65,24 +65,17 @@ class Command(BaseCommand):
             for child in children:
                 child.terminate()
 
-    def _start_whatsapp_personal(self, children: list[subprocess.Popen], no_workers: bool) -> str:
-        """The WhatsApp Personal clients: a child process with Redis (sends reach it there), else threads here."""
-        from django.apps import apps
+    def _start_app_services(self, children: list[subprocess.Popen], no_workers: bool) -> list[str]:
+        """What other apps run beside the server (``rooms.registries.register_serve_starter``): their banner lines."""
+        from rooms.registries import serve_starters
 
-        if not apps.is_installed("channels_app"):
-            return ""
-        from channels_app.management.commands.run_whatsapp_personal import neonize_channels, start_supervisor
-
-        channels = neonize_channels()
-        if not channels:
-            return ""
-        if settings.ROOMKIT_TASK_MODE == "celery":
-            if no_workers:
-                return ""
-            children.append(subprocess.Popen([sys.executable, "manage.py", "run_whatsapp_personal"]))
-            return f"{len(channels)} channel(s), supervised in a child process"
-        start_supervisor(channels)
-        return f"{len(channels)} channel(s), supervised in this process"
+        lines = []
+        for label, start in serve_starters().items():
+            line, started = start(settings.ROOMKIT_TASK_MODE == "celery", no_workers)
+            children.extend(started)
+            if line:
+                lines.append(f"  {label}: {line}\n")
+        return lines
 
 
 def run_daphne(host: str, port: int) -> None:
