@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models.functions import Coalesce
 from django.http import QueryDict
 
 from rooms.console.inbox import is_customer_channel_type
@@ -107,11 +107,25 @@ def _filtered(user: AbstractBaseUser, filters: InboxFilters, *, with_view: bool 
 def inbox_rows(user: AbstractBaseUser, filters: InboxFilters, *, limit: int = PAGE_SIZE) -> list[InboxRow]:
     """The page's conversations, newest activity first."""
     last_message = RoomEvent.objects.filter(room=OuterRef("pk"), type=EventType.MESSAGE).order_by("-seq")
+    # Unread: the customers' messages after the team's read marker (not the team's, the agents' or system events).
+    unread = (
+        RoomEvent.objects.filter(
+            room=OuterRef("pk"),
+            type=EventType.MESSAGE,
+            seq__gt=Coalesce(OuterRef("operator_read_marker__seq"), Value(0)),
+            source_channel__category=ChannelCategory.TRANSPORT,
+        )
+        .exclude(source_channel__channel_type=ChannelType.CONSOLE)
+        .order_by()
+        .values("room")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     rooms = (
         _filtered(user, filters)
         .select_related("assignee", "operator_read_marker")
         .annotate(
-            unread_count=Greatest(F("last_seq") - Coalesce(F("operator_read_marker__seq"), Value(0)), Value(0)),
+            unread_count=Coalesce(Subquery(unread[:1]), Value(0)),
             last_content=Subquery(last_message.values("content")[:1]),
             last_channel_type=Subquery(last_message.values("source_channel__channel_type")[:1]),
             last_channel_name=Subquery(last_message.values("source_channel__name")[:1]),

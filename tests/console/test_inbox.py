@@ -43,6 +43,24 @@ class InboxListTests(TestCase):
         self.assertNotIn(f">{room.pk}<", html)
         self.assertIn(f"/admin/inbox/c/{room.pk}/", html)
 
+    def test_unread_counts_the_customers_messages_after_the_teams_read_marker(self) -> None:
+        room = chat_room(sms=None)
+        say(room.pk, "one")
+        say(room.pk, "two")
+
+        def badge() -> str:
+            html = rows_html(self.client)
+            return html.split('class="rk-badge" title="unread">', 1)[1].split("<", 1)[0] if "rk-badge" in html else "0"
+
+        self.assertEqual(badge(), "2")
+        csrf_post(self.client, f"{INBOX}c/{room.pk}/send/", {"mode": "reply", "text": "ours", "token": "u1"})
+        csrf_post(self.client, f"{INBOX}c/{room.pk}/send/", {"mode": "note", "text": "a note", "token": "u2"})
+        self.assertEqual(badge(), "2")  # the team's own words are not unread
+        csrf_post(self.client, f"{INBOX}c/{room.pk}/read/", {"seq": str(Room.objects.get(pk=room.pk).last_seq)})
+        self.assertEqual(badge(), "0")
+        say(room.pk, "three")
+        self.assertEqual(badge(), "1")
+
     def test_an_operators_reply_is_the_preview_marked_as_ours(self) -> None:
         room = chat_room()
         say(room.pk, "hello")

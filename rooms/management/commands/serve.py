@@ -50,7 +50,7 @@ class Command(BaseCommand):
         services = self._start_app_services(children, no_workers)
         self.stdout.write(
             f"\nRoomKit Django on {base}\n"
-            f"  chat      {base}/\n  admin     {base}/admin/\n"
+            f"  chat      {base}/\n  inbox     {base}/admin/inbox/\n  admin     {base}/admin/\n"
             f"  API       {base}/api/v1/  (schema: {base}/api/v1/openapi.json)\n"
             f"  webhooks  {base}/webhooks/<channel_id>/\n  health    {base}/healthz\n"
             f"  background work: {mode}\n" + "".join(services)
