@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 import httpx
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
 
 from channels_app.providers.base import (
     ConfigField,
@@ -28,13 +28,13 @@ from channels_app.providers.base import (
     SendResult,
     StatusUpdate,
     configuration_failure,
-    inbound_json_response,
 )
 from channels_app.providers.meta import graph, webhooks, window
+from channels_app.providers.meta.base import GRAPH_CONFIG_FIELDS, MetaWebhookProvider
 from channels_app.providers.meta.messenger import inbound, outbound
 from rooms.enums import ChannelType, DeliveryStatus
 from rooms.errors import InvalidInput
-from rooms.inbound import InboundMessage, InboundResult
+from rooms.inbound import InboundMessage
 from rooms.models import Channel, Delivery
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ SENDER_ACTIONS = frozenset({"typing_on", "typing_off", "mark_seen"})
 PERMANENT_CODES = frozenset({"551", "100", "1545041", "2018278", "2018001"})
 
 
-class MessengerProvider:
+class MessengerProvider(MetaWebhookProvider):
     """Messenger for a Facebook Page."""
 
     name = "messenger"
@@ -57,11 +57,10 @@ class MessengerProvider:
         channel_types=frozenset({ChannelType.MESSENGER}),
         config_fields=(
             ConfigField("page_id", "Page id", required=True, help="The Facebook Page whose conversations this channel holds"),
-            ConfigField("api_version", "Graph API version", help=f"Default {graph.DEFAULT_API_VERSION}"),
             ConfigField(
                 "message_tag", "Default message tag", help="Optional: the tag for sends outside 24 hours, e.g. ACCOUNT_UPDATE"
             ),
-            ConfigField("api_base", "API base URL", help=f"Default {graph.DEFAULT_API_BASE}"),
+            *GRAPH_CONFIG_FIELDS,
         ),
         secrets=("page_access_token", "app_secret", "verify_token"),
         required_secrets=("page_access_token", "app_secret", "verify_token"),
@@ -70,12 +69,6 @@ class MessengerProvider:
     )
 
     # --- webhooks -------------------------------------------------------------------------
-
-    def handshake(self, channel: Channel, request: HttpRequest) -> HttpResponse | None:
-        return webhooks.verification_handshake(channel, request)
-
-    def verify_request(self, channel: Channel, request: HttpRequest) -> bool:
-        return webhooks.verify_meta_request(channel, request)
 
     def parse_inbound(self, channel: Channel, request: HttpRequest) -> InboundParse:
         entries = webhooks.envelope_entries(request, WEBHOOK_OBJECT)
@@ -96,12 +89,6 @@ class MessengerProvider:
                 updates.extend(found)
         response = None if messages or updates else JsonResponse({"ignored": True})
         return InboundParse(messages, response=response, status_updates=updates)
-
-    def inbound_response(self, channel: Channel, results: list[InboundResult]) -> HttpResponse:
-        return inbound_json_response(results)
-
-    def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate] | InboundParse:
-        return self.parse_inbound(channel, request)
 
     # --- sending --------------------------------------------------------------------------
 

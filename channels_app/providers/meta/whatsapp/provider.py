@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 import httpx
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
 
 from channels_app.providers.base import (
     ConfigField,
@@ -28,12 +28,12 @@ from channels_app.providers.base import (
     SendResult,
     StatusUpdate,
     configuration_failure,
-    inbound_json_response,
 )
 from channels_app.providers.meta import graph, webhooks, window
+from channels_app.providers.meta.base import GRAPH_CONFIG_FIELDS, MetaWebhookProvider
 from channels_app.providers.meta.whatsapp import inbound, outbound
 from rooms.enums import ChannelType, DeliveryStatus
-from rooms.inbound import InboundMessage, InboundResult
+from rooms.inbound import InboundMessage
 from rooms.models import Channel, Delivery, RoomEvent
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ PERMANENT_CODES = frozenset(
 )  # fmt: skip
 
 
-class WhatsAppCloudProvider:
+class WhatsAppCloudProvider(MetaWebhookProvider):
     """WhatsApp Business through Meta's Cloud API."""
 
     name = "whatsapp_cloud"
@@ -66,11 +66,10 @@ class WhatsAppCloudProvider:
                 required=True,
                 help="The WhatsApp business number's id (WhatsApp Manager → API setup)",
             ),
-            ConfigField("api_version", "Graph API version", help=f"Default {graph.DEFAULT_API_VERSION}"),
             ConfigField(
                 "waba_id", "WhatsApp Business Account id", help="Optional: lists the account's message templates in the admin"
             ),
-            ConfigField("api_base", "API base URL", help=f"Default {graph.DEFAULT_API_BASE}"),
+            *GRAPH_CONFIG_FIELDS,
         ),
         secrets=("access_token", "app_secret", "verify_token"),
         required_secrets=("access_token", "app_secret", "verify_token"),
@@ -80,12 +79,6 @@ class WhatsAppCloudProvider:
     )
 
     # --- webhooks -------------------------------------------------------------------------
-
-    def handshake(self, channel: Channel, request: HttpRequest) -> HttpResponse | None:
-        return webhooks.verification_handshake(channel, request)
-
-    def verify_request(self, channel: Channel, request: HttpRequest) -> bool:
-        return webhooks.verify_meta_request(channel, request)
 
     def parse_inbound(self, channel: Channel, request: HttpRequest) -> InboundParse:
         """Every ``messages`` change for this channel's number: customers' messages and our messages' statuses."""
@@ -111,13 +104,6 @@ class WhatsAppCloudProvider:
                 updates.extend(statuses)
         response = None if messages or updates else JsonResponse({"ignored": True})
         return InboundParse(messages, response=response, status_updates=updates)
-
-    def inbound_response(self, channel: Channel, results: list[InboundResult]) -> HttpResponse:
-        return inbound_json_response(results)
-
-    def parse_status(self, channel: Channel, request: HttpRequest) -> list[StatusUpdate] | InboundParse:
-        # Meta posts statuses to the one URL; one posted here is read the same way.
-        return self.parse_inbound(channel, request)
 
     # --- sending --------------------------------------------------------------------------
 
