@@ -133,7 +133,10 @@ def snooze_until(raw: str, *, now: datetime) -> datetime:
     raw = (raw or "").strip()
     if raw in _PRESETS:
         return now + _PRESETS[raw]
-    parsed = parse_datetime(raw) if raw else None
+    try:
+        parsed = parse_datetime(raw) if raw else None
+    except ValueError:  # well formed but no such date (February 30th)
+        parsed = None
     if parsed is None:
         raise InvalidInput("until must be a date and time (or 1h, 4h, 1d, 1w)", code="invalid_snooze")
     if timezone.is_naive(parsed):

@@ -260,7 +260,13 @@ class InboxActionTests(TestCase):
         self.assertEqual(Room.objects.get(pk=self.room.pk).conversation_status, ConversationStatus.OPEN)
 
     def test_a_snooze_in_the_past_or_unparseable_is_refused(self) -> None:
-        for until in ("", "yesterday", (timezone.now() - timedelta(hours=1)).isoformat(), "2999-01-01T00:00:00"):
+        for until in (
+            "",
+            "yesterday",
+            (timezone.now() - timedelta(hours=1)).isoformat(),
+            "2999-01-01T00:00:00",
+            "2027-02-30T10:00",
+        ):
             with self.subTest(until=until):
                 self.assertEqual(self.act("snooze", until=until).status_code, 400)
         self.assertEqual(Room.objects.get(pk=self.room.pk).conversation_status, ConversationStatus.OPEN)
