@@ -725,24 +725,30 @@ class VoiceCallEndToEndTests(BrowserTestCase):
         page.wait_for_timeout(300)
         self.assertLess(voice_stats(page)["playedSamples"] - cut["playedSamples"], 0.08 * cut["playbackRate"])
 
-        # What the caller said instead is heard, and the next answer is played out to the end.
-        wait_until(lambda: mine.count() >= 2, timeout=60, message="the second question")
-        interrupted_with = mine.nth(1).locator(".text").text_content() or ""
-        self.assertIn("question", interrupted_with.lower())
+        # What the caller said instead is heard, and the next answer is played out to the end. The
+        # interruption is two sentences: under load the pause between them may end a turn, so the caller's
+        # words after the first question are read together (and each of their turns may be answered).
+        def said_after_the_question() -> str:
+            return " ".join(mine.nth(i).locator(".text").text_content() or "" for i in range(1, mine.count())).lower()
+
+        wait_until(lambda: "question" in said_after_the_question(), timeout=60, message="the second question")
         # (The server ends a fully sent playback by its own clock, a little before the caller's buffer runs
         # dry, so the page has nothing to report with playback_done: it played every sample, that is all.)
         theirs.nth(1).wait_for(timeout=60_000)
-        wait_until(lambda: self.second_answer_heard(page), timeout=90, message="the second answer played out")
-        self.assertEqual(theirs.count(), 2)
-        self.assertEqual(theirs.nth(1).locator(".foot").text_content(), "")
+        wait_until(lambda: self.second_answer_heard(page), timeout=90, message="the last answer played out")
+        # An answer per turn at most (a turn that comes while the agent is still answering steers that answer).
+        self.assertTrue(2 <= theirs.count() <= mine.count(), (theirs.count(), mine.count()))
+        self.assertEqual(theirs.last.locator(".foot").text_content(), "")
         stats = voice_stats(page)
         self.assertEqual(set(stats["frameSizes"]), {"640"})
         self.assertEqual(stats["captureMode"], "context")
 
         # The caller's words are the room's events, with the seq the page shows.
-        for i, said in enumerate((asked, interrupted_with)):
+        for i in range(mine.count()):
+            said = mine.nth(i).locator(".text").text_content() or ""
             seq = int(mine.nth(i).get_attribute("data-seq"))
             self.assertEqual(RoomEvent.objects.get(source_channel_id="voice", seq=seq).content["body"], said)
+        self.assertEqual(mine.first.locator(".text").text_content(), asked)
         page.click("#call")
         page.wait_for_function("() => window.roomkitVoice.state === 'ended'")
         self.assertEqual(problems, [])
