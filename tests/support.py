@@ -81,7 +81,7 @@ class LocalHTTPServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def _listen_answering(self) -> None:
-        """Listen with a handler that records each request and answers with ``self._answer(request)``.
+        """Listen with a handler that records each request and answers with ``self._answer(request)`` (the subclass's).
 
         ``_answer`` takes a ``RecordedRequest`` and returns ``(status, body,
         headers)``: the body as bytes, or anything JSON encodes; the headers as
@@ -123,9 +123,6 @@ class LocalHTTPServer:
                 pass
 
         self._listen(_Handler)
-
-    def _answer(self, request: RecordedRequest) -> tuple[int, Any, dict[str, str] | str] | None:
-        raise NotImplementedError
 
     @property
     def url(self) -> str:

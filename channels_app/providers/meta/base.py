@@ -17,16 +17,13 @@ GRAPH_CONFIG_FIELDS = (
 
 
 class MetaWebhookProvider:
-    """Webhooks as Meta sends them for any of its products; a subclass parses its own ``parse_inbound``."""
+    """Webhooks as Meta sends them for any of its products; each subclass has its own ``parse_inbound``."""
 
     def handshake(self, channel: Channel, request: HttpRequest) -> HttpResponse | None:
         return webhooks.verification_handshake(channel, request)
 
     def verify_request(self, channel: Channel, request: HttpRequest) -> bool:
         return webhooks.verify_meta_request(channel, request)
-
-    def parse_inbound(self, channel: Channel, request: HttpRequest) -> InboundParse:
-        raise NotImplementedError
 
     def inbound_response(self, channel: Channel, results: list[InboundResult]) -> HttpResponse:
         return inbound_json_response(results)
