@@ -181,7 +181,7 @@ class StreamingTests(SimpleTestCase):
         pcm, rate = speak("Please book a table for two.")
         first = stt.transcribe(pcm, rate).text
         hum = (np.sin(np.arange(rate * 3) * 2 * np.pi * 120 / rate) * 12000).astype("<i2").tobytes()
-        stt.transcribe(hum, rate)  # a loud line before: its cepstral mean is not carried over
+        stt.transcribe(hum, rate)  # a loud line before: its cepstral mean and noise estimate are not carried over
         self.assertEqual(stt.transcribe(pcm, rate).text, first)
 
     def test_concurrent_utterances_do_not_mix(self) -> None:
