@@ -5,8 +5,9 @@ adapter expects: a vendor changes a field's type, drops one, or sends an event
 kind nobody documented. Each test here starts from the vendor's documented
 payloads (the adapters' fixtures), changes one to three places in them at
 random (a value replaced by any JSON value — null, a huge integer, a NUL, a
-lone surrogate, a list, an object — or a key removed), signs the result as the
-vendor signs, and posts it through the real view. The answer must be a 2xx
+lone surrogate, a list, an object — or a key removed; now and then the whole
+document replaced), signs the result as the vendor signs, and posts it
+through the real view. The answer must be a 2xx
 or a 4xx in the contract's error shape, and a 4xx must leave every room
 table as it was.
 
