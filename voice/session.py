@@ -252,8 +252,9 @@ class VoiceSession:
         self._queued = asyncio.Event()  # set when a piece is queued
         self._speaking = False
         self._stop_synthesis = threading.Event()
-        self._streams: dict[str, dict[str, str]] = {}  # stream id -> {"agent_id", "pending"}
-        self._spoken_events: set[str] = set()
+        self._streams: dict[str, dict[str, str]] = {}  # stream id -> {"agent_id", "pending", "text"}
+        self._spoken_events: set[str] = set()  # replies said from their stream, whose event frame is still to come
+        self._stream_events: dict[str, str] = {}  # stream id -> its reply's event, when the event came first
         self._played_ms = 0.0
         self._pieces: list[_Piece] = []  # what this playback said, piece by piece, on its audio clock
         self._heard: dict[str, str] = {}  # reply -> what the caller heard of it, when it was cut
@@ -565,11 +566,12 @@ class VoiceSession:
         """A frame of the room (as the chat page gets them): replies to speak."""
         kind = frame.get("type")
         if kind == "stream_start":
-            self._streams[frame["stream_id"]] = {"agent_id": frame.get("agent_id", ""), "pending": ""}
+            self._streams[frame["stream_id"]] = {"agent_id": frame.get("agent_id", ""), "pending": "", "text": ""}
         elif kind == "stream_chunk":
             stream = self._streams.get(frame.get("stream_id", ""))
             if stream is not None:
                 stream["pending"] += frame.get("delta", "")
+                stream["text"] += frame.get("delta", "")
                 sentences = _SENTENCE_END.split(stream["pending"])
                 stream["pending"] = sentences.pop()  # the unfinished one
                 for sentence in sentences:
@@ -578,11 +580,13 @@ class VoiceSession:
             stream = self._streams.pop(frame.get("stream_id", ""), None)
             if stream is None:
                 return
+            seen = self._stream_events.pop(frame["stream_id"], None)
             if frame.get("abandoned"):
                 return
             await self._say_streamed(stream["pending"], stream["agent_id"], frame["stream_id"])
             if frame.get("event_id"):
-                self._spoken_events.add(frame["event_id"])
+                if frame["event_id"] != seen:
+                    self._spoken_events.add(frame["event_id"])
                 self._reply_events[f"stream:{frame['stream_id']}"] = frame["event_id"]
                 self._record_heard(f"stream:{frame['stream_id']}")
         elif kind == "event":
@@ -601,9 +605,15 @@ class VoiceSession:
             return
         if event.get("type") != "message" or source.get("participant_id") == self.party.participant_id:
             return
+        agent_id = source.get("channel_id") or ""
         text = _spoken_text(event.get("content") or {})
+        streaming = _stream_of(self._streams, agent_id, text)
+        if streaming is not None:
+            # The reply this agent is streaming, stored before its stream ends (the order the room
+            # publishes them in): the stream says it, sentence by sentence; this is only its event.
+            self._stream_events[streaming] = event.get("id", "")
+            return
         if text:
-            agent_id = source.get("channel_id") or ""
             await self.transport.control({"type": "agent_text", "text": text, "agent_id": agent_id})
             for sentence in _SENTENCE_END.split(text):
                 self._queue_speech(sentence, agent_id, event.get("id", ""))
@@ -816,6 +826,15 @@ class VoiceSession:
 
 def _level_payload(level: Level | AudioLevel) -> dict[str, float]:
     return {"rms_dbfs": round(level.rms_dbfs, 1), "peak_dbfs": round(level.peak_dbfs, 1)}
+
+
+def _stream_of(streams: dict[str, dict[str, str]], agent_id: str, text: str) -> str | None:
+    """The open stream of ``agent_id`` whose text so far begins ``text`` (the reply it is streaming), if any."""
+    stored = " ".join(text.split())
+    for stream_id, stream in streams.items():
+        if agent_id and stream["agent_id"] == agent_id and stored.startswith(" ".join(stream["text"].split())):
+            return stream_id
+    return None
 
 
 def _spoken_text(content: dict[str, Any]) -> str:

@@ -737,7 +737,8 @@ class VoiceCallEndToEndTests(BrowserTestCase):
         theirs.nth(1).wait_for(timeout=60_000)
         wait_until(lambda: self.second_answer_heard(page), timeout=90, message="the last answer played out")
         # An answer per turn at most (a turn that comes while the agent is still answering steers that answer).
-        self.assertTrue(2 <= theirs.count() <= mine.count(), (theirs.count(), mine.count()))
+        bubbles = {"caller": mine.all_text_contents(), "agents": theirs.all_text_contents()}
+        self.assertTrue(2 <= theirs.count() <= mine.count(), bubbles)
         self.assertEqual(theirs.last.locator(".foot").text_content(), "")
         stats = voice_stats(page)
         self.assertEqual(set(stats["frameSizes"]), {"640"})

@@ -417,3 +417,79 @@ class TurnTakingTests(unittest.TestCase):
         self.assertEqual([f["digit"] for _, f in transport.controls if f["type"] == "dtmf"], list("4071#"))
         self.assertEqual([p["digit"] for t, p in turns.fired if t == "on_dtmf"], list("4071#"))
         self.assertEqual(turns.stored, ["Keypad: 4071"])
+
+
+STREAMED = ["Hello there. ", "Your order ships ", "tomorrow. Anything else?"]
+
+
+@tag("no_db")
+class StreamedReplyTests(unittest.TestCase):
+    """A streamed reply is said once, sentence by sentence, in whichever order its stored event and its end arrive.
+
+    The room publishes a generation's stored reply as soon as it commits and
+    the stream's end after it, so a call usually gets the whole reply as an
+    event while the stream's last sentence is still to come; a socket may also
+    get them the other way round. Either way the reply is shown and spoken once.
+    """
+
+    def run_frames(self, frames: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+        """Hand ``frames`` to a session as the room would; (agent_text texts shown, texts spoken)."""
+        ref: list = []
+        transport = RecordingTransport(ref)
+        party = CallParty(channel_id="voice", room_id="room", participant_id="caller", sender="caller")
+        tts = tts_from_config({"provider": "espeak"})
+        spoken: list[str] = []
+
+        class RecordingTTS:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(tts, name)
+
+            def synthesize(self, text: str):
+                spoken.append(text)
+                return tts.synthesize(text)
+
+        async def run() -> None:
+            session = VoiceSession(
+                transport, party, VoiceSettings(), stt=ScriptedSTT([]), tts=RecordingTTS(), turns=RecordedTurns(party)
+            )
+            ref.append(session)
+            await session.start()
+            for frame in frames:
+                await session.room_frame(frame)
+            await until(lambda: transport.first("playback_stop") is not None, "the reply to be said")
+            await session.close()
+
+        asyncio.run(run())
+        return [f["text"] for _, f in transport.controls if f["type"] == "agent_text"], spoken
+
+    @staticmethod
+    def reply_event(body: str = "".join(STREAMED), agent: str = "triage", event_id: str = "e1") -> dict[str, Any]:
+        source = {"participant_id": f"p-{agent}", "channel_id": agent}
+        return {
+            "type": "event",
+            "event": {"id": event_id, "type": "message", "source": source, "content": {"type": "text", "body": body}},
+        }
+
+    def stream(self, *, event_before_end: bool) -> list[dict[str, Any]]:
+        frames: list[dict[str, Any]] = [{"type": "stream_start", "stream_id": "g1", "agent_id": "triage"}]
+        frames += [{"type": "stream_chunk", "stream_id": "g1", "delta": d} for d in STREAMED]
+        end = {"type": "stream_end", "stream_id": "g1", "event_id": "e1"}
+        return frames + ([self.reply_event(), end] if event_before_end else [end, self.reply_event()])
+
+    def test_the_stored_reply_arriving_before_the_stream_ends_is_not_said_again(self):
+        shown, spoken = self.run_frames(self.stream(event_before_end=True))
+        self.assertEqual(shown, ["Hello there.", "Your order ships tomorrow.", "Anything else?"])
+        self.assertEqual(spoken, shown)
+
+    def test_the_stored_reply_arriving_after_the_stream_ended_is_not_said_again(self):
+        shown, spoken = self.run_frames(self.stream(event_before_end=False))
+        self.assertEqual(shown, ["Hello there.", "Your order ships tomorrow.", "Anything else?"])
+        self.assertEqual(spoken, shown)
+
+    def test_another_message_while_a_reply_streams_is_said(self):
+        frames = self.stream(event_before_end=True)
+        frames.insert(2, self.reply_event("An operator joined.", agent="ops", event_id="e0"))
+        shown, spoken = self.run_frames(frames)
+        self.assertIn("An operator joined.", shown)
+        self.assertEqual(spoken.count("An operator joined."), 1)
+        self.assertEqual(spoken.count("Anything else?"), 1)
