@@ -165,9 +165,11 @@ class ScriptedProvider:
         if not text or text.startswith(GREETING_PREFIX):
             return f"Hello! I'm {self.agent_name}. How can I help you?"
         orders = _sample_orders()
+        # Only what this agent answers: the demo's triage has no clock, and offered the time it could not tell.
+        the_time = ", the time," if any(t.name == "get_current_time" for t in request.tools) else ","
         return (
             f"You said: “{text[:200]}”. I'm a demo agent and answer a few things only: "
-            f"ask me about order {orders[0]} (or {', '.join(orders[1:])}), the time, or ask for a person."
+            f"ask me about order {orders[0]} (or {', '.join(orders[1:])}){the_time} or ask for a person."
         )
 
     # --- protocol ----------------------------------------------------------------

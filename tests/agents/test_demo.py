@@ -94,6 +94,21 @@ class DemoTests(TransactionTestCase):
             self.assertNotIn("couldn't find", answer)
             self.assertNotIn("{", answer)
 
+    def test_each_agent_offers_only_what_it_can_answer(self) -> None:
+        session = chat_session_start(display_name="Ann", open_now=True)
+        claims = chat_token_verify(session.token)
+        webchat_message_send(claims, client_msg_id="1", text="what can you do?")
+        triage = agent_replies(session.room_id)[-1]
+        self.assertEqual(triage.source_channel_id, "triage")
+        self.assertNotIn("the time", triage.content["body"])  # it has no clock
+        webchat_message_send(claims, client_msg_id="2", text="I have a billing problem")
+        webchat_message_send(claims, client_msg_id="3", text="what can you do?")
+        specialist = agent_replies(session.room_id)[-1]
+        self.assertEqual(specialist.source_channel_id, "specialist")
+        self.assertIn("the time", specialist.content["body"])
+        webchat_message_send(claims, client_msg_id="4", text="what time is it?")
+        self.assertRegex(agent_replies(session.room_id)[-1].content["body"], r"\d{1,2}:\d{2}")
+
     def test_admin_pages_work_and_keys_are_write_only(self) -> None:
         user = get_user_model().objects.create_superuser("admin", "a@example.com", "pw-not-used")
         self.client.force_login(user)
