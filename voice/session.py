@@ -595,8 +595,9 @@ class VoiceSession:
     async def _say_streamed(self, sentence: str, agent_id: str, stream_id: str) -> None:
         """A sentence of a streamed reply: shown (``agent_text``, one per sentence) and spoken."""
         if sentence.strip():
-            await self.transport.control({"type": "agent_text", "text": sentence.strip(), "agent_id": agent_id})
-            self._queue_speech(sentence, agent_id, f"stream:{stream_id}")
+            reply = f"stream:{stream_id}"
+            await self.transport.control({"type": "agent_text", "text": sentence.strip(), "agent_id": agent_id, "reply": reply})
+            self._queue_speech(sentence, agent_id, reply)
 
     async def _room_event(self, event: dict[str, Any]) -> None:
         source = event.get("source") or {}
@@ -614,7 +615,7 @@ class VoiceSession:
             self._stream_events[streaming] = event.get("id", "")
             return
         if text:
-            await self.transport.control({"type": "agent_text", "text": text, "agent_id": agent_id})
+            await self.transport.control({"type": "agent_text", "text": text, "agent_id": agent_id, "reply": event.get("id", "")})
             for sentence in _SENTENCE_END.split(text):
                 self._queue_speech(sentence, agent_id, event.get("id", ""))
 

@@ -473,6 +473,33 @@ class VoicePageBrowserTests(BrowserTestCase):
         self.assertEqual(self.bubbles(page)[-1]["text"], "Of course.")
         self.assertFalse(self.bubbles(page)[-1]["interrupted"])
 
+    def test_each_reply_keeps_its_bubble_whatever_arrives_between_its_sentences(self) -> None:
+        page = self.new_page()
+        fake = FakeVoiceServer(page, on_connect=greet)
+        call = self.start_call(page, fake)
+        # A reply's first sentence can reach the page before the transcript of the turn it answers,
+        # and a barge-in can cut it between two sentences: its sentences still share one bubble.
+        call.send({"type": "agent_text", "text": "It is noon.", "agent_id": "specialist", "reply": "stream:g1"})
+        call.send({"type": "transcript", "text": "What time is it?", "event_id": "e1", "seq": 1})
+        call.send({"type": "barge_in"})
+        call.send({"type": "agent_text", "text": "Anything else?", "agent_id": "specialist", "reply": "stream:g1"})
+        call.send({"type": "agent_text", "text": "Someone joined.", "agent_id": "ops", "reply": "e2"})
+        call.send({"type": "transcript", "text": "No thanks.", "event_id": "e3", "seq": 3})
+        call.send({"type": "agent_text", "text": "Goodbye.", "agent_id": "specialist", "reply": "stream:g2"})
+        pump_until(page, lambda: len(self.bubbles(page)) >= 5, message="five bubbles")
+        page.wait_for_timeout(200)
+        shown = [(b["mine"], b["text"], b["interrupted"]) for b in self.bubbles(page)]
+        self.assertEqual(
+            shown,
+            [
+                (False, "It is noon. Anything else?", True),
+                (True, "What time is it?", False),
+                (False, "Someone joined.", False),
+                (True, "No thanks.", False),
+                (False, "Goodbye.", False),
+            ],
+        )
+
     def test_a_session_closed_with_4401_says_it_has_expired(self) -> None:
         page = self.new_page()
         fake = FakeVoiceServer(page, on_connect=lambda call: call.close(4401, "token expired"))

@@ -433,7 +433,10 @@ class StreamedReplyTests(unittest.TestCase):
     """
 
     def run_frames(self, frames: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-        """Hand ``frames`` to a session as the room would; (agent_text texts shown, texts spoken)."""
+        """Hand ``frames`` to a session as the room would; (agent_text texts shown, texts spoken).
+
+        ``self.replies`` gets the reply each agent_text frame names, in order.
+        """
         ref: list = []
         transport = RecordingTransport(ref)
         party = CallParty(channel_id="voice", room_id="room", participant_id="caller", sender="caller")
@@ -460,7 +463,9 @@ class StreamedReplyTests(unittest.TestCase):
             await session.close()
 
         asyncio.run(run())
-        return [f["text"] for _, f in transport.controls if f["type"] == "agent_text"], spoken
+        shown = [f for _, f in transport.controls if f["type"] == "agent_text"]
+        self.replies = [f["reply"] for f in shown]
+        return [f["text"] for f in shown], spoken
 
     @staticmethod
     def reply_event(body: str = "".join(STREAMED), agent: str = "triage", event_id: str = "e1") -> dict[str, Any]:
@@ -492,4 +497,6 @@ class StreamedReplyTests(unittest.TestCase):
         shown, spoken = self.run_frames(frames)
         self.assertIn("An operator joined.", shown)
         self.assertEqual(spoken.count("An operator joined."), 1)
+        # Each frame names its reply: the page keeps one bubble per reply, whatever comes between.
+        self.assertEqual(self.replies, ["stream:g1", "e0", "stream:g1", "stream:g1"])
         self.assertEqual(spoken.count("Anything else?"), 1)

@@ -225,15 +225,21 @@
   }
   // The agent's words. A reply may come as one frame or sentence by sentence
   // (each frame new text, or the text so far): one bubble per reply either way.
+  // Frames name their reply (`reply`): its sentences find its bubble whatever
+  // else arrived in between (the caller's transcript, another reply).
   function onAgentText(f) {
     if (!call) return;
     const text = String(f.text || "").trim();
     if (!text) return;
     const agentId = String(f.agent_id || "agent");
-    const current = call.agent;
-    if (current && current.agentId === agentId && !current.row.classList.contains("interrupted")) {
+    const reply = f.reply ? String(f.reply) : "";
+    const known = reply ? call.replies.get(reply) : null;
+    const current = known || call.agent;
+    const same = known || (current && !reply && current.agentId === agentId && !current.row.classList.contains("interrupted"));
+    if (same) {
       current.text = text.startsWith(current.text) ? text : `${current.text} ${text}`;
       setText(current.row, current.text);
+      call.agent = current;
       if (nearBottom()) el.log.scrollTop = el.log.scrollHeight;
       return;
     }
@@ -242,6 +248,7 @@
     setText(row, text);
     append(row);
     call.agent = { agentId, row, text };
+    if (reply) call.replies.set(reply, call.agent);
   }
   function markInterrupted() {
     const current = call && call.agent;
@@ -477,6 +484,7 @@
       captureNode: null,
       partial: null,
       agent: null,
+      replies: new Map(), // reply id -> its bubble (see onAgentText)
       serverState: "listening",
       audible: false, // the agent's speech is playing
       awaitingDone: false, // between playback_start and playback_stop: drains are reported
