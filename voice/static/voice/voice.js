@@ -240,6 +240,7 @@
       current.text = text.startsWith(current.text) ? text : `${current.text} ${text}`;
       setText(current.row, current.text);
       call.agent = current;
+      call.lastAgent = current;
       if (nearBottom()) el.log.scrollTop = el.log.scrollHeight;
       return;
     }
@@ -248,10 +249,13 @@
     setText(row, text);
     append(row);
     call.agent = { agentId, row, text };
+    call.lastAgent = call.agent;
     if (reply) call.replies.set(reply, call.agent);
   }
+  // What is playing is the agent's latest words: a cut marks their bubble, even when the
+  // caller's transcript came after them (it ends `call.agent`, not the playback).
   function markInterrupted() {
-    const current = call && call.agent;
+    const current = call && call.lastAgent;
     if (!current || current.row.classList.contains("interrupted")) return;
     current.row.classList.add("interrupted");
     const foot = current.row.querySelector(".foot");
@@ -483,7 +487,8 @@
       playNode: null,
       captureNode: null,
       partial: null,
-      agent: null,
+      agent: null, // the bubble the agent's next words join (none after the caller's transcript)
+      lastAgent: null, // the bubble of the agent's latest words
       replies: new Map(), // reply id -> its bubble (see onAgentText)
       serverState: "listening",
       audible: false, // the agent's speech is playing
