@@ -833,7 +833,8 @@ def _stream_of(streams: dict[str, dict[str, str]], agent_id: str, text: str) -> 
     """The open stream of ``agent_id`` whose text so far begins ``text`` (the reply it is streaming), if any."""
     stored = " ".join(text.split())
     for stream_id, stream in streams.items():
-        if agent_id and stream["agent_id"] == agent_id and stored.startswith(" ".join(stream["text"].split())):
+        so_far = " ".join(stream["text"].split())
+        if agent_id and stream["agent_id"] == agent_id and so_far and stored.startswith(so_far):
             return stream_id
     return None
 
