@@ -254,7 +254,6 @@ class VoiceSession:
         self._stop_synthesis = threading.Event()
         self._streams: dict[str, dict[str, str]] = {}  # stream id -> {"agent_id", "pending", "text"}
         self._spoken_events: set[str] = set()  # replies said from their stream, whose event frame is still to come
-        self._stream_events: dict[str, str] = {}  # stream id -> its reply's event, when the event came first
         self._played_ms = 0.0
         self._pieces: list[_Piece] = []  # what this playback said, piece by piece, on its audio clock
         self._heard: dict[str, str] = {}  # reply -> what the caller heard of it, when it was cut
@@ -580,15 +579,15 @@ class VoiceSession:
             stream = self._streams.pop(frame.get("stream_id", ""), None)
             if stream is None:
                 return
-            seen = self._stream_events.pop(frame["stream_id"], None)
             if frame.get("abandoned"):
                 return
             await self._say_streamed(stream["pending"], stream["agent_id"], frame["stream_id"])
-            if frame.get("event_id"):
-                if frame["event_id"] != seen:
-                    self._spoken_events.add(frame["event_id"])
-                self._reply_events[f"stream:{frame['stream_id']}"] = frame["event_id"]
-                self._record_heard(f"stream:{frame['stream_id']}")
+            reply, event_id = f"stream:{frame['stream_id']}", frame.get("event_id")
+            if event_id:
+                if self._reply_events.get(reply) != event_id:  # its event frame is still to come
+                    self._spoken_events.add(event_id)
+                self._reply_events[reply] = event_id
+                self._record_heard(reply)
         elif kind == "event":
             await self._room_event(frame.get("event") or {})
 
@@ -612,7 +611,7 @@ class VoiceSession:
         if streaming is not None:
             # The reply this agent is streaming, stored before its stream ends (the order the room
             # publishes them in): the stream says it, sentence by sentence; this is only its event.
-            self._stream_events[streaming] = event.get("id", "")
+            self._reply_events[f"stream:{streaming}"] = event.get("id", "")
             return
         if text:
             await self.transport.control({"type": "agent_text", "text": text, "agent_id": agent_id, "reply": event.get("id", "")})

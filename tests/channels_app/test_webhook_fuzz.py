@@ -20,11 +20,9 @@ fails during these tests, as a dead network would.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import socket
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -43,12 +41,10 @@ from tests.channels_app import (
     test_voicemeup_webhooks,
     test_whatsapp_support,
 )
-from tests.channels_app.fakes import meta, telegram, telnyx
+from tests.channels_app.fakes import meta, telegram, telnyx, twilio
 from tests.channels_app.helpers import error_of, row_counts
 from tests.concurrency.processes import quiet_logger
 from tests.support import make_channel, post_signed
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Deterministic (see the module), quick, and no example database left behind.
 FUZZ = settings(
@@ -158,10 +154,6 @@ class FuzzMixin:
             self.assertEqual(row_counts(), before, f"a {response.status_code} must store nothing")
 
 
-def _fixture(vendor: str, name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / vendor / name).read_text())
-
-
 class GenericHttpFuzzTests(FuzzMixin, TestCase):
     def setUp(self) -> None:
         super().setUp()
@@ -182,14 +174,14 @@ class TwilioFuzzTests(FuzzMixin, test_twilio_inbound.TwilioInboundTestCase):
     def test_inbound(self) -> None:
         self.fuzz(
             ["inbound_sms.json", "inbound_location.json", "inbound_rcs_button.json"],
-            lambda data, name: self.post(mutate(data, _fixture("twilio", name)["form"], FORM_VALUES, whole=False)),
+            lambda data, name: self.post(mutate(data, twilio.fixture(name), FORM_VALUES, whole=False)),
         )
 
     def test_status(self) -> None:
         self.fuzz(
             ["status_sent.json", "status_delivered.json", "status_undelivered.json"],
             lambda data, name: self.post(
-                mutate(data, _fixture("twilio", name)["form"], FORM_VALUES, whole=False), path="/webhooks/tw-sms/status/"
+                mutate(data, twilio.fixture(name), FORM_VALUES, whole=False), path="/webhooks/tw-sms/status/"
             ),
         )
 

@@ -233,10 +233,11 @@
     if (!text) return;
     const agentId = String(f.agent_id || "agent");
     const reply = f.reply ? String(f.reply) : "";
-    const known = reply ? call.replies.get(reply) : null;
-    const current = known || call.agent;
-    const same = known || (current && !reply && current.agentId === agentId && !current.row.classList.contains("interrupted"));
-    if (same) {
+    const last = call.agent;
+    const current = reply
+      ? call.replies.get(reply)
+      : last && last.agentId === agentId && !last.row.classList.contains("interrupted") && last;
+    if (current) {
       current.text = text.startsWith(current.text) ? text : `${current.text} ${text}`;
       setText(current.row, current.text);
       call.agent = current;
